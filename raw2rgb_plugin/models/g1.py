@@ -1,0 +1,234 @@
+"""G1, the RAW2RGB-GAN main generator: a U-Net from packed Bayer RAW to RGB.
+
+Follows the seed's layer table (see `docs/ARCHITECTURE.md` and the seed facts) with two
+deliberate changes:
+
+1. **Full sensor resolution out.** The last 7×7 conv emits 4 RGB triplets per packed pixel
+   (12 channels) that `pixel_shuffle` places on the 2×2 Bayer sites, so a packed H×W input gives a
+   2H×2W image. The seed's half-resolution output is the 2×2 mean of that (`half_size`).
+2. **No per-sample normalisation.** The seed's InstanceNorm computes statistics per tile, so tiled
+   output differs from whole-frame output (visible seams). We use BatchNorm, whose inference-time
+   statistics are fixed numbers (and fold into the convolutions), or no norm at all.
+
+The model takes the packed, normalised RAW in [0, 1] and returns RGB in [0, 1] (the seed's
+[-1, 1] mapping happens inside), so callers never juggle value ranges.
+
+Sizes are named variants, timm-style: only the base width changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+#: base width of each named variant; `base` is the seed's.
+VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}
+
+#: three stride-2 encoder stages: packed inputs must be a multiple of this.
+PACKED_STRIDE = 8
+
+
+@dataclass(frozen=True)
+class G1Config:
+    width: int = 64
+    norm: str = "batch"  # "batch" or "none"
+    spectral_norm: bool = True  # training-time only; profiles hold plain weights
+    residual_blocks: int = 4
+    in_channels: int = 4
+    out_channels: int = 3
+
+    @classmethod
+    def for_variant(cls, variant: str, **overrides) -> "G1Config":
+        if variant not in VARIANT_WIDTHS:
+            raise ValueError(f"unknown G1 variant {variant!r}; known: {', '.join(VARIANT_WIDTHS)}")
+        return cls(width=VARIANT_WIDTHS[variant], **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ConvBlock(nn.Module):
+    """conv (reflect padding, no bias when normalised) → optional norm → optional LeakyReLU."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        *,
+        stride: int = 1,
+        norm: str = "batch",
+        act: bool = True,
+        spectral: bool = True,
+    ):
+        super().__init__()
+        # 4×4 stride-2 convs need asymmetric-free padding 1 to halve exactly; odd kernels pad k//2.
+        padding = 1 if kernel == 4 else kernel // 2
+        use_norm = norm == "batch"
+        conv = nn.Conv2d(
+            cin, cout, kernel, stride=stride, padding=padding, padding_mode="reflect", bias=not use_norm
+        )
+        self.conv = _spectral_norm(conv) if spectral else conv
+        self.norm = nn.BatchNorm2d(cout) if use_norm else nn.Identity()
+        self.act = nn.LeakyReLU(0.2, inplace=True) if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, norm: str, spectral: bool):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBlock(channels, channels, 3, norm=norm, spectral=spectral),
+            ConvBlock(channels, channels, 3, norm="none", act=False, spectral=spectral),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class UpBlock(nn.Module):
+    """×2 nearest upsample then 3×3 conv: no transposed-conv checkerboard."""
+
+    def __init__(self, cin: int, cout: int, norm: str, spectral: bool):
+        super().__init__()
+        self.conv = ConvBlock(cin, cout, 3, norm=norm, spectral=spectral)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class G1(nn.Module):
+    def __init__(self, config: G1Config = G1Config()):
+        super().__init__()
+        self.config = config
+        w, n, sn = config.width, config.norm, config.spectral_norm
+        self.e1 = ConvBlock(config.in_channels, w, 7, norm="none", spectral=sn)
+        self.e2 = ConvBlock(w, 2 * w, 4, stride=2, norm=n, spectral=sn)
+        self.e3 = ConvBlock(2 * w, 4 * w, 4, stride=2, norm=n, spectral=sn)
+        self.e4 = ConvBlock(4 * w, 8 * w, 4, stride=2, norm=n, spectral=sn)
+        self.bottleneck = nn.Sequential(*(ResidualBlock(8 * w, n, sn) for _ in range(config.residual_blocks)))
+        self.d1 = UpBlock(8 * w, 4 * w, n, sn)
+        self.d2 = UpBlock(8 * w, 2 * w, n, sn)
+        self.d3 = UpBlock(4 * w, w, n, sn)
+        # 4 output pixels per packed pixel → pixel_shuffle to full sensor resolution.
+        self.d4 = ConvBlock(2 * w, 4 * config.out_channels, 7, norm="none", act=False, spectral=sn)
+
+    #: channels of the three decoder tensors `forward_features` returns (for the G2 branch).
+    def decoder_channels(self) -> tuple[int, int, int]:
+        w = self.config.width
+        return 8 * w, 4 * w, 2 * w
+
+    def forward_features(self, packed: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """RGB at full resolution and the decoder tensors at H/4, H/2 and H (packed H)."""
+        h, w = packed.shape[-2:]
+        if h % PACKED_STRIDE or w % PACKED_STRIDE:
+            raise ValueError(f"G1 needs packed sizes that are multiples of {PACKED_STRIDE}, got {h}×{w}")
+        x = packed * 2 - 1
+        e1 = self.e1(x)
+        e2 = self.e2(e1)
+        e3 = self.e3(e2)
+        b = self.bottleneck(self.e4(e3))
+        d1 = torch.cat([self.d1(b), e3], dim=1)
+        d2 = torch.cat([self.d2(d1), e2], dim=1)
+        d3 = torch.cat([self.d3(d2), e1], dim=1)
+        rgb = F.pixel_shuffle(torch.tanh(self.d4(d3)), 2)
+        return (rgb + 1) / 2, [d1, d2, d3]
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(packed)[0]
+
+
+def half_size(rgb_full: torch.Tensor) -> torch.Tensor:
+    """The seed's packed-resolution output: the mean of each 2×2 block."""
+    return F.avg_pool2d(rgb_full, 2)
+
+
+def plain_state_dict(model: G1) -> dict[str, torch.Tensor]:
+    """State dict with spectral norm resolved into plain conv weights, as profiles store it.
+
+    Keys are those of a `G1` built with `spectral_norm=False`, so a profile loads into an
+    inference model that never pays for the power iteration.
+    """
+    state: dict[str, torch.Tensor] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            state[f"{name}.weight"] = module.weight.detach().clone()  # resolved W/σ under SN
+            if module.bias is not None:
+                state[f"{name}.bias"] = module.bias.detach().clone()
+        elif isinstance(module, nn.BatchNorm2d):
+            for key, value in module.state_dict().items():
+                state[f"{name}.{key}"] = value.detach().clone()
+    # Under spectral norm the module path is `<block>.conv.parametrizations...`; the conv
+    # module itself is still named `<block>.conv`, so names already match the plain layout.
+    return {k: v.contiguous() for k, v in state.items()}
+
+
+def load_plain_state_dict(model: G1, state: dict[str, torch.Tensor]) -> None:
+    """Load plain weights into `model`, whether or not it uses spectral norm (fine-tuning)."""
+    if not model.config.spectral_norm:
+        model.load_state_dict(state, strict=True)
+        return
+    remapped: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        module_name, _, param = key.rpartition(".")
+        module = model.get_submodule(module_name)
+        if param == "weight" and isinstance(module, nn.Conv2d) and parametrize.is_parametrized(module, "weight"):
+            remapped[f"{module_name}.parametrizations.weight.original"] = value
+        else:
+            remapped[key] = value
+    missing, unexpected = model.load_state_dict(remapped, strict=False)
+    # The power-iteration vectors u, v are state, not weights: they re-converge in a few steps.
+    missing = [k for k in missing if not k.endswith((".parametrizations.weight.0._u", ".parametrizations.weight.0._v"))]
+    if missing or unexpected:
+        raise KeyError(f"weights do not match G1: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    _converge_spectral_norms(model)
+
+
+@torch.no_grad()
+def _converge_spectral_norms(model: nn.Module, iterations: int = 50) -> None:
+    """Run the power iteration to convergence so σ(W) is exact right after loading.
+
+    Exported weights are W/σ, so σ of the loaded weight is ~1 and the model reproduces the
+    profile — but only once u, v have converged; fresh u, v would give a wrong σ at first.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and parametrize.is_parametrized(module, "weight"):
+            sn = module.parametrizations.weight[0]
+            weight_mat = sn._reshape_weight_to_matrix(module.parametrizations.weight.original)
+            sn._power_method(weight_mat, iterations)
+
+
+@torch.no_grad()
+def fuse_batchnorm(model: G1) -> G1:
+    """Fold eval-mode BatchNorm into the preceding conv (in place); inference only."""
+    for module in model.modules():
+        if isinstance(module, ConvBlock) and isinstance(module.norm, nn.BatchNorm2d):
+            conv, bn = module.conv, module.norm
+            if parametrize.is_parametrized(conv):
+                parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            fused = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                stride=conv.stride,
+                padding=conv.padding,
+                padding_mode=conv.padding_mode,
+                bias=True,
+            ).to(conv.weight.device, conv.weight.dtype)
+            fused.weight.copy_(conv.weight * scale[:, None, None, None])
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
+            module.conv, module.norm = fused, nn.Identity()
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
