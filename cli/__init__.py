@@ -1,0 +1,1 @@
+"""The raw2rgb command-line interface (installed as the package `raw2rgb_cli`)."""
