@@ -1,0 +1,42 @@
+"""Colour constants and helpers shared by decoding, synthetic data and evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: linear sRGB (D65) → CIE XYZ, IEC 61966-2-1.
+SRGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ],
+    dtype=np.float64,
+)
+XYZ_TO_SRGB = np.linalg.inv(SRGB_TO_XYZ)
+
+
+def camera_to_srgb_from_xyz_to_camera(xyz_to_camera: np.ndarray) -> np.ndarray:
+    """camera RGB (white balanced) → linear sRGB, from an XYZ(D65) → camera matrix.
+
+    dcraw's construction: camera ← sRGB is XYZ→camera · sRGB→XYZ with rows normalised to 1, so
+    that sRGB white lands on camera white once white balance has been applied; its inverse maps
+    white-balanced camera RGB to linear sRGB with rows summing to 1.
+    """
+    camera_from_srgb = np.asarray(xyz_to_camera, dtype=np.float64)[:3, :3] @ SRGB_TO_XYZ
+    row_sums = camera_from_srgb.sum(axis=1, keepdims=True)
+    if np.any(np.abs(row_sums) < 1e-8):
+        raise ValueError("degenerate camera matrix")
+    camera_from_srgb = camera_from_srgb / row_sums
+    return np.linalg.inv(camera_from_srgb)
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function (IEC 61966-2-1) on values in [0, 1]."""
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+
+
+def srgb_decode(encoded: np.ndarray) -> np.ndarray:
+    encoded = np.clip(encoded, 0.0, 1.0)
+    return np.where(encoded <= 0.04045, encoded / 12.92, np.power((encoded + 0.055) / 1.055, 2.4))

@@ -1,0 +1,81 @@
+"""Input normalisation: what the engine does to the mosaic before G1 sees it.
+
+A profile records which of these its network was trained on, and the engine applies exactly that:
+
+- ``raw``: black level subtracted per site, divided by (white − black), clipped to [0, 1].
+- ``wb``: ``raw`` then the white-balance multipliers, clipped to [0, 1] (clipped highlights stay
+  neutral, as a camera's would).
+- ``wb+ccm``: ``wb`` then the camera → linear sRGB matrix applied on the packed channels (each
+  green site with the R and B of its packed pixel), clipped to [0, 1]. This makes the input look
+  the same for every camera, so one profile serves all Bayer sensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
+from .raw_decode import BayerFrame
+
+INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm")
+
+
+@dataclass(frozen=True)
+class NetworkInput:
+    packed: torch.Tensor  # (1, 4, h, w) float32 in [0, 1], RGGB phase
+    padding: PhasePadding  # crop for the full-resolution output
+
+
+def levels_normalize(mosaic: torch.Tensor, black_level_per_site: np.ndarray, white_level: float) -> torch.Tensor:
+    """uint16/float (H, W) mosaic → float32 in [0, 1] using per-site black and the white level."""
+    h, w = mosaic.shape
+    black = site_tile(torch.as_tensor(black_level_per_site, dtype=torch.float32, device=mosaic.device), h, w)
+    scaled = (mosaic.to(torch.float32) - black) / (float(white_level) - black)
+    return scaled.clamp_(0.0, 1.0)
+
+
+def apply_color_normalization(
+    packed: torch.Tensor, mode: str, wb_gains_rgb: np.ndarray, camera_to_srgb: np.ndarray
+) -> torch.Tensor:
+    """Apply ``wb`` / ``wb+ccm`` to a levels-normalised (…, 4, h, w) packed tensor."""
+    if mode not in INPUT_NORMALIZATIONS:
+        raise ValueError(f"unknown input normalisation {mode!r}")
+    if mode == "raw":
+        return packed
+    r, g, b = (float(v) for v in wb_gains_rgb)
+    gains = torch.tensor([r, g, g, b], dtype=packed.dtype, device=packed.device).view(4, 1, 1)
+    packed = (packed * gains).clamp_(0.0, 1.0)
+    if mode == "wb":
+        return packed
+    m = torch.as_tensor(np.asarray(camera_to_srgb, dtype=np.float32), device=packed.device, dtype=packed.dtype)
+    red, green_r, green_b, blue = packed.unbind(dim=-3)
+    out_red = m[0, 0] * red + m[0, 1] * (green_r + green_b) / 2 + m[0, 2] * blue
+    out_blue = m[2, 0] * red + m[2, 1] * (green_r + green_b) / 2 + m[2, 2] * blue
+    # Each green site keeps its own sample so the mosaic's green detail is not averaged away.
+    out_gr = m[1, 0] * red + m[1, 1] * green_r + m[1, 2] * blue
+    out_gb = m[1, 0] * red + m[1, 1] * green_b + m[1, 2] * blue
+    return torch.stack([out_red, out_gr, out_gb, out_blue], dim=-3).clamp_(0.0, 1.0)
+
+
+def network_input(frame: BayerFrame, mode: str, device: torch.device | str = "cpu") -> NetworkInput:
+    """Upload the uint16 mosaic to `device`, then normalise and pack it there."""
+    mosaic = torch.from_numpy(frame.mosaic).to(device, non_blocking=True)
+    levelled = levels_normalize(mosaic, frame.black_level_per_site, frame.white_level)
+    padding = rggb_padding(frame.cfa_pattern, frame.height, frame.width)
+    packed = pack_rggb(pad_mosaic(levelled, padding))
+    packed = apply_color_normalization(packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb)
+    return NetworkInput(packed=packed[None].contiguous(), padding=padding)
+
+
+def orient(rgb: torch.Tensor, flip: int) -> torch.Tensor:
+    """Apply LibRaw's `flip` to a (…, H, W) image: column/row flips first, then transpose."""
+    if flip & 1:
+        rgb = rgb.flip(-1)
+    if flip & 2:
+        rgb = rgb.flip(-2)
+    if flip & 4:
+        rgb = rgb.transpose(-1, -2)
+    return rgb

@@ -1,0 +1,218 @@
+"""RAW decoding with rawpy (LibRaw): a camera file → a `BayerFrame` the engine can pack.
+
+A `BayerFrame` holds the visible Bayer mosaic in sensor orientation plus everything needed to
+normalise it (levels, white balance, colour matrix) and to orient the result, each with the
+source it came from, because real files lie: invalid white balance, zero matrices, odd margins.
+Files the method cannot use (X-Trans, Foveon, linear DNG, sRAW, monochrome) are rejected with
+one line that says what the file is and what to do instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rawpy
+
+from .colour import camera_to_srgb_from_xyz_to_camera
+from .errors import RawDecodeError, UnsupportedRawError
+
+#: LibRaw colour indices (0=R, 1=G, 2=B, 3=second G) → CFA letters.
+_COLOUR_LETTERS = {0: "R", 1: "G", 2: "B", 3: "G"}
+BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+
+#: EXIF Orientation → LibRaw `sizes.flip`.
+EXIF_ORIENTATION_TO_FLIP = {1: 0, 2: 1, 3: 3, 4: 2, 5: 4, 6: 6, 7: 7, 8: 5}
+
+
+@dataclass
+class BayerFrame:
+    path: Path
+    mosaic: np.ndarray  # uint16 (H, W): the visible area, sensor orientation
+    cfa_pattern: str  # colours of mosaic[0:2, 0:2] read row by row, e.g. "GRBG"
+    black_level_per_site: np.ndarray  # float32 (2, 2): black level of each 2×2 site of the mosaic
+    white_level: float
+    wb_gains_rgb: np.ndarray  # float32 (3,): multipliers for R, G, B, normalised to G = 1
+    wb_source: str  # "as-shot", "daylight" or "neutral"
+    camera_to_srgb: np.ndarray  # float32 (3, 3): white-balanced camera RGB → linear sRGB
+    matrix_source: str  # "rgb_xyz_matrix", "color_matrix", "dng ColorMatrix1" or "identity"
+    flip: int  # LibRaw sizes.flip: bit 1 flips columns, bit 2 rows, bit 4 transposes (after)
+    raw_size: tuple[int, int] = (0, 0)  # full sensor area incl. margins (H, W)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return int(self.mosaic.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.mosaic.shape[1])
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(height, width) of the full-resolution RGB after orientation."""
+        h, w = self.mosaic.shape
+        return (w, h) if self.flip & 4 else (h, w)
+
+
+def decode_raw(path: str | Path, *, keep_open: bool = False) -> BayerFrame | tuple[BayerFrame, rawpy.RawPy]:
+    """Decode `path` into a `BayerFrame`.
+
+    With `keep_open`, the still-open `rawpy.RawPy` is returned too (metadata readers use its
+    `other`/`lens`); the caller closes it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RawDecodeError(f"{path} does not exist or is not a file", "check the path")
+    try:
+        raw = rawpy.imread(str(path))
+    except rawpy.LibRawFileUnsupportedError:
+        raise RawDecodeError("not a RAW format LibRaw knows", "pass a camera RAW file (CR2, NEF, ARW, DNG, …)") from None
+    except (rawpy.LibRawError, OSError) as exc:
+        raise RawDecodeError(f"cannot open the RAW file ({_libraw_message(exc)})", "the file may be damaged or truncated") from None
+    try:
+        frame = _frame_from_raw(path, raw)
+    except BaseException:
+        raw.close()
+        raise
+    if keep_open:
+        return frame, raw
+    raw.close()
+    return frame
+
+
+def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
+    try:
+        raw_type = raw.raw_type
+        pattern = raw.raw_pattern
+        colour_desc = raw.color_desc
+    except (rawpy.LibRawError, OSError) as exc:
+        raise RawDecodeError(f"cannot read the RAW data ({_libraw_message(exc)})", "the file may be damaged or truncated") from None
+
+    if raw_type == rawpy.RawType.Stack:
+        raise UnsupportedRawError(
+            "holds demosaiced or multi-layer data (linear DNG, sRAW or Foveon), not a Bayer mosaic",
+            "raw2rgb needs a Bayer RAW; open this file in a classical converter",
+        )
+    if raw.num_colors == 1 or pattern is None:
+        raise UnsupportedRawError("is a monochrome or pattern-less RAW", "raw2rgb needs a colour Bayer RAW")
+    if pattern.shape != (2, 2):
+        kind = "X-Trans" if pattern.shape == (6, 6) else f"{pattern.shape[0]}×{pattern.shape[1]}"
+        raise UnsupportedRawError(
+            f"has a {kind} colour filter array, not a 2×2 Bayer pattern",
+            "raw2rgb profiles are trained on Bayer sensors; use a classical converter for this file",
+        )
+    if colour_desc[:3] != b"RGB":
+        raise UnsupportedRawError(
+            f"has a {colour_desc.decode(errors='replace')} colour filter, not RGB",
+            "raw2rgb needs an RGB Bayer sensor",
+        )
+
+    try:
+        mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
+        colours = np.array(raw.raw_colors_visible[:2, :2], dtype=np.int64)
+    except (rawpy.LibRawError, OSError) as exc:
+        raise RawDecodeError(f"cannot decode the image data ({_libraw_message(exc)})", "the file may be damaged or truncated") from None
+
+    cfa = "".join(_COLOUR_LETTERS[int(c)] for c in colours.ravel())
+    if cfa not in BAYER_PATTERNS:
+        raise UnsupportedRawError(f"has an unusual CFA phase {cfa}", "raw2rgb needs a 2×2 RGGB-family Bayer pattern")
+    if mosaic.shape[0] < 16 or mosaic.shape[1] < 16:
+        raise RawDecodeError(f"image is only {mosaic.shape[1]}×{mosaic.shape[0]} pixels", "the file holds no usable image")
+    if int(mosaic.max()) == int(mosaic.min()):
+        raise RawDecodeError("holds no image data (every pixel has the same value)", "the file was stripped or damaged")
+
+    black_per_channel = np.asarray(raw.black_level_per_channel, dtype=np.float32)
+    black_per_site = black_per_channel[colours]
+    white = float(raw.white_level)
+    if not white > float(black_per_site.max()):
+        raise RawDecodeError(f"white level {white:g} is not above the black level", "the file's metadata is damaged")
+
+    notes: list[str] = []
+    wb, wb_source = _white_balance(raw, notes)
+    matrix, matrix_source = _camera_to_srgb(raw, path, notes)
+    return BayerFrame(
+        path=path,
+        mosaic=mosaic,
+        cfa_pattern=cfa,
+        black_level_per_site=black_per_site,
+        white_level=white,
+        wb_gains_rgb=wb,
+        wb_source=wb_source,
+        camera_to_srgb=matrix,
+        matrix_source=matrix_source,
+        flip=int(raw.sizes.flip),
+        raw_size=(int(raw.sizes.raw_height), int(raw.sizes.raw_width)),
+        notes=notes,
+    )
+
+
+def _normalised_wb(values) -> np.ndarray | None:
+    """[R, G, B, G2] multipliers → [R, G, B] with G = 1, or None when unusable."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape[0] < 3 or not np.all(np.isfinite(v[:3])) or np.any(v[:3] <= 0):
+        return None
+    gains = v[:3] / v[1]
+    # Real multipliers stay within a couple of stops of green; outside that it is garbage.
+    if np.any(gains < 1 / 8) or np.any(gains > 16):
+        return None
+    return gains.astype(np.float32)
+
+
+def _white_balance(raw: rawpy.RawPy, notes: list[str]) -> tuple[np.ndarray, str]:
+    as_shot = _normalised_wb(raw.camera_whitebalance)
+    if as_shot is not None and not np.allclose(as_shot, 1.0):
+        return as_shot, "as-shot"
+    if as_shot is None:
+        notes.append(f"as-shot white balance {list(np.round(raw.camera_whitebalance, 3))} is invalid")
+    daylight = _normalised_wb(raw.daylight_whitebalance)
+    if daylight is not None and not np.allclose(daylight, 1.0):
+        return daylight, "daylight"
+    if as_shot is not None:
+        # All-ones as shot is what some cameras really record (Kodak DC50): keep it.
+        return as_shot, "as-shot"
+    return np.ones(3, dtype=np.float32), "neutral"
+
+
+def _camera_to_srgb(raw: rawpy.RawPy, path: Path, notes: list[str]) -> tuple[np.ndarray, str]:
+    xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3, :3]
+    if np.abs(xyz_to_cam).sum() > 0:
+        try:
+            return camera_to_srgb_from_xyz_to_camera(xyz_to_cam).astype(np.float32), "rgb_xyz_matrix"
+        except (ValueError, np.linalg.LinAlgError):
+            notes.append("rgb_xyz_matrix is degenerate")
+    rgb_cam = np.asarray(raw.color_matrix, dtype=np.float64)[:3, :3]
+    if np.abs(rgb_cam).sum() > 0 and np.all(np.abs(rgb_cam.sum(axis=1) - 1) < 0.05):
+        return rgb_cam.astype(np.float32), "color_matrix"
+    dng_matrix = _dng_color_matrix1(path)
+    if dng_matrix is not None:
+        try:
+            return camera_to_srgb_from_xyz_to_camera(dng_matrix).astype(np.float32), "dng ColorMatrix1"
+        except (ValueError, np.linalg.LinAlgError):
+            notes.append("DNG ColorMatrix1 is degenerate")
+    notes.append("no colour matrix in the file: camera RGB is taken as sRGB")
+    return np.eye(3, dtype=np.float32), "identity"
+
+
+def _dng_color_matrix1(path: Path) -> np.ndarray | None:
+    import exifread
+
+    try:
+        with open(path, "rb") as f:
+            tags = exifread.process_file(f, details=False, stop_tag="ColorMatrix1")
+    except Exception:  # exifread raises many types on non-TIFF files; a missing matrix is fine
+        return None
+    for key, tag in tags.items():
+        if key.endswith("ColorMatrix1"):
+            values = [float(v.num) / float(v.den) if hasattr(v, "num") else float(v) for v in tag.values]
+            if len(values) >= 9:
+                return np.array(values[:9], dtype=np.float64).reshape(3, 3)
+    return None
+
+
+def _libraw_message(exc: BaseException) -> str:
+    text = exc.args[0] if exc.args else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return str(text).strip() or type(exc).__name__
