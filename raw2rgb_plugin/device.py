@@ -1,0 +1,70 @@
+"""Where G1 runs and in which precision.
+
+auto = CUDA, then Apple MPS, then CPU. Half precision only where the hardware does it natively:
+bf16 on CUDA sm_80+, fp16 on older CUDA; the CPU stays fp32 (bf16 autocast on an AVX2 CPU was
+measured ~100× slower).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+
+from .errors import Raw2RgbError
+from .models.g1 import G1, fuse_batchnorm
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    name = name.lower()
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise Raw2RgbError(f"unknown device {name!r}", f"use one of {', '.join(DEVICE_CHOICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise Raw2RgbError("CUDA was asked for but no CUDA GPU is available", "use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise Raw2RgbError("Apple MPS was asked for but is not available", "use --device cpu or auto")
+    return torch.device(name)
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        if major >= 8:
+            return torch.bfloat16
+        if major >= 7:
+            return torch.float16
+        return torch.float32
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def bound_cpu_threads(threads: int | None = None) -> int:
+    """Use the cores we were given (cgroup/affinity aware), never more."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        available = os.cpu_count() or 1
+    threads = max(1, min(threads or available, available))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def prepare_for_inference(model: G1, device: torch.device, dtype: torch.dtype) -> G1:
+    """A device-resident copy with BatchNorm folded in, channels_last, in `dtype`."""
+    model = fuse_batchnorm(copy.deepcopy(model).eval())
+    model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # tiles have a fixed shape; frames repeat sizes
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
