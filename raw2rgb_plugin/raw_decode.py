@@ -25,6 +25,9 @@ BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 #: EXIF Orientation → LibRaw `sizes.flip`.
 EXIF_ORIENTATION_TO_FLIP = {1: 0, 2: 1, 3: 3, 4: 2, 5: 4, 6: 6, 7: 7, 8: 5}
 
+#: below this a file cannot hold its mosaic (the Kodak DC50's lossy KDC is ~1.9 bits/pixel).
+_MIN_BITS_PER_PIXEL = 0.25
+
 
 @dataclass
 class BayerFrame:
@@ -109,6 +112,16 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
             "raw2rgb needs an RGB Bayer sensor",
         )
 
+    # Stripped files (real headers, pixel data cut away) can "decode" into whatever memory
+    # LibRaw had: no lossless codec gets a RAW below ~2 bits per pixel, so a file that small
+    # cannot hold its image.
+    pixels = int(raw.sizes.raw_height) * int(raw.sizes.raw_width)
+    file_size = path.stat().st_size
+    if pixels and file_size * 8 < pixels * _MIN_BITS_PER_PIXEL:
+        raise RawDecodeError(
+            f"holds no image data: {file_size} bytes cannot hold a {raw.sizes.raw_width}×{raw.sizes.raw_height} image",
+            "the file was stripped or truncated; copy it from the card again",
+        )
     try:
         mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
         colours = np.array(raw.raw_colors_visible[:2, :2], dtype=np.int64)

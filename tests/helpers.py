@@ -1,0 +1,52 @@
+"""Builders the tests share: small random-weight profiles and known synthetic mosaics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raw2rgb_plugin.models.g1 import G1, G1Config
+from raw2rgb_plugin.profiles import save_profile
+
+#: XYZ(D65) → camera matrix of a plausible sensor (a Canon-like response; values only need to be sane).
+TEST_XYZ_TO_CAMERA = np.array(
+    [[0.6722, -0.0635, -0.0963], [-0.4287, 1.2460, 0.2028], [-0.0908, 0.2162, 0.5668]], dtype=np.float64
+)
+
+
+def make_tiny_profile(path: Path, *, width: int = 8, input_normalization: str = "wb+ccm", seed: int = 0) -> Path:
+    """A G1 with random weights and BatchNorm statistics from a few forward passes.
+
+    Not a useful converter, but every code path of a real profile runs through it.
+    """
+    torch.manual_seed(seed)
+    model = G1(G1Config(width=width))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(2, 4, 32, 32))
+    model.eval()
+    return save_profile(path, model, {"input_normalization": input_normalization, "description": "test profile"})
+
+
+def bayer_from_rgb(rgb: np.ndarray, cfa: str) -> np.ndarray:
+    """Sample an (H, W, 3) image on the `cfa` order → (H, W) mosaic of the same dtype."""
+    index = {"R": 0, "G": 1, "B": 2}
+    mosaic = np.empty(rgb.shape[:2], dtype=rgb.dtype)
+    for k, letter in enumerate(cfa):
+        dy, dx = divmod(k, 2)
+        mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, index[letter]]
+    return mosaic
+
+
+def smooth_scene(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth, colourful linear scene in [0, 1] (H, W, 3)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = []
+    for _ in range(3):
+        fy, fx, phase = rng.uniform(1, 4), rng.uniform(1, 4), rng.uniform(0, 6.28)
+        channels.append(0.45 + 0.35 * np.sin(fy * 6.28 * y + phase) * np.cos(fx * 6.28 * x))
+    return np.clip(np.stack(channels, axis=-1), 0.02, 0.98)

@@ -1,0 +1,101 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from raw2rgb_plugin.errors import ProfileError
+from raw2rgb_plugin.models.g1 import G1, G1Config, VARIANT_WIDTHS, count_parameters, load_plain_state_dict
+from raw2rgb_plugin.profiles import METADATA_KEY, list_profile_paths, load_profile, read_profile_metadata, save_profile
+
+from helpers import make_tiny_profile
+
+
+@pytest.fixture(autouse=True)
+def user_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAW2RGB_PROFILE_DIR", str(tmp_path / "user-profiles"))
+    return tmp_path / "user-profiles"
+
+
+def test_seed_width_has_the_seed_parameter_count():
+    assert count_parameters(G1(G1Config.for_variant("base"))) == pytest.approx(23.6e6, rel=0.01)
+    assert set(VARIANT_WIDTHS) == {"base", "slim", "lite"}
+
+
+def test_g1_outputs_full_sensor_resolution_in_unit_range():
+    model = G1(G1Config(width=8)).eval()
+    out = model(torch.rand(2, 4, 24, 32))
+    assert out.shape == (2, 3, 48, 64) and 0 <= float(out.min()) and float(out.max()) <= 1
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(torch.rand(1, 4, 20, 32))
+
+
+def test_round_trip_by_name_and_by_path(user_dir):
+    path = make_tiny_profile(user_dir / "mine")
+    meta = read_profile_metadata(path)
+    assert meta["name"] == "mine" and meta["input_normalization"] == "wb+ccm"
+    assert meta["architecture"] == {"name": "g1", "width": 8, "norm": "batch", "spectral_norm": False,
+                                    "residual_blocks": 4, "in_channels": 4, "out_channels": 3}
+    by_name, by_path = load_profile("mine"), load_profile(str(path))
+    x = torch.rand(1, 4, 16, 16)
+    assert torch.equal(by_name.model(x), by_path.model(x))
+    assert path in list_profile_paths()
+
+
+def test_fp16_profile_reproduces_the_model(tmp_path):
+    torch.manual_seed(1)
+    model = G1(G1Config(width=8)).eval()
+    path = save_profile(tmp_path / "half", model, {"input_normalization": "raw"}, dtype=torch.float16)
+    x = torch.rand(1, 4, 16, 16)
+    assert (load_profile(path).model(x) - model(x)).abs().max() < 5e-3
+
+
+def test_spectral_norm_training_model_exports_its_effective_weights(tmp_path):
+    torch.manual_seed(2)
+    model = G1(G1Config(width=8, spectral_norm=True))
+    model.train()
+    for _ in range(20):  # let the power iteration converge
+        model(torch.rand(2, 4, 16, 16))
+    model.eval()
+    x = torch.rand(1, 4, 16, 16)
+    path = save_profile(tmp_path / "sn", model, {"input_normalization": "wb"})
+    assert (load_profile(path).model(x) - model(x)).abs().max() < 1e-5
+    # …and fine-tuning starts from the same function.
+    again = G1(G1Config(width=8, spectral_norm=True))
+    load_plain_state_dict(again, load_file(str(path)))
+    assert (again.eval()(x) - model(x)).abs().max() < 0.02
+
+
+def test_tensors_that_do_not_match_the_metadata_are_rejected(tmp_path):
+    path = make_tiny_profile(tmp_path / "p")
+    tensors = load_file(str(path))
+    meta = read_profile_metadata(path)
+    meta["architecture"]["width"] = 16
+    save_file(tensors, str(tmp_path / "lying.safetensors"), metadata={METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(ProfileError, match="wrong shape"):
+        load_profile(tmp_path / "lying.safetensors")
+    tensors.pop("e1.conv.weight")
+    save_file(tensors, str(tmp_path / "short.safetensors"), metadata={METADATA_KEY: json.dumps(read_profile_metadata(path))})
+    with pytest.raises(ProfileError, match="missing 1 tensors"):
+        load_profile(tmp_path / "short.safetensors")
+
+
+def test_a_pickle_is_never_loaded(tmp_path):
+    evil = tmp_path / "evil.safetensors"
+    torch.save({"e1.conv.weight": torch.zeros(1)}, evil)  # a pickle under a profile's name
+    with pytest.raises(ProfileError, match="not a readable safetensors file"):
+        load_profile(evil)
+
+
+def test_unknown_names_and_metadata_are_explained(tmp_path):
+    with pytest.raises(ProfileError, match="no profile named 'nope'"):
+        load_profile("nope")
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ProfileError, match="no raw2rgb metadata"):
+        load_profile(tmp_path / "plain.safetensors")
+    path = make_tiny_profile(tmp_path / "q")
+    meta = read_profile_metadata(path)
+    meta["input_normalization"] = "magic"
+    save_file(load_file(str(path)), str(tmp_path / "odd.safetensors"), metadata={METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(ProfileError, match="unknown input normalisation"):
+        load_profile(tmp_path / "odd.safetensors")
