@@ -1,0 +1,158 @@
+"""Metadata reading on the real camera files in ../shared/data (raw/ and the EXIF-only bad/)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from raw2rgb_plugin.exif_read import PhotoMetadata, read_photo_metadata
+
+F = Fraction
+
+# What each file holds, checked against exiftool's reading of the same files.
+EXPECTED = {
+    # TIFF-based RAWs read by exifread directly.
+    "bad/exiftool/CanonRaw.cr2": dict(
+        make="Canon", model="Canon EOS 350D DIGITAL", exposure_time=F(1, 15), f_number=F(8),
+        iso=400, focal_length=F(55), datetime_original="2005:08:03 18:59:18", orientation=1),
+    "bad/exiftool/Nikon.nef": dict(
+        make="NIKON CORPORATION", model="NIKON D70", exposure_time=F(1, 20), f_number=F(7, 2),
+        iso=200, focal_length=F(18), datetime_original="2004:06:09 16:02:35"),
+    "bad/file-type/fixture-sony-zv-e10.arw": dict(
+        make="SONY", model="ZV-E10", lens_model="E PZ 16-50mm F3.5-5.6 OSS", iso=100,
+        exposure_time=F(1, 160), f_number=F(18), focal_length=F(29), orientation=6),
+    "bad/exiftool/PhaseOne.iiq": dict(make="Leaf", model="Credo 40", exposure_time=F(1, 1250),
+                                      f_number=F(28, 5), iso=100, focal_length=F(80)),
+    # Panasonic RW2 has no ISO tag in EXIF (it is in the RW2 IFD): LibRaw supplies it.
+    "bad/exiftool/Panasonic.rw2": dict(make="Panasonic", model="DMC-LX3", exposure_time=F(1, 250),
+                                       f_number=F(4), iso=80, focal_length=F(51, 10)),
+    "bad/exiv2/IMG_1361.dng": dict(
+        make="Apple", model="iPhone 12 Pro", lens_make="Apple",
+        lens_model="iPhone 12 Pro back triple camera 4.2mm f/1.6", exposure_time=F(1, 5556),
+        f_number=F(8, 5), iso=32, focal_length=F(21, 5), datetime_original="2020:12:29 14:24:45",
+        orientation=6),
+    "bad/exiftool/DNG.dng": dict(make="Canon", artist="unknown", iso=400),
+    # Truncated before its EXIF IFD: DateTimeOriginal still sits in IFD0 (TIFF/EP).
+    "bad/file-type/fixture-Leica-M10.dng": dict(
+        make="Leica Camera AG", model="LEICA M10", datetime_original="2017:01:05 17:54:40",
+        orientation=6, exposure_time=None),
+    # Kodak writes its EXIF tags into IFD0.
+    "raw/RAW_KODAK_DC50.KDC": dict(
+        make="Eastman Kodak Company", model="Kodak Digital Science DC50 Zoom Camera",
+        exposure_time=F(87, 20000), f_number=F(31, 5), focal_length=F(37),
+        copyright="Kodak Digital Camera 50"),
+    # Containers exifread does not parse.
+    "bad/exiv2/Canon-R6-pruned.CR3": dict(
+        make="Canon", model="Canon EOS R6", lens_model="RF70-200mm F2.8 L IS USM",
+        exposure_time=F(1, 4), f_number=F(25), iso=100, focal_length=F(200),
+        datetime_original="2021:05:12 12:21:21", artist="Johannes Kimmel", copyright="CCO",
+        orientation=1),
+    "bad/file-type/fixture.cr3": dict(make="Canon", model="Canon EOS R", orientation=6,
+                                      lens_model="EF24-105mm f/4L IS USM", iso=100,
+                                      exposure_time=F(1, 125), artist=None),
+    "bad/exiftool/FujiFilm.raf": dict(make="FUJIFILM", model="FinePix S5Pro", iso=100,
+                                      exposure_time=F(1, 250), f_number=F(8),
+                                      focal_length=F(70), copyright=None),
+    "bad/exiftool/Minolta.mrw": dict(make="Konica Minolta Camera, Inc.", model="DiMAGE A2",
+                                     exposure_time=F(1, 5), f_number=F(14, 5), iso=64,
+                                     focal_length=F(461, 64)),
+    "bad/exiv2/exiv2-canon-powershot-s40.crw": dict(make="Canon", model="Canon PowerShot S40"),
+    # CRW: camera name from the CIFF heap, the rest from LibRaw.
+    "raw/RAW_CANON_D30_SRGB.CRW": dict(
+        make="Canon", model="Canon EOS D30", iso=100, f_number=F(11), focal_length=F(100),
+        artist="Marc-Andre Keune", datetime_original="2002:11:24 15:11:22"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_reads_known_fields(shared_data: Path, name: str) -> None:
+    metadata = read_photo_metadata(shared_data / name)
+    for field, value in EXPECTED[name].items():
+        assert getattr(metadata, field) == value, field
+
+
+def test_every_shared_file_reads_without_raising(shared_data: Path) -> None:
+    files = sorted(p for folder in ("raw", "bad") for p in (shared_data / folder).rglob("*")
+                   if p.is_file() and not p.name.startswith("."))
+    assert len(files) >= 18
+    for path in files:
+        metadata = read_photo_metadata(path)
+        json.dumps(metadata.summary())
+        if metadata.datetime_original is not None:
+            datetime.strptime(metadata.datetime_original, "%Y:%m:%d %H:%M:%S")
+
+
+def test_gps_from_dng(shared_data: Path) -> None:
+    gps = read_photo_metadata(shared_data / "bad/exiv2/IMG_1361.dng").gps
+    assert gps is not None
+    assert (gps.latitude, gps.latitude_ref) == ((F(34), F(3), F(3459, 100)), "N")
+    assert (gps.longitude, gps.longitude_ref) == ((F(84), F(40), F(5421, 100)), "W")
+    assert (gps.altitude, gps.altitude_ref, gps.datestamp) == (F(584155, 2238), 0, "2020:12:29")
+    summary = read_photo_metadata(shared_data / "bad/exiv2/IMG_1361.dng").summary()["gps"]
+    assert summary["latitude"] == pytest.approx(34 + 3 / 60 + 34.59 / 3600)
+    assert summary["longitude"] == pytest.approx(-(84 + 40 / 60 + 54.21 / 3600))
+    assert summary["altitude"] == pytest.approx(261.0165, abs=1e-4)
+
+
+def test_sigma_x3f_without_exif_gives_nones(shared_data: Path) -> None:
+    assert read_photo_metadata(shared_data / "bad/exiftool/Sigma.x3f") == PhotoMetadata()
+
+
+def test_passed_rawpy_handle_fills_gaps(shared_data: Path) -> None:
+    rawpy = pytest.importorskip("rawpy")
+    path = shared_data / "raw/RAW_CANON_D30_SRGB.CRW"
+    with rawpy.imread(str(path)) as raw:
+        assert read_photo_metadata(path, raw) == read_photo_metadata(path)
+
+
+def test_libraw_values_become_exif_like_fractions(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.raw"
+    blank.write_bytes(bytes(64))
+    raw = SimpleNamespace(
+        other=SimpleNamespace(iso_speed=3200.0, shutter_speed=0.004000000189989805,
+                              aperture=1.600000023841858, focal_length=4.199999809265137,
+                              timestamp=datetime(2020, 12, 29, 14, 24, 45), artist=" Ann \x00"),
+        lens=SimpleNamespace(make="", model="RF50mm F1.8 STM"))
+    metadata = read_photo_metadata(blank, raw)
+    assert (metadata.iso, metadata.exposure_time, metadata.f_number, metadata.focal_length) == (
+        3200, F(1, 250), F(8, 5), F(21, 5))
+    assert (metadata.lens_make, metadata.lens_model) == (None, "RF50mm F1.8 STM")
+    assert (metadata.datetime_original, metadata.artist) == ("2020:12:29 14:24:45", "Ann")
+
+
+def test_libraw_unknowns_stay_none(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.raw"
+    blank.write_bytes(bytes(64))
+    raw = SimpleNamespace(
+        other=SimpleNamespace(iso_speed=0.0, shutter_speed=0.0, aperture=0.0, focal_length=0.0,
+                              timestamp=datetime.fromtimestamp(0), artist=""),
+        lens=SimpleNamespace(make="", model=""))
+    assert read_photo_metadata(blank, raw) == PhotoMetadata()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a raw file at all", b"II*\x00\xff\xff\xff\xff",
+                                     b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01" + bytes(64),
+                                     b"II\x1a\x00\x00\x00HEAPCCDR" + bytes(12) + b"\xff" * 4,
+                                     b"FUJIFILMCCD-RAW " + bytes(68) + b"\xff" * 8])
+def test_garbage_gives_nones(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "garbage.raw"
+    path.write_bytes(content)
+    assert read_photo_metadata(path) == PhotoMetadata()
+
+
+def test_missing_file_gives_nones(tmp_path: Path) -> None:
+    assert read_photo_metadata(tmp_path / "absent.cr2") == PhotoMetadata()
+
+
+def test_summary_is_json_friendly() -> None:
+    summary = PhotoMetadata(make="Canon", exposure_time=F(1, 250), f_number=F(28, 10),
+                            focal_length=F(51, 10), iso=100).summary()
+    assert json.loads(json.dumps(summary)) == summary
+    assert (summary["exposure_time"], summary["f_number"], summary["focal_length"]) == (
+        "1/250", 2.8, 5.1)
+    assert summary["gps"] is None and summary["lens_model"] is None
