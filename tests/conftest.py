@@ -24,3 +24,19 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data is absent")
     return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_profile_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Profiles a test installs land in a temp folder, never in the user's data directory."""
+    path = tmp_path_factory.mktemp("user-profiles")
+    monkeypatch.setenv("RAW2RGB_PROFILE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_profile(tmp_path_factory) -> Path:
+    """A width-8 G1 profile with random weights (wb+ccm input): fast, and every code path is real."""
+    from helpers import make_tiny_profile
+
+    return make_tiny_profile(tmp_path_factory.mktemp("profiles") / "tiny")
