@@ -1,0 +1,72 @@
+"""Which files are RAW, how command-line inputs expand, and where each output goes."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+#: camera RAW extensions (lower case) that LibRaw reads; matched case-insensitively.
+RAW_EXTENSIONS = frozenset(
+    ".3fr .ari .arw .bay .cr2 .cr3 .crw .cs1 .dcr .dcs .dng .drf .eip .erf .fff .gpr .iiq .k25 "
+    ".kdc .mdc .mef .mos .mrw .nef .nrw .orf .pef .ptx .pxn .qtk .raf .raw .rw2 .rwl .rwz .sr2 "
+    ".srf .srw .sti .x3f".split()
+)
+
+
+def is_raw_path(path: Path) -> bool:
+    return path.suffix.lower() in RAW_EXTENSIONS
+
+
+@dataclass
+class InputProblem:
+    """An input argument that named nothing convertible."""
+
+    argument: str
+    problem: str
+
+
+def expand_inputs(arguments: list[str], *, recursive: bool = False) -> tuple[list[Path], list[InputProblem]]:
+    """Files as given, RAW files inside folders (optionally recursive), and glob patterns.
+
+    Order is kept and duplicates removed. A file given by name is taken whatever its extension
+    (the decoder will say if it is no RAW); folders and globs only yield RAW extensions.
+    """
+    found: list[Path] = []
+    problems: list[InputProblem] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append(path)
+
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if path.is_file():
+            add(path)
+        elif path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            matches = sorted(p for p in path.glob(pattern) if p.is_file() and is_raw_path(p))
+            if not matches:
+                hint = "" if recursive else " (add --recursive to look in sub-folders)"
+                problems.append(InputProblem(argument, f"folder holds no RAW files{hint}"))
+            for match in matches:
+                add(match)
+        elif glob.has_magic(argument):
+            matches = sorted(Path(p) for p in glob.glob(argument, recursive=recursive) if Path(p).is_file())
+            raws = [p for p in matches if is_raw_path(p)]
+            if not raws:
+                problems.append(InputProblem(argument, "pattern matches no RAW files"))
+            for match in raws:
+                add(match)
+        else:
+            problems.append(InputProblem(argument, "no such file or folder"))
+    return found, problems
+
+
+def output_path_for(input_path: Path, output_dir: Path | None) -> Path:
+    """`<stem>.tif` in `output_dir`, or beside the input."""
+    directory = output_dir if output_dir is not None else input_path.parent
+    return directory / f"{input_path.stem}.tif"
