@@ -1,0 +1,168 @@
+"""`raw2rgb convert`: batch RAW → 16-bit TIFF through a profile's G1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .console import err, error_line, print_json
+
+DEFAULT_PROFILE_HELP = "default on a GPU, default-lite on a CPU"
+
+
+def pick_default_profile(device_type: str) -> str:
+    return "default" if device_type in ("cuda", "mps") else "default-lite"
+
+
+def convert(
+    inputs: list[str] = typer.Argument(..., help="RAW files, folders or glob patterns.", show_default=False),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Folder for the TIFFs (default: beside each input).", file_okay=False),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path [default: {DEFAULT_PROFILE_HELP}]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps (auto: CUDA, then MPS, then CPU)."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in packed pixels; 0 = whole frame [default: whole frame if memory allows]."),
+    overlap: int = typer.Option(64, "--overlap", help="Tile overlap in packed pixels."),
+    half_size: bool = typer.Option(False, "--half-size", help="Write at half sensor resolution (the packed grid)."),
+    compress: bool = typer.Option(False, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),
+    overwrite: bool = typer.Option(False, "--overwrite/--skip-existing", help="Replace existing TIFFs, or skip them."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look into sub-folders of folder inputs."),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="RAW decoding threads."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary; errors only."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Convert camera RAW files to full-resolution 16-bit TIFFs with ICC profile and EXIF."""
+    from raw2rgb_plugin.device import choose_device
+    from raw2rgb_plugin.engine import Converter, ConvertJob
+    from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.paths import expand_inputs, output_path_for
+    from raw2rgb_plugin.profiles import load_profile
+
+    started = time.perf_counter()
+    paths, problems = expand_inputs(inputs, recursive=recursive)
+    for problem in problems:
+        error_line(problem.argument, problem.problem)
+
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    jobs_list: list[ConvertJob] = []
+    collisions: list[tuple[Path, str]] = []
+    claimed: dict[Path, Path] = {}
+    for path in paths:
+        target = output_path_for(path, output_dir)
+        key = target.resolve()
+        if key in claimed:
+            collisions.append((path, f"its output {target} is also the output of {claimed[key]} — convert them into different folders"))
+            continue
+        claimed[key] = path
+        jobs_list.append(ConvertJob(path, target))
+
+    try:
+        torch_device = choose_device(device)
+        converter = Converter(
+            load_profile(profile or pick_default_profile(torch_device.type)),
+            device=torch_device, tile=tile, overlap=overlap,
+        )
+    except Raw2RgbError as exc:
+        error_line("raw2rgb", str(exc))
+        raise typer.Exit(2)
+
+    for path, message in collisions:
+        error_line(str(path), message)
+
+    lock = threading.Lock()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )
+    task = progress.add_task("converting", total=len(jobs_list), rate="", current="")
+
+    def on_event(kind: str, job: ConvertJob, info: dict) -> None:
+        with lock:
+            if kind == "stage":
+                progress.update(task, current=escape(f"{job.input.name}: {info['stage']}"))
+            elif kind == "done":
+                result = info["result"]
+                if result.status == "failed":
+                    progress.console.print(
+                        f"[red]error[/red]: {escape(str(job.input))}: {escape(result.error or 'failed')}", soft_wrap=True
+                    )
+                done = progress.tasks[task].completed + 1
+                elapsed = time.perf_counter() - started
+                progress.update(task, advance=1, rate=f"{done / elapsed:.2f} files/s" if elapsed else "")
+
+    if not quiet:
+        err.print(
+            f"profile [bold]{escape(converter.profile.name)}[/bold] ({converter.profile.variant}, "
+            f"{converter.profile.input_normalization}) on {converter.device.type}"
+            f" ({str(converter.dtype).removeprefix('torch.')})"
+        )
+    with progress:
+        results = converter.convert(
+            jobs_list, overwrite=overwrite, compress=compress, half_size=half_size, decode_workers=jobs,
+            on_event=on_event,
+        )
+        progress.update(task, current="")
+
+    if quiet:
+        for result in results:
+            if result.status == "failed":
+                error_line(str(result.input), result.error or "failed")
+
+    converted = [r for r in results if r.status == "converted"]
+    skipped = [r for r in results if r.status == "skipped"]
+    failed = [r for r in results if r.status == "failed"]
+    failed_count = len(failed) + len(problems) + len(collisions)
+    elapsed = time.perf_counter() - started
+
+    if not quiet:
+        table = Table(title="raw2rgb convert", show_edge=False, title_justify="left")
+        table.add_column("status")
+        table.add_column("files", justify="right")
+        table.add_column("details")
+        table.add_row("[green]converted", str(len(converted)), f"{elapsed:.1f} s in all, {len(converted) / elapsed:.2f} files/s")
+        table.add_row("[yellow]skipped", str(len(skipped)), "output exists (--overwrite replaces it)" if skipped else "")
+        table.add_row("[red]failed", str(failed_count), "")
+        reasons = [(r.input.name, r.error or "") for r in failed]
+        reasons += [(p.name, m) for p, m in collisions] + [(p.argument, p.problem) for p in problems]
+        for name, reason in reasons:
+            table.add_row("", "", f"[red]✗[/red] {escape(name)}: {escape(reason)}")
+        err.print(table)
+
+    if json_output:
+        print_json(
+            {
+                "profile": converter.profile.name,
+                "device": converter.device.type,
+                "dtype": str(converter.dtype).removeprefix("torch."),
+                "converted": len(converted),
+                "skipped": len(skipped),
+                "failed": failed_count,
+                "seconds": round(elapsed, 3),
+                "files": [r.to_dict() for r in results]
+                + [{"input": str(p), "output": None, "status": "failed", "error": m} for p, m in collisions]
+                + [{"input": p.argument, "output": None, "status": "failed", "error": p.problem} for p in problems],
+            }
+        )
+    if failed_count or not (results or problems or collisions):
+        if not (results or problems or collisions):
+            error_line("raw2rgb", "nothing to convert — pass RAW files or folders")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert)
