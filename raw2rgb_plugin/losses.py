@@ -1,0 +1,59 @@
+"""The losses of RAW2RGB-GAN (x = packed RAW, y = target RGB, s = saliency map of y).
+
+- L1 = |G1(x) − y|
+- attention (SMDA) L_A = |G1(x)⊙G2(x) − y⊙s|
+- perceptual L_p = |φ(G1(x)) − φ(y)|, φ = VGG16 conv4_3 before its ReLU on ImageNet-normalised RGB
+- LSGAN: L_D = ½·D(x, G1(x))² + ½·(D(x, y) − 1)²,  L_G = ½·(D(x, G1(x)) − 1)²
+
+All are means over pixels (and score-map cells), so their weights do not depend on patch size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    return F.l1_loss(fake, real)
+
+
+def attention_loss(
+    fake: torch.Tensor, predicted_saliency: torch.Tensor, real: torch.Tensor, target_saliency: torch.Tensor
+) -> torch.Tensor:
+    """|G1(x)⊙G2(x) − y⊙s|; the (N, 1, H, W) maps weight all three colour channels."""
+    return F.l1_loss(fake * predicted_saliency, real * target_saliency)
+
+
+class PerceptualLoss(nn.Module):
+    """L1 between VGG16 conv4_3 features of the output and of the target.
+
+    The feature network is frozen; the target's features need no graph, so they are computed
+    without one (half the activation memory of a plain two-image forward).
+    """
+
+    def __init__(self, features: nn.Module):
+        super().__init__()
+        self.features = features.eval()
+        for p in self.features.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "PerceptualLoss":
+        # φ is a fixed measuring instrument: it stays in eval mode whatever the trainer does.
+        super().train(mode)
+        self.features.eval()
+        return self
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.features(real)
+        return F.l1_loss(self.features(fake), target)
+
+
+def lsgan_d_loss(score_fake: torch.Tensor, score_real: torch.Tensor) -> torch.Tensor:
+    return 0.5 * score_fake.float().pow(2).mean() + 0.5 * (score_real.float() - 1).pow(2).mean()
+
+
+def lsgan_g_loss(score_fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (score_fake.float() - 1).pow(2).mean()

@@ -1,0 +1,50 @@
+"""Image quality metrics on [0, 1] RGB tensors (N, C, H, W): PSNR and SSIM, one value per image.
+
+SSIM follows Wang et al. 2004 as the RAW-to-RGB literature reports it: 11×11 Gaussian window,
+σ = 1.5, K1 = 0.01, K2 = 0.03, data range 1, computed per colour channel over the 'valid' region
+(no padding) and averaged over channels and positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+_C1 = 0.01**2
+_C2 = 0.03**2
+
+
+def psnr(output: torch.Tensor, target: torch.Tensor, *, max_db: float = 100.0) -> torch.Tensor:
+    """Per-image PSNR in dB; identical images give `max_db` instead of infinity."""
+    mse = (output.double() - target.double()).pow(2).flatten(1).mean(dim=1)
+    return (10 * torch.log10(1.0 / mse.clamp_min(10 ** (-max_db / 10)))).float()
+
+
+def _gaussian_window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    coords = torch.arange(SSIM_WINDOW, device=device, dtype=dtype) - (SSIM_WINDOW - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    return torch.outer(g, g)
+
+
+def ssim(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image mean SSIM (channels averaged)."""
+    if output.shape != target.shape or output.dim() != 4:
+        raise ValueError(f"ssim needs two (N, C, H, W) tensors of one shape, got {tuple(output.shape)} and {tuple(target.shape)}")
+    if min(output.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"ssim needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW} px")
+    x, y = output.double(), target.double()
+    channels = x.shape[1]
+    window = _gaussian_window(x.device, x.dtype).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + _C1) * (2 * cov + _C2)) / ((mu_x**2 + mu_y**2 + _C1) * (var_x + var_y + _C2))
+    return ssim_map.flatten(1).mean(dim=1).float()
