@@ -1,0 +1,144 @@
+"""Bayer CFA DNGs: synthetic training pairs, examples and test inputs that LibRaw reads as RAW.
+
+One uncompressed IFD0 holds the mosaic (NewSubfileType 0, no preview): the smallest layout
+LibRaw and darktable's rawspeed accept. The colour metadata is written the way a camera
+would (ColorMatrix1 = XYZ(D65) → camera, CalibrationIlluminant1 = D65, AsShotNeutral), so
+synthetic data exercises the same metadata path as real RAWs.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import tifffile
+from tifftools import Datatype, Tag
+
+from . import __version__
+from .exif_read import PhotoMetadata
+from .tiff_write import atomic_output, copy_with_tags, photo_tags, rational_values
+
+CFA_ORDERS = ("RGGB", "BGGR", "GRBG", "GBRG")
+
+_CFA_COLOR_CODES = {"R": 0, "G": 1, "B": 2}  # TIFF/EP CFAPattern codes
+_DNG_VERSION = (1, 4, 0, 0)
+_DNG_BACKWARD_VERSION = (1, 1, 0, 0)  # nothing here needs a reader newer than DNG 1.1
+_ILLUMINANT_D65 = 21
+
+# DNG tag numbers (DNG 1.4 specification, chapter 4).
+_CFA_REPEAT_PATTERN_DIM = 33421
+_CFA_PATTERN = 33422
+_DNG_VERSION_TAG = 50706
+_DNG_BACKWARD_VERSION_TAG = 50707
+_UNIQUE_CAMERA_MODEL = 50708
+_CFA_PLANE_COLOR = 50710
+_CFA_LAYOUT = 50711
+_BLACK_LEVEL_REPEAT_DIM = 50713
+_BLACK_LEVEL = 50714
+_WHITE_LEVEL = 50717
+_COLOR_MATRIX_1 = 50721
+_AS_SHOT_NEUTRAL = 50728
+_BASELINE_EXPOSURE = 50730
+_CALIBRATION_ILLUMINANT_1 = 50778
+
+_LIBRAW_MIN_SIDE = 22  # LibRaw 0.22 refuses smaller images as "not a RAW file"
+_RATIONAL, _SRATIONAL = 5, 10  # TIFF datatypes, as tifffile's extratags take them
+
+
+def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
+                    black_level: float | Sequence[float], white_level: int,
+                    color_matrix1: np.ndarray | None, as_shot_neutral: Sequence[float] | None,
+                    orientation: int = 1, make: str = "raw2rgb", model: str = "Synthetic",
+                    metadata: PhotoMetadata | None = None,
+                    baseline_exposure: float | None = None, overwrite: bool = True) -> None:
+    """Write `mosaic` (uint16 H×W in sensor orientation, 2×2 `cfa` order) as a DNG.
+
+    `black_level` is one value or four, one per 2×2 site in `cfa` order (row-major).
+    `color_matrix1` maps XYZ (D65) to camera RGB; `as_shot_neutral` is the camera RGB of a
+    neutral grey (the inverse of the white-balance gains). `orientation` is the EXIF value
+    a viewer applies to show the mosaic upright. `make`/`model` name the camera; the rest
+    of `metadata` (exposure, lens, date, GPS…) goes into the EXIF IFD. An existing `path` is
+    replaced atomically unless `overwrite` is False.
+    """
+    cfa = cfa.upper()
+    _check_mosaic(mosaic, cfa)
+    blacks = _black_levels(black_level)
+    if not (isinstance(white_level, (int, np.integer)) and max(blacks) < white_level <= 65535):
+        raise ValueError(f"white level {white_level!r} must be an integer above the black level "
+                         "and at most 65535")
+    if orientation not in range(1, 9):
+        raise ValueError(f"orientation {orientation!r} is not an EXIF orientation (1..8)")
+
+    extratags = _dng_tags(cfa, blacks, int(white_level), color_matrix1, as_shot_neutral,
+                          orientation, baseline_exposure)
+    ifd0 = photo_tags(metadata)
+    text = {Tag.Make: make, Tag.Model: model, _UNIQUE_CAMERA_MODEL: f"{make} {model}",
+            Tag.Software: f"raw2rgb {__version__}"}
+    ifd0.update({int(tag): {"datatype": Datatype.ASCII, "data": value}
+                 for tag, value in text.items()})
+    with atomic_output(Path(path), overwrite=overwrite) as out:
+        encoded = io.BytesIO()
+        # One strip: the plainest layout a DNG reader can meet.
+        tifffile.imwrite(encoded, mosaic, photometric="cfa", subfiletype=0,
+                         rowsperstrip=mosaic.shape[0], software=False, metadata=None,
+                         extratags=extratags)
+        copy_with_tags(encoded, out, ifd0)
+
+
+def _check_mosaic(mosaic: np.ndarray, cfa: str) -> None:
+    if cfa not in CFA_ORDERS:
+        raise ValueError(f"CFA order {cfa!r} is not one of {', '.join(CFA_ORDERS)}")
+    if not (isinstance(mosaic, np.ndarray) and mosaic.dtype == np.uint16 and mosaic.ndim == 2):
+        raise ValueError(f"expected a uint16 H×W mosaic, got {getattr(mosaic, 'dtype', '?')} "
+                         f"{getattr(mosaic, 'shape', '')}")
+    if min(mosaic.shape) < _LIBRAW_MIN_SIDE:
+        raise ValueError(f"a {mosaic.shape[0]}×{mosaic.shape[1]} mosaic is too small: LibRaw "
+                         f"rejects RAWs under {_LIBRAW_MIN_SIDE} pixels on a side")
+
+
+def _black_levels(black_level: float | Sequence[float]) -> list[float]:
+    values = [float(black_level)] if np.isscalar(black_level) else [float(v) for v in black_level]
+    if len(values) not in (1, 4):
+        raise ValueError(f"black level needs 1 value or 4 (one per 2×2 site), got {len(values)}")
+    if any(not 0 <= v < 65535 for v in values):
+        raise ValueError(f"black levels {values} are outside 0..65535")
+    return values
+
+
+def _dng_tags(cfa: str, blacks: list[float], white_level: int,
+              color_matrix1: np.ndarray | None, as_shot_neutral: Sequence[float] | None,
+              orientation: int, baseline_exposure: float | None) -> list[tuple]:
+    tags: list[tuple] = [
+        (int(Tag.Orientation), "H", 1, orientation, True),
+        (_CFA_REPEAT_PATTERN_DIM, "H", 2, (2, 2), True),
+        (_CFA_PATTERN, "B", 4, tuple(_CFA_COLOR_CODES[c] for c in cfa), True),
+        (_DNG_VERSION_TAG, "B", 4, _DNG_VERSION, True),
+        (_DNG_BACKWARD_VERSION_TAG, "B", 4, _DNG_BACKWARD_VERSION, True),
+        (_CFA_PLANE_COLOR, "B", 3, (0, 1, 2), True),
+        (_CFA_LAYOUT, "H", 1, 1, True),  # rectangular
+        (_WHITE_LEVEL, "I", 1, white_level, True),
+    ]
+    if len(blacks) == 4:
+        tags.append((_BLACK_LEVEL_REPEAT_DIM, "H", 2, (2, 2), True))
+    if all(v.is_integer() for v in blacks):
+        tags.append((_BLACK_LEVEL, "I", len(blacks), tuple(int(v) for v in blacks), True))
+    else:
+        tags.append((_BLACK_LEVEL, _RATIONAL, len(blacks), tuple(rational_values(blacks)), True))
+    if color_matrix1 is not None:
+        matrix = np.asarray(color_matrix1, dtype=np.float64)
+        if matrix.shape != (3, 3) or not np.all(np.isfinite(matrix)):
+            raise ValueError(f"ColorMatrix1 must be a finite 3×3 matrix, got {matrix.shape}")
+        tags.append((_COLOR_MATRIX_1, _SRATIONAL, 9,
+                     tuple(rational_values(matrix.ravel().tolist(), signed=True)), True))
+        tags.append((_CALIBRATION_ILLUMINANT_1, "H", 1, _ILLUMINANT_D65, True))
+    if as_shot_neutral is not None:
+        neutral = [float(v) for v in as_shot_neutral]
+        if len(neutral) != 3 or any(not (v > 0 and np.isfinite(v)) for v in neutral):
+            raise ValueError(f"AsShotNeutral needs 3 positive values, got {neutral}")
+        tags.append((_AS_SHOT_NEUTRAL, _RATIONAL, 3, tuple(rational_values(neutral)), True))
+    if baseline_exposure is not None:
+        tags.append((_BASELINE_EXPOSURE, _SRATIONAL, 1,
+                     tuple(rational_values([baseline_exposure], signed=True)), True))
+    return tags
