@@ -6,7 +6,13 @@ assembles them, so `raw2rgb --help` lists everything in one place.
 
 from __future__ import annotations
 
+import logging
+
 import typer
+
+# exifread warns "File format not recognized" for every RAW container it cannot parse (CR3,
+# RAF, …); exif_read expects that and falls back, so it is noise in a terminal.
+logging.getLogger("exifread").setLevel(logging.ERROR)
 
 app = typer.Typer(
     name="raw2rgb",
