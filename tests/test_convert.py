@@ -276,7 +276,8 @@ def test_profiles_list_and_show(tiny_profile, isolated_profile_dir):
 
 
 def test_interrupted_batch_leaves_no_partial_tiff_and_resumes(tmp_path, tiny_profile):
-    inputs = [write_scene_dng(tmp_path / f"f{i}.dng", height=384, width=512, seed=i) for i in range(8)]
+    count = 12
+    inputs = [write_scene_dng(tmp_path / f"f{i}.dng", height=384, width=512, seed=i) for i in range(count)]
     out = tmp_path / "out"
     command = [sys.executable, "-m", "raw2rgb_cli.main", "convert", *map(str, inputs), "-o", str(out),
                "--profile", str(tiny_profile), "--quiet"]
@@ -289,9 +290,10 @@ def test_interrupted_batch_leaves_no_partial_tiff_and_resumes(tmp_path, tiny_pro
     leftovers = [p.name for p in out.iterdir() if not p.name.endswith(".tif") or p.name.startswith(".")]
     assert leftovers == []
     done_before = {p.name for p in out.glob("*.tif")}
+    assert 0 < len(done_before) < count, "the interrupt must land mid-batch for this test to mean anything"
     for tif in out.glob("*.tif"):
         assert tifffile.imread(tif).shape == (384, 512, 3)  # every TIFF present is whole
     resumed = subprocess.run([*command[:-1], "--json"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
-    assert summary["skipped"] == len(done_before) and summary["converted"] == 8 - len(done_before)
+    assert summary["skipped"] == len(done_before) and summary["converted"] == count - len(done_before)

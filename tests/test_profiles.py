@@ -24,7 +24,8 @@ def test_seed_width_has_the_seed_parameter_count():
 
 def test_g1_outputs_full_sensor_resolution_in_unit_range():
     model = G1(G1Config(width=8)).eval()
-    out = model(torch.rand(2, 4, 24, 32))
+    with torch.no_grad():
+        out = model(torch.rand(2, 4, 24, 32))
     assert out.shape == (2, 3, 48, 64) and 0 <= float(out.min()) and float(out.max()) <= 1
     with pytest.raises(ValueError, match="multiples of 8"):
         model(torch.rand(1, 4, 20, 32))
