@@ -17,10 +17,6 @@ from .console import err, error_line, print_json
 DEFAULT_PROFILE_HELP = "default on a GPU, default-lite on a CPU"
 
 
-def pick_default_profile(device_type: str) -> str:
-    return "default" if device_type in ("cuda", "mps") else "default-lite"
-
-
 def convert(
     inputs: list[str] = typer.Argument(..., help="RAW files, folders or glob patterns.", show_default=False),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Folder for the TIFFs (default: beside each input).", file_okay=False),
@@ -41,7 +37,7 @@ def convert(
     from raw2rgb_plugin.engine import Converter, ConvertJob
     from raw2rgb_plugin.errors import Raw2RgbError
     from raw2rgb_plugin.paths import expand_inputs, output_path_for
-    from raw2rgb_plugin.profiles import load_profile
+    from raw2rgb_plugin.profiles import default_profile_name, load_profile
 
     started = time.perf_counter()
     paths, problems = expand_inputs(inputs, recursive=recursive)
@@ -65,7 +61,7 @@ def convert(
     try:
         torch_device = choose_device(device)
         converter = Converter(
-            load_profile(profile or pick_default_profile(torch_device.type)),
+            load_profile(profile or default_profile_name(torch_device.type)),
             device=torch_device, tile=tile, overlap=overlap,
         )
     except Raw2RgbError as exc:

@@ -120,6 +120,19 @@ def resolve_profile_path(name_or_path: str | os.PathLike) -> Path:
     )
 
 
+def default_profile_name(device_type: str) -> str:
+    """`default` (seed width) on a GPU, `default-lite` on a CPU; the other one when it is absent."""
+    preferred = ["default", "default-lite"] if device_type in ("cuda", "mps") else ["default-lite", "default"]
+    installed = {p.name[: -len(PROFILE_SUFFIX)] for p in list_profile_paths()}
+    for name in preferred:
+        if name in installed:
+            return name
+    raise ProfileError(
+        "no default profile is installed",
+        "reinstall raw2rgb, or pass --profile NAME|PATH (see `raw2rgb profiles list`)",
+    )
+
+
 def list_profile_paths() -> list[Path]:
     """Every profile file in the search directories; a user profile shadows a shipped one."""
     seen: dict[str, Path] = {}

@@ -100,3 +100,17 @@ def test_unknown_names_and_metadata_are_explained(tmp_path):
     save_file(load_file(str(path)), str(tmp_path / "odd.safetensors"), metadata={METADATA_KEY: json.dumps(meta)})
     with pytest.raises(ProfileError, match="unknown input normalisation"):
         load_profile(tmp_path / "odd.safetensors")
+
+
+def test_default_profile_follows_the_device_and_falls_back(user_dir, monkeypatch, tmp_path):
+    from raw2rgb_plugin import profiles
+
+    monkeypatch.setattr(profiles, "SHIPPED_PROFILE_DIR", tmp_path / "shipped-empty")
+    with pytest.raises(ProfileError, match="no default profile"):
+        profiles.default_profile_name("cpu")
+    make_tiny_profile(user_dir / "default-lite")
+    assert profiles.default_profile_name("cpu") == "default-lite"
+    assert profiles.default_profile_name("cuda") == "default-lite"  # the GPU one is absent
+    make_tiny_profile(user_dir / "default")
+    assert profiles.default_profile_name("cuda") == "default"
+    assert profiles.default_profile_name("cpu") == "default-lite"
