@@ -62,7 +62,12 @@ def apply_color_normalization(
 
 def network_input(frame: BayerFrame, mode: str, device: torch.device | str = "cpu") -> NetworkInput:
     """Upload the uint16 mosaic to `device`, then normalise and pack it there."""
-    mosaic = torch.from_numpy(frame.mosaic).to(device, non_blocking=True)
+    # uint16 has only bare-bones support on some backends; the same bits as int16 upload and
+    # widen everywhere, and the mask restores the unsigned value on the device.
+    as_int16 = torch.from_numpy(frame.mosaic.view(np.int16))
+    if torch.device(device).type == "cuda":
+        as_int16 = as_int16.pin_memory()
+    mosaic = as_int16.to(device, non_blocking=True).to(torch.int32).bitwise_and_(0xFFFF)
     levelled = levels_normalize(mosaic, frame.black_level_per_site, frame.white_level)
     padding = rggb_padding(frame.cfa_pattern, frame.height, frame.width)
     packed = pack_rggb(pad_mosaic(levelled, padding))

@@ -297,3 +297,12 @@ def test_interrupted_batch_leaves_no_partial_tiff_and_resumes(tmp_path, tiny_pro
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["skipped"] == len(done_before) and summary["converted"] == count - len(done_before)
+
+
+def test_full_16_bit_values_survive_the_upload(tmp_path):
+    mosaic = np.full((32, 48), 60000, np.uint16)
+    mosaic[::2, ::2] = 40000
+    write_bayer_dng(tmp_path / "w16.dng", mosaic, "RGGB", black_level=0, white_level=65535,
+                    color_matrix1=TEST_XYZ_TO_CAMERA, as_shot_neutral=[1, 1, 1])
+    packed = network_input(decode_raw(tmp_path / "w16.dng"), "raw").packed[0]
+    assert torch.allclose(packed[0], torch.tensor(40000 / 65535)) and torch.allclose(packed[3], torch.tensor(60000 / 65535))
