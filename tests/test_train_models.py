@@ -8,6 +8,8 @@ import torch
 from safetensors.torch import save_file
 from torch.nn.utils import parametrize
 
+from train_helpers import install_vgg_weights, make_vgg_state
+
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.losses import PerceptualLoss, attention_loss, lsgan_d_loss, lsgan_g_loss
 from raw2rgb_plugin.metrics import psnr, ssim
@@ -15,6 +17,16 @@ from raw2rgb_plugin.models.discriminator import MIN_PACKED_SIZE, PatchDiscrimina
 from raw2rgb_plugin.models.g1 import G1, G1Config, count_parameters
 from raw2rgb_plugin.models.g2 import G2
 from raw2rgb_plugin.models.vgg import VGG16_URL, Vgg16Conv4_3, VggWeightsError, load_vgg16_conv4_3, vgg_cache_path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks gain nothing from intra-op threads, and on a shared 2-core machine
+    spinning OpenMP threads made these tests up to 10× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_g2_predicts_full_resolution_saliency_and_trains_g1_decoder():
@@ -69,22 +81,13 @@ def test_discriminator_sees_rgb_on_its_bayer_quad():
 
 @pytest.fixture(scope="session")
 def vgg_state() -> dict[str, torch.Tensor]:
-    """Self-made weights with torchvision's key names (plus a classifier the loader must skip)."""
-    torch.manual_seed(1)
-    state = dict(Vgg16Conv4_3().state_dict())
-    state["features.24.weight"] = torch.zeros(512, 512, 3, 3)  # beyond conv4_3: ignored
-    state["classifier.0.weight"] = torch.zeros(8, 8)
-    return state
+    return make_vgg_state()
 
 
 @pytest.fixture
 def vgg_hub(tmp_path, monkeypatch, vgg_state):
-    """A torch hub cache in TORCH_HOME holding torchvision's file name with our weights."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    path = vgg_cache_path()
-    path.parent.mkdir(parents=True)
-    torch.save(vgg_state, path)
-    return path
+    return install_vgg_weights(vgg_state)
 
 
 def test_vgg_loader_reads_the_torch_hub_cache(vgg_hub, vgg_state):

@@ -1,0 +1,287 @@
+"""The trainer: both stages with every loss, learning-rate schedules, exact resume, DDP, export."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import PairDatasetInMemory, install_vgg_weights, make_vgg_state
+
+from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.models.g1 import G1, G1Config
+from raw2rgb_plugin.profiles import load_profile, save_profile
+from raw2rgb_plugin.training import TrainConfig, Trainer, TrainingError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: width-8 networks, 32 packed px (64 px RGB) patches, 2 per batch: every step takes milliseconds.
+TINY = TrainConfig(width=8, d_width=8, batch_size=2, stage1_epochs=1, stage2_epochs=1, perceptual=False, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks gain nothing from intra-op threads, and on a shared 2-core machine
+    spinning OpenMP threads made these tests up to 10× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def profile_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "installed-profiles"
+    monkeypatch.setenv("RAW2RGB_PROFILE_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def vgg_state():
+    return make_vgg_state()
+
+
+def snapshot(trainer: Trainer) -> dict[str, dict[str, torch.Tensor]]:
+    return {
+        name: {k: v.detach().clone() for k, v in getattr(trainer, name).state_dict().items()}
+        for name in ("g1", "g2", "d")
+    }
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+
+
+def test_both_stages_train_g1_g2_and_d_with_every_loss(tmp_path, monkeypatch, vgg_state, profile_dir):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    install_vgg_weights(vgg_state)
+    config = dataclasses.replace(TINY, perceptual=True)
+    trainer = Trainer(config, PairDatasetInMemory(), tmp_path / "run", profile_name="tiny", command_line="raw2rgb train test")
+    events: list[dict] = []
+    snapshots = [snapshot(trainer)]
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        if event["event"] == "epoch":
+            snapshots.append(snapshot(trainer))
+
+    trainer.on_event = on_event
+    result = trainer.run()
+    start, after_stage1, after_stage2 = snapshots
+
+    # Stage 1 (L1 + attention) trains G1 and G2 and leaves D alone; stage 2 steps D too.
+    assert changed(start["g1"], after_stage1["g1"]) and changed(start["g2"], after_stage1["g2"])
+    assert not changed(start["d"], after_stage1["d"])
+    assert changed(after_stage1["d"], after_stage2["d"])
+    assert changed(after_stage1["g1"], after_stage2["g1"]) and changed(after_stage1["g2"], after_stage2["g2"])
+
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 9)) and result.global_step == 8 == trainer.total_steps
+    stage1 = [e for e in steps if e["stage"] == 1]
+    stage2 = [e for e in steps if e["stage"] == 2]
+    assert len(stage1) == len(stage2) == 4
+    assert all(set(e["losses"]) == {"l1", "attn", "g"} for e in stage1)
+    assert all(set(e["losses"]) == {"l1", "attn", "perc", "gan", "d", "g"} for e in stage2)
+    assert all(e["lr_g"] == 2e-4 and e["lr_d"] is None for e in stage1)
+    assert all(e["lr_g"] == 1e-4 and e["lr_d"] == 4e-4 for e in stage2)
+    for e in stage2:  # the generator's objective is the weighted sum of its four terms
+        l = e["losses"]
+        assert l["g"] == pytest.approx(l["l1"] + 0.5 * l["attn"] + l["perc"] + 0.01 * l["gan"], rel=1e-5)
+
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["stage"] for e in epochs] == [1, 2]
+    assert all(e["validation"]["count"] == 2 and 0 < e["validation"]["ssim"] < 1 for e in epochs)
+    assert result.completed and result.validation == epochs[-1]["validation"]
+
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in log if r["event"] != "step"] == ["start", "epoch", "epoch", "profile"]
+
+    # The exported profile is installed where `convert --profile tiny` looks, and is this G1.
+    assert result.installed_profile_path == profile_dir / "tiny.safetensors"
+    profile = load_profile("tiny")
+    meta = profile.metadata
+    assert meta["input_normalization"] == "wb+ccm" and meta["architecture"]["width"] == 8
+    training = meta["training"]
+    assert training["perceptual"] is True and training["losses"] == {
+        "l1": 1.0, "attention": 0.5, "perceptual_vgg16_conv4_3": 1.0, "lsgan": 0.01}
+    assert training["steps"] == 8 and training["completed"] is True
+    assert training["validation"] == result.validation and training["command_line"] == "raw2rgb train test"
+    assert training["dataset"]["manifest"]["source"] == "in-memory test pairs"
+    raw = torch.rand(1, 4, 32, 32)
+    trainer.g1.eval()
+    with torch.no_grad():
+        assert torch.allclose(profile.model(raw), trainer.g1(raw), atol=1e-5)
+
+
+def test_each_stage_and_network_keeps_its_own_learning_rate_schedule(tmp_path):
+    config = dataclasses.replace(TINY, stage1_epochs=2, stage2_epochs=3, lr_decay_every=2)
+    trainer = Trainer(config, PairDatasetInMemory(), tmp_path / "run", install_profile=False)
+    events: list[dict] = []
+    trainer.on_event = events.append
+    trainer.run()
+    by_epoch = {}
+    for e in events:
+        if e["event"] == "step":
+            by_epoch.setdefault(e["epoch"], set()).add((e["stage"], e["lr_g"], e["lr_d"]))
+    assert by_epoch == {
+        0: {(1, 2e-4, None)},
+        1: {(1, 2e-4, None)},
+        # Stage 2 restarts its schedules: G at 1e-4, D at its own 4e-4, both halving every 2 epochs.
+        2: {(2, 1e-4, 4e-4)},
+        3: {(2, 1e-4, 4e-4)},
+        4: {(2, 5e-5, 2e-4)},
+    }
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
+    config = dataclasses.replace(TINY, stage2_epochs=2, checkpoint_every=3, log_every=1)
+    whole = Trainer(config, PairDatasetInMemory(), tmp_path / "whole", install_profile=False)
+    whole.run()
+    expected = snapshot(whole)
+    # Interrupted mid-epoch in stage 1, at the end of stage 1 (before its epoch-end) and in stage 2.
+    for stop in (3, 4, 9):
+        run_dir = tmp_path / f"stopped{stop}"
+        first = Trainer(dataclasses.replace(config, max_steps=stop), PairDatasetInMemory(), run_dir, install_profile=False)
+        interrupted = first.run()
+        assert interrupted.global_step == stop and not interrupted.completed
+        torch.manual_seed(1234)  # a new process would start from other RNG states
+        torch.rand(3)
+        resumed = Trainer(config, PairDatasetInMemory(), run_dir, resume=True, install_profile=False)
+        result = resumed.run()
+        assert result.completed and result.global_step == 12
+        got = snapshot(resumed)
+        for name in expected:
+            for key, value in expected[name].items():
+                assert torch.equal(value, got[name][key]), f"stop at {stop}: {name}.{key} differs"
+        for opt in ("opt_g", "opt_d"):
+            a, b = getattr(whole, opt).state_dict(), getattr(resumed, opt).state_dict()
+            assert all(torch.equal(a["state"][i]["exp_avg_sq"], b["state"][i]["exp_avg_sq"]) for i in a["state"])
+        # The log tells one story: every step once, in order, across the interruption.
+        records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in records if r["event"] == "step"] == list(range(1, 13))
+        assert [r["step"] for r in records if r["event"] == "epoch"] == [4, 8, 12]
+
+
+def test_a_crashed_run_resumes_from_its_last_checkpoint_with_a_consistent_log(tmp_path):
+    config = dataclasses.replace(TINY, log_every=1, checkpoint_every=2)
+    run_dir = tmp_path / "run"
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_step_3(event: dict) -> None:
+        if event["event"] == "step" and event["step"] == 3:
+            raise Crash  # step 3 is logged, the last checkpoint holds step 2
+
+    crashed = Trainer(config, PairDatasetInMemory(), run_dir, install_profile=False, on_event=crash_after_step_3)
+    with pytest.raises(Crash):
+        crashed.run()
+    assert '"step": 3' in (run_dir / "log.jsonl").read_text()
+    result = Trainer(config, PairDatasetInMemory(), run_dir, resume=True, install_profile=False).run()
+    assert result.completed and result.global_step == 8
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "step"] == list(range(1, 9))
+    assert [r["event"] for r in records if r["event"] != "step"] == ["start", "resume", "epoch", "epoch", "profile"]
+
+
+def test_run_directory_guards(tmp_path):
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        Trainer(TINY, PairDatasetInMemory(), tmp_path / "run", resume=True)
+    Trainer(dataclasses.replace(TINY, max_steps=1), PairDatasetInMemory(), tmp_path / "run", install_profile=False).run()
+    with pytest.raises(TrainingError, match="--resume"):
+        Trainer(TINY, PairDatasetInMemory(), tmp_path / "run")
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="cannot read"):
+        Trainer(TINY, PairDatasetInMemory(), tmp_path / "run", resume=True)
+
+
+def test_installed_profile_of_another_run_is_not_replaced_silently(tmp_path, profile_dir):
+    save_profile(profile_dir / "mine.safetensors", G1(G1Config(width=8, spectral_norm=False)), {"input_normalization": "wb+ccm"})
+    with pytest.raises(TrainingError, match="already installed"):
+        Trainer(TINY, PairDatasetInMemory(), tmp_path / "run", profile_name="mine")
+    with pytest.raises(TrainingError, match="plain file name"):
+        Trainer(TINY, PairDatasetInMemory(), tmp_path / "run", profile_name="../escape")
+    trainer = Trainer(dataclasses.replace(TINY, max_steps=1), PairDatasetInMemory(), tmp_path / "run",
+                      profile_name="mine", overwrite_profile=True)
+    trainer.run()
+    assert load_profile("mine").metadata["training"]["run_id"] == trainer.run_id
+    # The run that owns the installed profile may re-export it when resumed.
+    Trainer(dataclasses.replace(TINY, max_steps=2), PairDatasetInMemory(), tmp_path / "run", resume=True).run()
+    assert load_profile("mine").metadata["training"]["steps"] == 2
+
+
+def test_init_from_a_profile_fine_tunes_its_weights(tmp_path):
+    torch.manual_seed(5)
+    trained = G1(G1Config(width=8))
+    with torch.no_grad():  # as after training: the spectral-norm power iteration has converged
+        for _ in range(30):
+            trained(torch.rand(2, 4, 16, 16))
+    path = save_profile(tmp_path / "start.safetensors", trained.eval(), {"input_normalization": "wb+ccm"})
+    source = load_profile(path).model
+    config = dataclasses.replace(TINY, width=None, variant="base", init_profile=str(path), max_steps=1)
+    trainer = Trainer(config, PairDatasetInMemory(), tmp_path / "run", install_profile=False)
+    assert trainer.config.width == 8 and trainer.g1.config.spectral_norm
+    raw = torch.rand(1, 4, 32, 32)
+    trainer.g1.eval()
+    with torch.no_grad():
+        # Equal up to how far the profile's own power iteration had converged (~1e-3 here).
+        assert torch.allclose(trainer.g1(raw), source(raw), atol=5e-3)
+        assert not torch.allclose(G1(G1Config(width=8)).eval()(raw), source(raw), atol=5e-2)
+    trainer.g1.train()
+    events: list[dict] = []
+    trainer.on_event = events.append
+    result = trainer.run()
+    assert load_profile(result.profile_path).metadata["training"]["init_profile"] == "start"
+    assert not [e for e in events if e["event"] == "note"]
+    # Weights that never saw spectral norm cannot be reproduced under it: the run says so.
+    plain = save_profile(tmp_path / "plain.safetensors", G1(G1Config(width=8, spectral_norm=False)), {"input_normalization": "wb+ccm"})
+    events.clear()
+    Trainer(dataclasses.replace(config, init_profile=str(plain)), PairDatasetInMemory(), tmp_path / "plain-run",
+            install_profile=False, on_event=events.append).run()
+    assert any(e["event"] == "note" and "spectral" in e["message"] for e in events)
+    with pytest.raises(TrainingError, match="expects 'wb\\+ccm' input"):
+        Trainer(config, PairDatasetInMemory(input_normalization="raw"), tmp_path / "other", install_profile=False)
+
+
+def test_bad_shapes_and_sizes_are_user_errors(tmp_path):
+    with pytest.raises(TrainingError, match="too small for the discriminator"):
+        Trainer(TINY, PairDatasetInMemory(packed=16), tmp_path / "a", install_profile=False)
+    Trainer(dataclasses.replace(TINY, lambda_gan=0.0), PairDatasetInMemory(packed=16), tmp_path / "b", install_profile=False)
+    with pytest.raises(TrainingError, match="fewer than one batch"):
+        Trainer(dataclasses.replace(TINY, batch_size=16), PairDatasetInMemory(), tmp_path / "c", install_profile=False)
+    with pytest.raises(Raw2RgbError, match="unknown variant"):
+        Trainer(dataclasses.replace(TINY, width=None, variant="huge"), PairDatasetInMemory(), tmp_path / "d")
+    with pytest.raises(Raw2RgbError, match="input normalisation"):
+        Trainer(dataclasses.replace(TINY, input_normalization="srgb"), PairDatasetInMemory(), tmp_path / "e")
+
+
+def test_the_seed_values_are_the_defaults():
+    c = TrainConfig()
+    assert (c.lambda_l1, c.lambda_attn, c.lambda_perc, c.lambda_gan) == (1.0, 0.5, 1.0, 0.01)
+    assert c.betas == (0.5, 0.999) and c.batch_size == 8
+    assert (c.lr_stage1, c.stage1_epochs, c.lr_g, c.lr_d, c.stage2_epochs) == (2e-4, 10, 1e-4, 4e-4, 30)
+    assert (c.lr_decay_every, c.lr_decay_factor) == (10, 0.5) and c.perceptual and c.variant == "base"
+
+
+def test_ddp_two_processes_stay_in_sync(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(ROOT / "tests" / "train_helpers.py"), str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0.keys() == rank1.keys() and len(rank0) > 50
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    # 8 patches over 2 ranks at batch 2: 2 steps per epoch on each rank, 2 epochs.
+    assert (tmp_path / "rank0.steps").read_text() == (tmp_path / "rank1.steps").read_text() == "4 2"
+    torch.manual_seed(0)
+    initial = dict(G1(G1Config(width=8)).named_parameters())
+    assert any(not torch.equal(initial[k], rank0[f"g1.{k}"]) for k in initial)
+    # Only rank 0 wrote the run's files.
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "log.jsonl", "run.safetensors"]
