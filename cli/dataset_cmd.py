@@ -1,0 +1,171 @@
+"""`raw2rgb dataset build|synth`: training datasets from photo pairs or from sRGB images."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .console import err, error_line, print_json
+
+dataset_app = typer.Typer(help="Build training datasets: real RAW/RGB pairs or synthetic pairs.", no_args_is_help=True)
+
+_SALIENCY_HELP = "builtin (weight-free estimator), a folder of maps named like the targets, or torchscript:PATH."
+
+
+def _progress(quiet: bool, label: str) -> tuple[Progress, Callable[[str, dict], None]]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[patches]} patches"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[current]}"),
+        console=err,
+        disable=quiet,
+    )
+    task = progress.add_task(label, total=None, patches=0, current="")
+    lock = threading.Lock()
+
+    def on_event(kind: str, data: dict) -> None:
+        with lock:
+            if kind == "start":
+                progress.update(task, total=data["pairs"])
+            elif kind == "pair":
+                patches = progress.tasks[task].fields["patches"] + int(data.get("count") or 0)
+                note = "resumed" if data.get("resumed") else (data.get("reason") or "")
+                if data.get("status") != "kept" and not data.get("resumed") and not quiet:
+                    progress.console.print(f"[yellow]dropped[/yellow] {escape(data['name'])}: {escape(note)}", soft_wrap=True)
+                progress.update(task, advance=1, patches=patches, current=escape(f"{data['name']} {note}".strip()))
+            elif kind == "done":
+                progress.update(task, current="")
+
+    return progress, on_event
+
+
+def _summary(report: dict, seconds: float, quiet: bool, json_output: bool) -> None:
+    counts = report["counts"]
+    if not quiet:
+        table = Table(title=f"raw2rgb dataset → {report['dataset']}", show_edge=False, title_justify="left")
+        table.add_column("")
+        table.add_column("count", justify="right")
+        table.add_column("details")
+        table.add_row("[green]pairs kept", str(counts["pairs_kept"]), f"of {counts['pairs']}; {seconds:.1f} s")
+        for reason, n in counts["pairs_dropped"].items():
+            table.add_row("[red]pairs dropped", str(n), escape(str(reason)))
+        table.add_row("[green]patches", str(counts["patches"]),
+                      f"train {counts['train']} ({counts['scenes']['train']} scenes), val {counts['val']} ({counts['scenes']['val']} scenes)")
+        if counts.get("patches_unverified"):
+            table.add_row("[yellow]unverified", str(counts["patches_unverified"]), "kept: too little structure to check alignment")
+        for reason, n in counts["patches_dropped"].items():
+            table.add_row("[red]patches dropped", str(n), escape(reason))
+        unmatched = report.get("unmatched") or {}
+        for key, label in (("raw_without_rgb", "RAW without RGB"), ("rgb_without_raw", "RGB without RAW")):
+            if unmatched.get(key):
+                shown = ", ".join(unmatched[key][:5]) + (" …" if len(unmatched[key]) > 5 else "")
+                table.add_row(f"[yellow]{label}", str(len(unmatched[key])), escape(shown))
+        err.print(table)
+        err.print(f"report: {escape(str(Path(report['dataset']) / 'report.json'))}, previews in {escape(str(Path(report['dataset']) / 'previews'))}")
+    if json_output:
+        print_json({"seconds": round(seconds, 3), **report})
+
+
+@dataset_app.command("build")
+def build(
+    raw_dir: Path = typer.Argument(..., help="Folder of RAW files.", exists=True, file_okay=False, show_default=False),
+    rgb_dir: Path = typer.Argument(..., help="Folder of target images (PNG, JPEG, TIFF) named like the RAWs.", exists=True, file_okay=False, show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Dataset folder (created, or resumed if it exists).", file_okay=False),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with columns raw,rgb[,scene] instead of matching by name.", dir_okay=False),
+    input_normalization: str = typer.Option("wb+ccm", "--input-normalization", help="raw, wb or wb+ccm (one profile for every camera)."),
+    patch_size: int = typer.Option(224, "--patch-size", help="Patch size in packed pixels (×2 sensor pixels); a multiple of 8."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="Step between patches in packed pixels [default: patch size]."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of scenes held out for validation."),
+    align: str = typer.Option("auto", "--align", help="auto, homography (other camera), crop (same camera) or none (already aligned)."),
+    min_pair_score: float = typer.Option(0.3, "--min-pair-score", help="Drop a pair whose overall alignment score is below this."),
+    min_patch_score: float = typer.Option(0.5, "--min-patch-score", help="Drop a patch whose alignment score is below this."),
+    max_patch_shift: float = typer.Option(2.0, "--max-patch-shift", help="Drop a patch still displaced by more than this many sensor pixels."),
+    saliency: str = typer.Option("builtin", "--saliency", help=_SALIENCY_HELP),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="Allow loading a TorchScript saliency model (it runs code from the file)."),
+    previews: int = typer.Option(4, "--previews", help="Side-by-side preview PNGs to write."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the scene split."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Pairs processed at once (threads)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary; errors only."),
+    json_output: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+) -> None:
+    """Align RAW/RGB pairs and store patches for `raw2rgb train` (resumable)."""
+    from raw2rgb_plugin.dataset_build import BuildOptions, build_dataset, find_pairs
+    from raw2rgb_plugin.errors import Raw2RgbError
+
+    started = time.perf_counter()
+    options = BuildOptions(
+        patch_size=patch_size, stride=stride, input_normalization=input_normalization, val_fraction=val_fraction,
+        align=align, saliency=saliency, trust_torchscript=trust_torchscript, min_pair_score=min_pair_score,
+        min_patch_score=min_patch_score, max_patch_shift=max_patch_shift, previews=previews, jobs=jobs, seed=seed,
+    )
+    progress, on_event = _progress(quiet, "pairs")
+    try:
+        options.check()
+        pairs, unmatched = find_pairs(raw_dir, rgb_dir, manifest)
+        with progress:
+            report = build_dataset(pairs, output, options, progress=on_event, unmatched=unmatched)
+    except Raw2RgbError as exc:
+        error_line("raw2rgb dataset build", str(exc))
+        raise typer.Exit(2)
+    _summary(report, time.perf_counter() - started, quiet, json_output)
+    if report["counts"]["patches"] == 0:
+        error_line("raw2rgb dataset build", "no patch was kept — see report.json and the previews for why")
+        raise typer.Exit(1)
+
+
+@dataset_app.command("synth")
+def synth(
+    rgb_dir: Path = typer.Argument(..., help="Folder of sRGB images (PNG, JPEG, TIFF; searched recursively).", exists=True, file_okay=False, show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Dataset folder (created, or resumed if it exists).", file_okay=False),
+    patches_per_image: int = typer.Option(8, "--patches-per-image", min=1, help="Random patches cut from each image."),
+    patch_size: int = typer.Option(224, "--patch-size", help="Patch size in packed pixels (×2 sensor pixels); a multiple of 8."),
+    noise: bool = typer.Option(True, "--noise/--no-noise", help="Add shot and read noise (Brooks et al. ranges)."),
+    tone_curve: bool = typer.Option(True, "--tone-curve/--no-tone-curve", help="Invert a generic tone curve before the sRGB decode."),
+    seed: int = typer.Option(0, "--seed", help="Seed of cameras, noise, patch positions and split."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of images held out for validation."),
+    input_normalization: str = typer.Option("wb+ccm", "--input-normalization", help="raw, wb or wb+ccm (one profile for every camera)."),
+    saliency: str = typer.Option("builtin", "--saliency", help=_SALIENCY_HELP),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help="Allow loading a TorchScript saliency model (it runs code from the file)."),
+    keep_raw: bool = typer.Option(True, "--keep-raw/--no-keep-raw", help="Keep the synthetic DNGs in the dataset (provenance, evaluation baseline)."),
+    previews: int = typer.Option(4, "--previews", help="Side-by-side preview PNGs to write."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Images processed at once (threads)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary; errors only."),
+    json_output: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+) -> None:
+    """Make RAW/sRGB pairs by unprocessing sRGB images with random cameras (generic profiles)."""
+    from raw2rgb_plugin.dataset_synth import SynthOptions, synthesize_dataset
+    from raw2rgb_plugin.errors import Raw2RgbError
+
+    started = time.perf_counter()
+    options = SynthOptions(
+        patches_per_image=patches_per_image, patch_size=patch_size, noise=noise, inverse_tone_curve=tone_curve, seed=seed,
+        val_fraction=val_fraction, input_normalization=input_normalization, saliency=saliency,
+        trust_torchscript=trust_torchscript, keep_raw=keep_raw, previews=previews, jobs=jobs,
+    )
+    progress, on_event = _progress(quiet, "images")
+    try:
+        with progress:
+            report = synthesize_dataset(rgb_dir, output, options, progress=on_event)
+    except Raw2RgbError as exc:
+        error_line("raw2rgb dataset synth", str(exc))
+        raise typer.Exit(2)
+    _summary(report, time.perf_counter() - started, quiet, json_output)
+    if report["counts"]["patches"] == 0:
+        error_line("raw2rgb dataset synth", "no patch was made — are the images smaller than a patch (2 × --patch-size)?")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dataset_app, name="dataset")
