@@ -268,6 +268,17 @@ def test_the_seed_values_are_the_defaults():
     assert (c.lr_decay_every, c.lr_decay_factor) == (10, 0.5) and c.perceptual and c.variant == "base"
 
 
+def test_torch_free_config_agrees_with_the_engine():
+    from raw2rgb_plugin import profiles
+    from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS
+    from raw2rgb_plugin.train_config import INPUT_NORMALIZATIONS, VARIANTS
+
+    assert set(VARIANTS) == set(VARIANT_WIDTHS) and set(INPUT_NORMALIZATIONS) == set(profiles.INPUT_NORMALIZATIONS)
+    done = subprocess.run([sys.executable, "-c", "import sys, raw2rgb_cli.main; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"  # `raw2rgb --help` stays fast
+
+
 def test_ddp_two_processes_stay_in_sync(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -13,7 +13,9 @@ With neither, `VggWeightsError` says how to get them, or to train with `--no-per
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -61,8 +63,9 @@ def vgg_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(VGG16_URL)
 
 
-def load_vgg16_conv4_3(weights: str | os.PathLike | None = None, *, url: str = VGG16_URL) -> Vgg16Conv4_3:
+def load_vgg16_conv4_3(weights: str | os.PathLike | None = None, *, url: str | None = None) -> Vgg16Conv4_3:
     """A frozen, eval-mode `Vgg16Conv4_3` with ImageNet weights (see the module docstring)."""
+    url = url or VGG16_URL
     state = _read_file(Path(weights).expanduser()) if weights is not None else _read_hub(url)
     model = Vgg16Conv4_3()
     model.load_state_dict(_select_features(state, model, weights or url), strict=True)
@@ -90,7 +93,9 @@ def _read_file(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_hub(url: str) -> dict[str, torch.Tensor]:
     try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True, weights_only=True)
+        # torch.hub announces downloads on stdout, which belongs to `--json` documents.
+        with contextlib.redirect_stdout(sys.stderr):
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True, weights_only=True)
     except Exception as exc:  # offline, proxy, hash mismatch, corrupt cache: all need the same choice
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise VggWeightsError(

@@ -1,0 +1,103 @@
+"""The settings of a training run (no torch import: the CLI reads its defaults at start-up).
+
+Every default is the seed's value: batch 8; Adam β = (0.5, 0.999); stage 1 = 10 epochs of
+L1 + attention (weight 0.5) at lr 2e-4; stage 2 = 30 epochs adding VGG16 perceptual (1.0) and
+LSGAN (0.01) with lr_G 1e-4 and lr_D 4e-4; learning rates halve every 10 epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import Raw2RgbError
+
+if TYPE_CHECKING:
+    from .models.g1 import G1Config
+
+#: names of the G1 variants (`models.g1.VARIANT_WIDTHS` has their widths but needs torch).
+VARIANTS = ("base", "slim", "lite")
+INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm")
+
+
+class TrainingError(Raw2RgbError):
+    """A training run that cannot start or continue as asked."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; defaults are the seed's values (batch 8, Adam(0.5, 0.999), …)."""
+
+    variant: str = "base"
+    width: int | None = None  # overrides the variant's G1 width (experiments, tests)
+    d_width: int = 64
+    batch_size: int = 8
+    stage1_epochs: int = 10
+    stage2_epochs: int = 30
+    lr_stage1: float = 2e-4
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    lr_decay_every: int = 10  # epochs, counted within each stage
+    lr_decay_factor: float = 0.5
+    betas: tuple[float, float] = (0.5, 0.999)
+    lambda_l1: float = 1.0
+    lambda_attn: float = 0.5
+    lambda_perc: float = 1.0
+    lambda_gan: float = 0.01
+    perceptual: bool = True
+    vgg_weights: str | None = None
+    input_normalization: str | None = None  # raw | wb | wb+ccm; None: the dataset's
+    init_profile: str | None = None
+    seed: int = 0
+    amp: str = "auto"  # auto | bf16 | fp16 | off; never on the CPU
+    device: str = "auto"
+    workers: int | None = None  # None: 0 on the CPU, a few on CUDA
+    max_steps: int | None = None
+    checkpoint_every: int = 1000  # steps; a checkpoint is also written at each epoch's end
+    log_every: int = 10  # steps between JSONL step records
+
+    def g1_config(self) -> "G1Config":
+        from .models.g1 import G1Config
+
+        if self.width is not None:
+            return G1Config(width=self.width)
+        return G1Config.for_variant(self.variant)
+
+    @property
+    def uses_perceptual(self) -> bool:
+        return self.perceptual and self.lambda_perc > 0 and self.stage2_epochs > 0
+
+    @property
+    def uses_gan(self) -> bool:
+        return self.lambda_gan > 0 and self.stage2_epochs > 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        return cls(**values)
+
+    def validate(self) -> None:
+        if self.width is None and self.variant not in VARIANTS:
+            raise TrainingError(f"unknown variant {self.variant!r}", f"use one of {', '.join(VARIANTS)}")
+        if self.batch_size < 1:
+            raise TrainingError(f"batch size {self.batch_size} is not positive", "use --batch-size 1 or more")
+        if self.stage1_epochs < 0 or self.stage2_epochs < 0 or self.stage1_epochs + self.stage2_epochs == 0:
+            raise TrainingError("no epochs to train", "give --stage1-epochs and/or --stage2-epochs a positive value")
+        if self.lr_decay_every < 1:
+            raise TrainingError("--lr-decay-every must be at least 1 epoch", "use 10 (the seed's)")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise TrainingError(f"--max-steps {self.max_steps} is not positive", "use 1 or more")
+        if self.input_normalization not in (None, *INPUT_NORMALIZATIONS):
+            raise TrainingError(f"unknown input normalisation {self.input_normalization!r}", f"use one of {', '.join(INPUT_NORMALIZATIONS)}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise TrainingError(f"unknown --amp {self.amp!r}", "use auto, bf16, fp16 or off")
+        for name in ("lambda_l1", "lambda_attn", "lambda_perc", "lambda_gan", "lr_stage1", "lr_g", "lr_d"):
+            if getattr(self, name) < 0:
+                raise TrainingError(f"{name} is negative", "loss weights and learning rates must be ≥ 0")
