@@ -1,0 +1,251 @@
+"""`raw2rgb train` and `raw2rgb evaluate`: fit a profile on a dataset, and score one."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .console import err, error_line, print_json
+
+# Defaults come from TrainConfig so the help and the engine never disagree (it imports no torch).
+from raw2rgb_plugin.train_config import TrainConfig
+
+_D = TrainConfig()
+
+
+def train(
+    dataset: Path = typer.Argument(..., help="Dataset folder from `raw2rgb dataset build` or `synth`.", show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
+    profile_name: Optional[str] = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
+    variant: str = typer.Option(_D.variant, "--variant", help="G1 width: base (64, the seed's), slim (32) or lite (16)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
+    perceptual: bool = typer.Option(True, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
+    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output exactly where its checkpoint left it (its saved settings apply)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it."),
+    device: str = typer.Option(_D.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    batch_size: int = typer.Option(_D.batch_size, "--batch-size", min=1, help="Patches per step (per process under torchrun)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),
+    stage1_epochs: int = typer.Option(_D.stage1_epochs, "--stage1-epochs", min=0, help="Epochs of stage 1 (L1 + attention)."),
+    stage2_epochs: int = typer.Option(_D.stage2_epochs, "--stage2-epochs", min=0, help="Epochs of stage 2 (all losses, D trained)."),
+    lr_stage1: float = typer.Option(_D.lr_stage1, "--lr-stage1", help="Generator learning rate in stage 1."),
+    lr_g: float = typer.Option(_D.lr_g, "--lr-g", help="Generator learning rate in stage 2."),
+    lr_d: float = typer.Option(_D.lr_d, "--lr-d", help="Discriminator learning rate (stage 2; two time-scale rule)."),
+    lr_decay_every: int = typer.Option(_D.lr_decay_every, "--lr-decay-every", min=1, help="Halve the learning rates every this many epochs of a stage."),
+    lambda_l1: float = typer.Option(_D.lambda_l1, "--lambda-l1", help="Weight of the L1 loss."),
+    lambda_attn: float = typer.Option(_D.lambda_attn, "--lambda-attn", help="Weight of the saliency attention loss."),
+    lambda_perc: float = typer.Option(_D.lambda_perc, "--lambda-perc", help="Weight of the VGG16 perceptual loss."),
+    lambda_gan: float = typer.Option(_D.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
+    d_width: int = typer.Option(_D.d_width, "--d-width", min=1, help="Discriminator base width."),
+    input_normalization: Optional[str] = typer.Option(None, "--input-normalization", help="raw, wb or wb+ccm (default: the dataset's)."),
+    amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision on CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. Never on the CPU."),
+    seed: int = typer.Option(_D.seed, "--seed", help="Seed of weights, data order and augmentation."),
+    checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every", min=0, help="Steps between checkpoints (one is also written at every epoch's end)."),
+    log_every: int = typer.Option(_D.log_every, "--log-every", min=1, help="Steps between step records in log.jsonl."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; errors only."),
+    json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end."),
+) -> None:
+    """Train a profile (G1 with G2 and D, two stages) on a dataset, and install it for `convert`."""
+    from raw2rgb_plugin.dataset_store import open_dataset
+    from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.training import Trainer
+
+    config = TrainConfig(
+        variant=variant, d_width=d_width, batch_size=batch_size, stage1_epochs=stage1_epochs,
+        stage2_epochs=stage2_epochs, lr_stage1=lr_stage1, lr_g=lr_g, lr_d=lr_d, lr_decay_every=lr_decay_every,
+        lambda_l1=lambda_l1, lambda_attn=lambda_attn, lambda_perc=lambda_perc, lambda_gan=lambda_gan,
+        perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
+        input_normalization=input_normalization, init_profile=init, seed=seed, amp=amp, device=device,
+        workers=workers, max_steps=max_steps, checkpoint_every=checkpoint_every, log_every=log_every,
+    )
+    display = _TrainDisplay(quiet)
+    try:
+        trainer = Trainer(
+            config, open_dataset(dataset), output, resume=resume, profile_name=profile_name,
+            overwrite_profile=overwrite, dataset_path=dataset.resolve(), command_line=_command_line(),
+            on_event=display.on_event,
+        )
+    except Raw2RgbError as exc:
+        error_line("raw2rgb train", str(exc))
+        raise typer.Exit(2)
+
+    previous = _install_stop_handler(trainer, display)
+    try:
+        with display.progress:
+            result = trainer.run()
+    except Raw2RgbError as exc:
+        error_line("raw2rgb train", str(exc))
+        raise typer.Exit(1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    if json_output:
+        print_json({
+            "run": str(output),
+            "steps": result.global_step,
+            "epochs": result.epoch,
+            "completed": result.completed,
+            "validation": result.validation,
+            "profile": str(result.profile_path) if result.profile_path else None,
+            "installed": str(result.installed_profile_path) if result.installed_profile_path else None,
+            "seconds": round(time.perf_counter() - display.started, 3),
+        })
+    if display.stop_reason == "requested":
+        raise typer.Exit(130)
+
+
+class _TrainDisplay:
+    """Renders the trainer's events: a progress bar with stage, epoch, losses, it/s and ETA."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.started = time.perf_counter()
+        self.stop_reason: str | None = None
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=err,
+            disable=quiet,
+        )
+        self.task = None
+        self.total_epochs = 0
+
+    def print(self, message: str) -> None:
+        if not self.quiet:
+            self.progress.console.print(message, soft_wrap=True)
+
+    def on_event(self, event: dict) -> None:
+        kind = event["event"]
+        if kind in ("start", "resume"):
+            self.total_epochs = event["total_epochs"]
+            verb = "resuming at step" if kind == "resume" else "training from step"
+            self.print(
+                f"{verb} {event['step']} of {event['total_steps']} ({event['steps_per_epoch']} per epoch) on "
+                f"{event['device']} (amp {event['amp']}, {event['world_size']} process(es)); "
+                f"{event['train_patches']} training / {event['val_patches']} validation patches; "
+                f"perceptual loss {'on' if event['perceptual'] else 'off'}"
+            )
+            self.task = self.progress.add_task("training", total=event["total_steps"], completed=event["step"], rate="", losses="")
+        elif kind == "step" and self.task is not None:
+            losses = " ".join(f"{k} {v:.3g}" for k, v in event["losses"].items())
+            rate = f"{event['it_per_s']:.2f} it/s" if event.get("it_per_s") else ""
+            self.progress.update(
+                self.task, completed=event["step"], rate=rate, losses=escape(losses),
+                description=f"stage {event['stage']} · epoch {event['epoch'] + 1}/{self.total_epochs}",
+            )
+        elif kind == "epoch":
+            v = event.get("validation")
+            scores = f"validation PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f} ({v['count']} patches)" if v else "no validation patches"
+            self.print(f"epoch {event['epoch'] + 1}/{self.total_epochs} (stage {event['stage']}, step {event['step']}): {scores}")
+        elif kind == "note":
+            self.print(f"[yellow]note[/yellow]: {escape(event['message'])}")
+        elif kind == "stop":
+            self.stop_reason = event["reason"]
+            why = "--max-steps reached" if event["reason"] == "max_steps" else "stopped on request"
+            self.print(f"{why} at step {event['step']}; checkpoint written (continue with --resume)")
+        elif kind == "profile":
+            where = f", installed as {escape(event['installed'])}" if event.get("installed") else ""
+            self.print(f"profile: {escape(event['path'])}{where}")
+
+
+def _install_stop_handler(trainer, display: _TrainDisplay):
+    """First Ctrl-C: finish the step, checkpoint, export. Second: abort at once."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if trainer._stop_requested:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+        display.print("[yellow]stopping after this step[/yellow] (Ctrl-C again aborts without a checkpoint)")
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (embedded use): keep the default behaviour
+        return previous
+    return previous
+
+
+def _command_line() -> str:
+    return " ".join(["raw2rgb", *sys.argv[1:]]) if sys.argv else "raw2rgb train"
+
+
+def evaluate(
+    profile: str = typer.Argument(..., help="Profile name or .safetensors path.", show_default=False),
+    dataset: Path = typer.Argument(..., help="Dataset folder.", show_default=False),
+    split: str = typer.Option("val", "--split", help="val (held-out scenes) or train."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Patches per forward pass."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N patches."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the classical LibRaw rendering of the same RAWs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or table."),
+    json_output: bool = typer.Option(False, "--json", help="Print the scores (with the per-image table) as JSON on stdout."),
+) -> None:
+    """PSNR/SSIM of a profile on a dataset split, beside the classical LibRaw rendering."""
+    from raw2rgb_plugin.dataset_store import open_dataset
+    from raw2rgb_plugin.device import choose_device
+    from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.evaluate import BASELINE_SETTINGS, evaluate_profile
+    from raw2rgb_plugin.profiles import load_profile
+
+    if split not in ("val", "train"):
+        error_line("raw2rgb evaluate", f"unknown split {split!r} — use val or train")
+        raise typer.Exit(2)
+    try:
+        loaded = load_profile(profile)
+        data = open_dataset(dataset)
+        torch_device = choose_device(device)
+        if len(data.split(split)) == 0:
+            raise Raw2RgbError(f"{dataset} has no {split} patches", "build it with more scenes, or use --split train")
+    except Raw2RgbError as exc:
+        error_line("raw2rgb evaluate", str(exc))
+        raise typer.Exit(2)
+
+    progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, disable=quiet)
+    task = progress.add_task("evaluating", total=None)
+    with progress:
+        result = evaluate_profile(
+            loaded, data, split=split, device=torch_device, batch_size=batch_size, baseline=baseline, limit=limit,
+            dataset_label=str(dataset), on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+
+    if not quiet:
+        table = Table(title=f"raw2rgb evaluate {loaded.name} on {dataset} ({split})", show_edge=False, title_justify="left")
+        for column in ("image", "scene", "patches", "PSNR", "SSIM", "baseline PSNR", "baseline SSIM", "baseline"):
+            table.add_column(column, justify="right" if column not in ("image", "scene", "baseline") else "left")
+
+        def fmt(value: float | None, digits: int) -> str:
+            return "—" if value is None else f"{value:.{digits}f}"
+
+        for image in result.images:
+            table.add_row(escape(image.image), escape(image.scene), str(image.patches), fmt(image.psnr, 2), fmt(image.ssim, 4),
+                          fmt(image.baseline_psnr, 2), fmt(image.baseline_ssim, 4),
+                          escape(image.baseline or "") + (f" ({escape(image.note)})" if image.note else ""))
+        table.add_section()
+        table.add_row("[bold]all", "", str(result.patches), f"[bold]{result.psnr:.2f}", f"[bold]{result.ssim:.4f}",
+                      fmt(result.baseline_psnr, 2), fmt(result.baseline_ssim, 4), "")
+        err.print(table)
+        if baseline:
+            err.print(f"baseline: {BASELINE_SETTINGS}; 'bilinear' where the source RAW was not available")
+    if json_output:
+        print_json(result.to_dict())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
