@@ -1,0 +1,520 @@
+--[[
+    raw2rgb.lua - neural RAW development with raw2rgb from inside darktable
+
+    Copyright (c) the raw2rgb developers. MIT licence.
+
+    USAGE
+    * install: `raw2rgb install darktable` (copies this file to <configdir>/lua/raw2rgb.lua and
+      adds `require "raw2rgb"` to <configdir>/luarc), then restart darktable
+    * export: pick the target storage "raw2rgb (neural, 16-bit TIFF)" in the export module and
+      press export. The ORIGINAL RAW of each image is converted by `raw2rgb convert` (darktable's
+      edits are not applied: raw2rgb replaces the development), the TIFF is imported and grouped
+      with its original and gets the original's tags.
+    * without exporting: the button "raw2rgb: convert selected" in the selected images module,
+      or the shortcut "lua/raw2rgb: convert selected" (preferences > shortcuts > lua)
+    * settings: preferences > lua options (executable, profile, device, output folder, existing
+      files); the profile, device and output folder also sit in the storage's own widget
+
+    WHY THE "copy" FORMAT
+    darktable calls a storage's store() only after it has processed each image through its own
+    pipeline, which costs seconds per frame and would be thrown away. The one format that skips
+    the pipeline is "copy" (it copies the original file), so this storage supports only it; the
+    copy in darktable's temporary folder is deleted at once and raw2rgb reads the original.
+    (Returning an empty list from the storage's initialize hook would skip even the copy, but
+    darktable 4.2 frees the export list twice when that hook returns a table.)
+
+    REQUIRES
+    * darktable 4.2 or newer (Lua API 9), Linux or macOS (commands go through /bin/sh)
+    * raw2rgb (its absolute path is recorded here by `raw2rgb install darktable`)
+]]
+
+local dt = require "darktable"
+
+local MODULE = "raw2rgb"
+local STORAGE_LABEL = "raw2rgb (neural, 16-bit TIFF)"
+local ACTION_LABEL = "raw2rgb: convert selected"
+local DEVICES = { "auto", "cpu", "cuda", "mps" }
+local ON_EXISTING = { "overwrite", "skip" }
+-- Files per converter process: one process loads the model once for all of them, and the
+-- progress bar moves after each batch.
+local BATCH_SIZE = 8
+
+-- Filled in by `raw2rgb install darktable`; empty, or still shaped like @NAME@, means "not set".
+local RECORDED_EXECUTABLE = "@RAW2RGB_EXECUTABLE@"
+local RECORDED_PROFILE = "@RAW2RGB_PROFILE@"
+local RECORDED_DEVICE = "@RAW2RGB_DEVICE@"
+
+local script_data = {}
+script_data.metadata = {
+  name = "raw2rgb",
+  purpose = "neural RAW development with raw2rgb",
+  author = "the raw2rgb developers",
+  help = "https://github.com/raw2rgb/raw2rgb/tree/main/host_integrations",
+}
+script_data.destroy = nil
+script_data.destroy_method = nil
+script_data.restart = nil
+script_data.show = nil
+-- One summary per finished conversion run ({converted, failed, not_converted, messages, and for
+-- an export the export_format darktable used}), for scripts that chain on raw2rgb and for the
+-- tests that drive darktable.
+script_data.runs = {}
+
+-- The API major version is a number; comparing version strings would put "10" before "9".
+if (tonumber(dt.configuration.api_version_major) or 0) < 9 then
+  dt.print_error("raw2rgb: needs darktable 4.2 or newer (Lua API 9), this is API "
+    .. tostring(dt.configuration.api_version_string))
+  return script_data
+end
+
+local function recorded(value, fallback)
+  if value == "" or value:match("^@RAW2RGB_[A-Z]+@$") then return fallback end
+  return value
+end
+
+-- ------------------------------------------------------------------------------------------
+-- helpers
+
+--- Single-quote `s` for /bin/sh: nothing inside single quotes is special except the quote
+--- itself, which is closed, escaped and reopened. Safe for every byte but NUL.
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- `s` with every plain (non-pattern) occurrence of `old` replaced by `new`.
+local function replace_plain(s, old, new)
+  local out, start = {}, 1
+  while true do
+    local i, j = s:find(old, start, true)
+    if not i then break end
+    out[#out + 1] = s:sub(start, i - 1)
+    out[#out + 1] = new
+    start = j + 1
+  end
+  out[#out + 1] = s:sub(start)
+  return table.concat(out)
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local text = f:read("a") or ""
+  f:close()
+  return text
+end
+
+local function last_line(text)
+  local last = nil
+  for line in text:gmatch("[^\n]+") do
+    if line:match("%S") then last = line end
+  end
+  return last
+end
+
+--- A strict little JSON reader for the converter's `--json` summary (Lua has none built in).
+--- Returns the value, or nil and a message.
+local function json_decode(text)
+  local pos = 1
+  local function fail(what) error({ json = what .. " at byte " .. pos }) end
+  local function skip() pos = text:find("[^ \t\r\n]", pos) or (#text + 1) end
+  local simple = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
+  local value
+
+  local function string_value()
+    pos = pos + 1
+    local parts = {}
+    while true do
+      local i = text:find('["\\]', pos)
+      if not i then fail("unterminated string") end
+      parts[#parts + 1] = text:sub(pos, i - 1)
+      if text:sub(i, i) == '"' then
+        pos = i + 1
+        return table.concat(parts)
+      end
+      local esc = text:sub(i + 1, i + 1)
+      if simple[esc] then
+        parts[#parts + 1] = simple[esc]
+        pos = i + 2
+      elseif esc == "u" then
+        local code = tonumber(text:sub(i + 2, i + 5), 16) or fail("bad \\u escape")
+        pos = i + 6
+        if code >= 0xD800 and code <= 0xDBFF and text:sub(pos, pos + 1) == "\\u" then
+          local low = tonumber(text:sub(pos + 2, pos + 5), 16) or fail("bad \\u escape")
+          if low >= 0xDC00 and low <= 0xDFFF then
+            code = 0x10000 + (code - 0xD800) * 0x400 + (low - 0xDC00)
+            pos = pos + 6
+          end
+        end
+        parts[#parts + 1] = utf8.char(code)
+      else
+        fail("bad escape")
+      end
+    end
+  end
+
+  function value()
+    skip()
+    local c = text:sub(pos, pos)
+    if c == "{" then
+      local object = {}
+      pos = pos + 1
+      skip()
+      if text:sub(pos, pos) == "}" then pos = pos + 1 return object end
+      while true do
+        skip()
+        if text:sub(pos, pos) ~= '"' then fail("expected a key") end
+        local key = string_value()
+        skip()
+        if text:sub(pos, pos) ~= ":" then fail("expected ':'") end
+        pos = pos + 1
+        object[key] = value()
+        skip()
+        local sep = text:sub(pos, pos)
+        pos = pos + 1
+        if sep == "}" then return object end
+        if sep ~= "," then fail("expected ',' or '}'") end
+      end
+    elseif c == "[" then
+      local array = {}
+      pos = pos + 1
+      skip()
+      if text:sub(pos, pos) == "]" then pos = pos + 1 return array end
+      while true do
+        array[#array + 1] = value()
+        skip()
+        local sep = text:sub(pos, pos)
+        pos = pos + 1
+        if sep == "]" then return array end
+        if sep ~= "," then fail("expected ',' or ']'") end
+      end
+    elseif c == '"' then
+      return string_value()
+    elseif text:find("^true", pos) then
+      pos = pos + 4
+      return true
+    elseif text:find("^false", pos) then
+      pos = pos + 5
+      return false
+    elseif text:find("^null", pos) then
+      pos = pos + 4
+      return nil
+    else
+      local number = text:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+      if not number or number == "" then fail("unexpected character") end
+      pos = pos + #number
+      return tonumber(number)
+    end
+  end
+
+  local ok, result = pcall(function()
+    local v = value()
+    skip()
+    if pos <= #text then fail("trailing characters") end
+    return v
+  end)
+  if ok then return result end
+  if type(result) == "table" then return nil, result.json end
+  return nil, tostring(result)
+end
+
+-- ------------------------------------------------------------------------------------------
+-- preferences (lua options) and the storage widget
+
+dt.preferences.register(MODULE, "on_existing", "enum", "raw2rgb: existing TIFFs",
+  "overwrite: convert again and replace the TIFF; skip: keep it (it is still imported and grouped)",
+  "overwrite", table.unpack(ON_EXISTING))
+dt.preferences.register(MODULE, "output_folder", "string", "raw2rgb: output folder",
+  "where the TIFFs go; $(FILE_FOLDER) is the folder of the RAW, a relative folder is taken inside it",
+  "$(FILE_FOLDER)/raw2rgb")
+dt.preferences.register(MODULE, "device", "enum", "raw2rgb: device",
+  "auto picks CUDA, then Apple MPS, then the CPU", recorded(RECORDED_DEVICE, "auto"), table.unpack(DEVICES))
+dt.preferences.register(MODULE, "profile", "string", "raw2rgb: profile",
+  "profile name or .safetensors path; empty: raw2rgb's default for the device",
+  recorded(RECORDED_PROFILE, ""))
+dt.preferences.register(MODULE, "executable", "string", "raw2rgb: executable",
+  "absolute path of the raw2rgb program (darktable may not see your shell's PATH)",
+  recorded(RECORDED_EXECUTABLE, "raw2rgb"))
+
+local function pref(name)
+  local kind = (name == "device" or name == "on_existing") and "enum" or "string"
+  return dt.preferences.read(MODULE, name, kind)
+end
+
+local function index_of(list, value)
+  for i, v in ipairs(list) do
+    if v == value then return i end
+  end
+  return 1
+end
+
+local widgets = {
+  profile = dt.new_widget("entry") {
+    text = pref("profile"),
+    placeholder = "raw2rgb's default profile",
+    tooltip = "profile name or .safetensors path",
+    editable = true,
+  },
+  output_folder = dt.new_widget("entry") {
+    text = pref("output_folder"),
+    tooltip = "$(FILE_FOLDER) is the folder of the RAW; a relative folder is taken inside it",
+    editable = true,
+  },
+  device = dt.new_widget("combobox") {
+    label = "device",
+    tooltip = "auto picks CUDA, then Apple MPS, then the CPU",
+    selected = index_of(DEVICES, pref("device")),
+    changed_callback = function(w) dt.preferences.write(MODULE, "device", "enum", w.value) end,
+    "auto", "cpu", "cuda", "mps",
+  },
+}
+
+local storage_widget = dt.new_widget("box") {
+  orientation = "vertical",
+  dt.new_widget("label") { label = "converts the original RAW; darktable edits are not applied" },
+  dt.new_widget("label") { label = "profile" },
+  widgets.profile,
+  widgets.device,
+  dt.new_widget("label") { label = "output folder" },
+  widgets.output_folder,
+}
+
+--- The settings for one run, from the widget (saved back as preferences) and the preferences.
+local function current_settings()
+  dt.preferences.write(MODULE, "profile", "string", widgets.profile.text or "")
+  dt.preferences.write(MODULE, "output_folder", "string", widgets.output_folder.text or "")
+  local executable = pref("executable")
+  if executable == "" then executable = recorded(RECORDED_EXECUTABLE, "raw2rgb") end
+  local folder = pref("output_folder")
+  if folder == "" then folder = "$(FILE_FOLDER)" end
+  return {
+    executable = executable,
+    profile = pref("profile"),
+    device = pref("device"),
+    output_folder = folder,
+    overwrite = pref("on_existing") ~= "skip",
+  }
+end
+
+-- ------------------------------------------------------------------------------------------
+-- conversion
+
+local function source_path(image)
+  return image.path .. "/" .. image.filename
+end
+
+local function output_folder_for(image, settings)
+  local folder = replace_plain(settings.output_folder, "$(FILE_FOLDER)", image.path)
+  local home = os.getenv("HOME")
+  if home and (folder == "~" or folder:sub(1, 2) == "~/") then folder = home .. folder:sub(2) end
+  if folder:sub(1, 1) ~= "/" then folder = image.path .. "/" .. folder end
+  return folder
+end
+
+--- Run `raw2rgb convert` once for `sources` (absolute paths) into `folder`.
+--- Returns {source → {status=, output=, error=}}; when the converter gave no summary, a message
+--- for the whole batch and whether the settings are at fault (no converter, bad profile: exit
+--- status 2, 126 or 127), which would fail every other batch alike.
+local function run_converter(sources, folder, settings)
+  local stdout_file, stderr_file = os.tmpname(), os.tmpname()
+  local words = { shell_quote(settings.executable), "convert" }
+  for _, source in ipairs(sources) do words[#words + 1] = shell_quote(source) end
+  words[#words + 1] = "--output-dir " .. shell_quote(folder)
+  words[#words + 1] = "--device " .. shell_quote(settings.device)
+  if settings.profile ~= "" then words[#words + 1] = "--profile " .. shell_quote(settings.profile) end
+  words[#words + 1] = settings.overwrite and "--overwrite" or "--skip-existing"
+  words[#words + 1] = "--quiet --json"
+  local command = table.concat(words, " ") .. " >" .. shell_quote(stdout_file) .. " 2>" .. shell_quote(stderr_file)
+  dt.print_log("raw2rgb: " .. command)
+
+  local status = dt.control.execute(command)
+  local stdout, stderr = read_file(stdout_file), read_file(stderr_file)
+  os.remove(stdout_file)
+  os.remove(stderr_file)
+  -- execute() hands back the raw wait status: the exit code sits in the second byte.
+  local exit_code = (status % 256 == 0) and (status // 256) or -1
+
+  local summary = json_decode(stdout)
+  if type(summary) ~= "table" or type(summary.files) ~= "table" then
+    local message
+    if exit_code == 127 or exit_code == 126 then
+      message = "cannot run " .. settings.executable .. " — set its path in preferences > lua options"
+    else
+      message = last_line(stderr) or ("raw2rgb stopped (status " .. tostring(status) .. ")")
+    end
+    return {}, message, exit_code == 2 or exit_code == 126 or exit_code == 127
+  end
+  local results = {}
+  for _, entry in ipairs(summary.files) do
+    if type(entry) == "table" and type(entry.input) == "string" then
+      results[entry.input] = entry
+    end
+  end
+  return results, nil, false
+end
+
+local function copy_tags(from, to)
+  local ok, tags = pcall(dt.tags.get_tags, from)
+  if not ok or type(tags) ~= "table" then return end
+  for _, tag in ipairs(tags) do
+    local named, name = pcall(function() return tag.name end)
+    if named and type(name) == "string" and not name:find("^darktable|") then
+      pcall(dt.tags.attach, tag, to)
+    end
+  end
+end
+
+local function import_result(image, output)
+  local imported = dt.database.import(output)
+  if not imported then return false end
+  -- a TIFF converted again keeps its database entry: drop its stale thumbnail
+  pcall(function() imported:drop_cache() end)
+  imported:group_with(image.group_leader)
+  copy_tags(image, imported)
+  return true
+end
+
+local function report(summary)
+  local message = "raw2rgb: " .. summary.converted .. " converted"
+  if summary.failed > 0 then message = message .. ", " .. summary.failed .. " failed" end
+  if summary.not_converted > 0 then message = message .. ", " .. summary.not_converted .. " cancelled" end
+  dt.print(message)
+  script_data.runs[#script_data.runs + 1] = summary
+end
+
+--- Convert the original RAW of each image, import the TIFFs, group and tag them.
+--- `summary` holds extra fields for the run's summary.
+local function convert_images(images, settings, summary)
+  -- Versions of one RAW share its file: convert it once, group it with the first of them.
+  local work, seen = {}, {}
+  for _, image in ipairs(images) do
+    local source = source_path(image)
+    if not seen[source] then
+      seen[source] = true
+      work[#work + 1] = { image = image, source = source, folder = output_folder_for(image, settings) }
+    end
+  end
+
+  -- batches of up to BATCH_SIZE images that share an output folder
+  local batches, by_folder = {}, {}
+  for _, item in ipairs(work) do
+    local batch = by_folder[item.folder]
+    if not batch or #batch.items >= BATCH_SIZE then
+      batch = { folder = item.folder, items = {} }
+      by_folder[item.folder] = batch
+      batches[#batches + 1] = batch
+    end
+    batch.items[#batch.items + 1] = item
+  end
+
+  local cancelled = false
+  local job = dt.gui.create_job("raw2rgb: converting " .. #work .. " image(s)", true,
+    function() cancelled = true end)
+  local done, converted, failed, messages = 0, 0, 0, {}
+  local function failure(image, reason)
+    failed = failed + 1
+    messages[#messages + 1] = image.filename .. ": " .. reason
+    dt.print("raw2rgb: " .. image.filename .. ": " .. reason)
+  end
+
+  local fatal = nil
+  for _, batch in ipairs(batches) do
+    if cancelled then break end
+    local sources = {}
+    for _, item in ipairs(batch.items) do sources[#sources + 1] = item.source end
+    local results, batch_error = {}, fatal
+    if not fatal then
+      local settings_at_fault
+      results, batch_error, settings_at_fault = run_converter(sources, batch.folder, settings)
+      if settings_at_fault then fatal = batch_error end
+    end
+
+    for _, item in ipairs(batch.items) do
+      local entry = results[item.source]
+      if entry and (entry.status == "converted" or entry.status == "skipped") and type(entry.output) == "string" then
+        if import_result(item.image, entry.output) then
+          converted = converted + 1
+        else
+          failure(item.image, "converted, but darktable could not import " .. entry.output)
+        end
+      else
+        failure(item.image, batch_error
+          or (entry and type(entry.error) == "string" and entry.error)
+          or "the converter gave no result for it")
+      end
+      done = done + 1
+    end
+    if job.valid then job.percent = done / #work end
+  end
+
+  if job.valid then job.valid = false end
+  summary = summary or {}
+  summary.converted, summary.failed, summary.not_converted = converted, failed, #work - done
+  summary.messages = messages
+  report(summary)
+end
+
+-- ------------------------------------------------------------------------------------------
+-- export storage
+
+local function storage_initialize(storage, format, images, high_quality, extra_data)
+  extra_data.settings = current_settings()
+  extra_data.images = {}
+  return nil -- the list must stay untouched: see WHY THE "copy" FORMAT above
+end
+
+local function storage_store(storage, image, format, filename, number, total, high_quality, extra_data)
+  extra_data.images[#extra_data.images + 1] = image
+  extra_data.format = format.plugin_name
+  -- darktable's copy of the original (and its .xmp) in its temporary folder is not needed
+  local extension = image.filename:match("%.([^.]*)$") or ""
+  os.remove(filename)
+  os.remove(filename .. extension)
+  os.remove(filename .. extension .. ".xmp")
+end
+
+local function storage_finalize(storage, image_table, extra_data)
+  convert_images(extra_data.images or {}, extra_data.settings or current_settings(),
+    { export_format = extra_data.format })
+end
+
+local copy_format_available = pcall(dt.new_format, "copy")
+
+local function storage_supported(storage, format)
+  if not copy_format_available then return true end
+  return format.plugin_name == "copy"
+end
+
+dt.register_storage(MODULE, STORAGE_LABEL, storage_store, storage_finalize,
+  storage_supported, storage_initialize, storage_widget)
+
+-- ------------------------------------------------------------------------------------------
+-- render-free action: a shortcut and a button in the selected images module
+
+local function convert_selected(images)
+  if not images or #images == 0 then
+    dt.print("raw2rgb: select the RAW images to convert first")
+    report({ converted = 0, failed = 0, not_converted = 0, messages = { "no image selected" } })
+    return
+  end
+  convert_images(images, current_settings())
+end
+
+dt.register_event(MODULE, "shortcut", function(event, shortcut)
+  convert_selected(dt.gui.action_images)
+end, ACTION_LABEL)
+
+dt.gui.libs.image.register_action(MODULE, ACTION_LABEL, function(event, images)
+  convert_selected(images)
+end, "convert the original RAW of the selected images with raw2rgb, import and group the TIFFs")
+
+-- ------------------------------------------------------------------------------------------
+
+local function destroy()
+  dt.destroy_storage(MODULE)
+  dt.destroy_event(MODULE, "shortcut")
+  dt.gui.libs.image.destroy_action(MODULE)
+end
+
+script_data.destroy = destroy
+
+return script_data
