@@ -1,0 +1,99 @@
+"""`raw2rgb install|uninstall darktable|gimp|gimp2`: the host integrations for the current user."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from .console import error_line, out
+
+
+class Host(str, Enum):
+    darktable = "darktable"
+    gimp = "gimp"
+    gimp2 = "gimp2"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+NEXT_STEPS = {
+    "darktable": 'restart darktable, then export with the target storage "raw2rgb (neural, 16-bit TIFF)" '
+    'or press "raw2rgb: convert selected" in the selected images module',
+    "gimp": "restart GIMP 3 and pick raw2rgb under Edit > Preferences > Image Import & Export > Raw Image Importer",
+    "gimp2": "restart GIMP 2.10 and pick raw2rgb under Edit > Preferences > Image Import & Export > Raw Image Importer",
+}
+
+CONFIG_DIR_HELP = (
+    "The host's configuration folder [default: darktable: ~/.config/darktable; gimp: $GIMP3_DIRECTORY "
+    "or ~/.config/GIMP/3.0; gimp2: $GIMP2_DIRECTORY or ~/.config/GIMP/2.10]."
+)
+
+
+def _print(lines: list[str]) -> None:
+    for line in lines:
+        out.print(escape(line))
+
+
+def install(
+    host: Host = typer.Argument(..., help="darktable, gimp (GIMP 3) or gimp2 (GIMP 2.10).", show_default=False),
+    config_dir: Optional[Path] = typer.Option(None, "--config-dir", help=CONFIG_DIR_HELP, file_okay=False),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
+    executable: Optional[Path] = typer.Option(
+        None, "--executable", help="The raw2rgb program the host runs [default: this raw2rgb].", dir_okay=False
+    ),
+    profile: Optional[str] = typer.Option(
+        None, "--profile", "-p", help="Profile the host uses by default [default: raw2rgb's default for the device]."
+    ),
+    device: Optional[Device] = typer.Option(None, "--device", help="Device the host uses by default [default: auto]."),
+) -> None:
+    """Install or update the darktable or GIMP integration for the current user."""
+    from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.host_install import RecordedSettings, install as install_host
+
+    try:
+        settings = RecordedSettings.build(executable, profile, device.value if device else None)
+        lines = install_host(host.value, config_dir, settings, dry_run=dry_run)
+    except Raw2RgbError as exc:
+        error_line(f"install {host.value}", str(exc))
+        raise typer.Exit(1)
+    except OSError as exc:
+        error_line(f"install {host.value}", f"{exc} — check the folder's permissions or pass --config-dir")
+        raise typer.Exit(1)
+    _print(lines)
+    if not dry_run:
+        out.print(f"raw2rgb runs as {escape(str(settings.executable))}")
+        out.print(f"next: {escape(NEXT_STEPS[host.value])}")
+
+
+def uninstall(
+    host: Host = typer.Argument(..., help="darktable, gimp (GIMP 3) or gimp2 (GIMP 2.10).", show_default=False),
+    config_dir: Optional[Path] = typer.Option(None, "--config-dir", help=CONFIG_DIR_HELP, file_okay=False),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
+) -> None:
+    """Remove what `raw2rgb install` added for darktable or GIMP."""
+    from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.host_install import uninstall as uninstall_host
+
+    try:
+        lines = uninstall_host(host.value, config_dir, dry_run=dry_run)
+    except Raw2RgbError as exc:
+        error_line(f"uninstall {host.value}", str(exc))
+        raise typer.Exit(1)
+    except OSError as exc:
+        error_line(f"uninstall {host.value}", f"{exc} — check the folder's permissions or pass --config-dir")
+        raise typer.Exit(1)
+    _print(lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("install")(install)
+    app.command("uninstall")(uninstall)

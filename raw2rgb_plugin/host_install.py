@@ -1,0 +1,470 @@
+"""Install and uninstall the darktable and GIMP integrations for the current user.
+
+Each host gets its files from `host_integrations/` with the absolute path of the `raw2rgb`
+executable (and optionally a profile and a device) written into them, because a host started
+from a desktop menu does not see the PATH of the user's shell:
+
+- darktable: `<config>/lua/raw2rgb.lua` and one `require "raw2rgb"` line in `<config>/luarc`;
+- GIMP 3: `<profile>/plug-ins/file-raw2rgb/file-raw2rgb.py`, executable;
+- GIMP 2.10: `<profile>/plug-ins/file-raw2rgb/file-raw2rgb`, compiled here with gimptool-2.0.
+
+Installing is idempotent (an unchanged file is not rewritten, the luarc line is added once) and
+uninstalling removes exactly what installing added, plus the folders that it leaves empty.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+
+from .errors import Raw2RgbError
+
+HOSTS = ("darktable", "gimp", "gimp2")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+LUA_MODULE = "raw2rgb"
+LUARC_LINE = f'require "{LUA_MODULE}"'
+#: any `require "raw2rgb"` / `require('raw2rgb')` line: uninstall removes them all, since the
+#: module they load is gone.
+_LUARC_REQUIRE = re.compile(r"""^\s*require\s*\(?\s*(["'])raw2rgb\1\s*\)?\s*;?\s*(--.*)?$""")
+
+GIMP_PLUG_IN = "file-raw2rgb"
+PLACEHOLDERS = {
+    "executable": '"@RAW2RGB_EXECUTABLE@"',
+    "profile": '"@RAW2RGB_PROFILE@"',
+    "device": '"@RAW2RGB_DEVICE@"',
+}
+
+
+class HostInstallError(Raw2RgbError):
+    """A host integration cannot be installed or removed."""
+
+
+# ----------------------------------------------------------------------------------------------
+# where things are
+
+
+def integrations_dir() -> Path:
+    """The `host_integrations/` folder: packaged beside the engine, or in the source checkout."""
+    spec = find_spec("raw2rgb_host_integrations")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    checkout = Path(__file__).resolve().parents[1] / "host_integrations"
+    if checkout.is_dir():
+        return checkout
+    raise HostInstallError(
+        "the host integration files are not installed with this raw2rgb",
+        "install raw2rgb from its source checkout (pip install /path/to/raw2rgb)",
+    )
+
+
+def _config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
+def _gimp_profile(version: str, env_name: str) -> Path:
+    override = os.environ.get(env_name)
+    if override:
+        return Path(override)
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "GIMP" / version
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home())) / "GIMP" / version
+    return _config_home() / "GIMP" / version
+
+
+def default_config_dir(host: str) -> Path:
+    """The host's per-user configuration folder (the environment overrides GIMP's, as GIMP does)."""
+    if host == "darktable":
+        return _config_home() / "darktable"
+    if host == "gimp":
+        return _gimp_profile("3.0", "GIMP3_DIRECTORY")
+    if host == "gimp2":
+        return _gimp_profile("2.10", "GIMP2_DIRECTORY")
+    raise HostInstallError(f"unknown host {host!r}", f"pick one of {', '.join(HOSTS)}")
+
+
+def installed_paths(host: str, config_dir: Path) -> list[Path]:
+    """The files an install puts into `config_dir` (luarc, which is edited, not included)."""
+    if host == "darktable":
+        return [config_dir / "lua" / f"{LUA_MODULE}.lua"]
+    if host == "gimp":
+        return [config_dir / "plug-ins" / GIMP_PLUG_IN / f"{GIMP_PLUG_IN}.py"]
+    if host == "gimp2":
+        return [config_dir / "plug-ins" / GIMP_PLUG_IN / GIMP_PLUG_IN]
+    raise HostInstallError(f"unknown host {host!r}", f"pick one of {', '.join(HOSTS)}")
+
+
+def find_raw2rgb_executable() -> Path:
+    """The `raw2rgb` console script this process runs from, else the one on the PATH."""
+    candidates: list[Path] = []
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is not None and argv0.name in ("raw2rgb", "raw2rgb.exe"):
+        candidates.append(argv0)
+    # the console script beside the interpreter (a virtualenv's bin/), symlinks not resolved:
+    # resolving would leave the virtualenv
+    candidates.append(Path(sys.executable).parent / ("raw2rgb.exe" if sys.platform == "win32" else "raw2rgb"))
+    on_path = shutil.which("raw2rgb")
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return Path(os.path.abspath(candidate))
+    raise HostInstallError(
+        "cannot find the raw2rgb executable to record for the host",
+        "run this command through the installed `raw2rgb`, or pass --executable /path/to/raw2rgb",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# what gets recorded
+
+
+@dataclass
+class RecordedSettings:
+    """Values written into the installed scripts; empty means "the host's / raw2rgb's default"."""
+
+    executable: Path
+    profile: str = ""
+    device: str = ""
+
+    @classmethod
+    def build(cls, executable: Path | None = None, profile: str | None = None, device: str | None = None) -> "RecordedSettings":
+        if executable is None:
+            resolved = find_raw2rgb_executable()
+        else:
+            resolved = Path(os.path.abspath(executable.expanduser()))
+            if not (resolved.is_file() and os.access(resolved, os.X_OK)):
+                raise HostInstallError(f"{resolved} is not an executable file", "pass the path of the raw2rgb program")
+        if device and device not in DEVICES:
+            raise HostInstallError(f"unknown device {device!r}", f"pick one of {', '.join(DEVICES)}")
+        recorded_profile = profile or ""
+        # a profile given as a relative path must still be found from the host's working folder
+        if recorded_profile and Path(recorded_profile).expanduser().is_file():
+            recorded_profile = os.path.abspath(Path(recorded_profile).expanduser())
+        return cls(resolved, recorded_profile, device or "")
+
+    def values(self) -> dict[str, str]:
+        return {"executable": os.fspath(self.executable), "profile": self.profile, "device": self.device}
+
+
+def lua_string_literal(value: str) -> str:
+    """A Lua string literal for the bytes of `value`: printable ASCII as is, the rest as \\ddd."""
+    out = []
+    for byte in os.fsencode(value):
+        char = chr(byte)
+        if 0x20 <= byte < 0x7F and char not in '"\\':
+            out.append(char)
+        else:
+            out.append(f"\\{byte:03d}")
+    return '"' + "".join(out) + '"'
+
+
+def c_string_literal(value: str) -> str:
+    """A C string literal for the bytes of `value` (octal escapes; `?` too, against trigraphs)."""
+    out = []
+    for byte in os.fsencode(value):
+        char = chr(byte)
+        if 0x20 <= byte < 0x7F and char not in '"\\?':
+            out.append(char)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def python_string_literal(value: str) -> str:
+    # repr() round-trips every str, surrogate-escaped bytes of odd file names included
+    return repr(value)
+
+
+def fill_placeholders(template: str, settings: RecordedSettings, literal) -> str:
+    for key, value in settings.values().items():
+        placeholder = PLACEHOLDERS[key]
+        if template.count(placeholder) != 1:
+            raise HostInstallError(
+                f"the integration template has {template.count(placeholder)} {placeholder} placeholders, expected 1",
+                "reinstall raw2rgb: its host_integrations folder is damaged",
+            )
+        template = template.replace(placeholder, literal(value))
+    return template
+
+
+# ----------------------------------------------------------------------------------------------
+# a plan of steps, shown by --dry-run and carried out otherwise
+
+
+@dataclass
+class Step:
+    description: str
+    apply: object = None  # a callable, or None for a step with nothing to do
+
+    def __str__(self) -> str:
+        return self.description
+
+
+@dataclass
+class Plan:
+    host: str
+    config_dir: Path
+    steps: list[Step] = field(default_factory=list)
+
+    def add(self, description: str, apply=None) -> None:
+        self.steps.append(Step(description, apply))
+
+    def run(self, dry_run: bool = False) -> list[str]:
+        lines = []
+        for step in self.steps:
+            if step.apply is None:
+                lines.append(step.description)
+            elif dry_run:
+                lines.append(f"would {step.description}")
+            else:
+                step.apply()
+                lines.append(step.description)
+        return lines
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # write beside and rename, so a host never reads a half-written script
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plan_file(plan: Plan, path: Path, data: bytes, mode: int) -> None:
+    if path.is_file() and path.read_bytes() == data:
+        if (path.stat().st_mode & 0o777) == mode:
+            plan.add(f"keep {path} (up to date)")
+        else:
+            plan.add(f"set the mode of {path} to {mode:o}", lambda: os.chmod(path, mode))
+        return
+    verb = "update" if path.exists() else "create"
+    plan.add(f"{verb} {path}", lambda: _write_file(path, data, mode))
+
+
+def _prune_empty_dirs(start: Path, stop: Path) -> None:
+    """Remove `start` and its parents while they are empty, never `stop` or above."""
+    current = start
+    while current != stop and stop in current.parents:
+        try:
+            current.rmdir()
+        except OSError:
+            return
+        current = current.parent
+
+
+def _plan_remove_file(plan: Plan, path: Path, config_dir: Path) -> None:
+    if not path.exists() and not path.is_symlink():
+        plan.add(f"nothing to remove at {path}")
+        return
+
+    def remove() -> None:
+        path.unlink()
+        _prune_empty_dirs(path.parent, config_dir)
+
+    plan.add(f"remove {path}", remove)
+
+
+# ----------------------------------------------------------------------------------------------
+# darktable
+
+
+def _luarc_with_require(text: str) -> str | None:
+    """`text` with the require line appended, or None when one is already there."""
+    if any(_LUARC_REQUIRE.match(line) for line in text.splitlines()):
+        return None
+    if text and not text.endswith("\n"):
+        # keep the file's missing final newline: uninstall then restores it byte for byte
+        return text + "\n" + LUARC_LINE
+    return text + LUARC_LINE + "\n"
+
+
+def _luarc_without_require(text: str) -> str | None:
+    """`text` without any raw2rgb require line, or None when it has none."""
+    lines = text.splitlines(keepends=True)
+    kept = [line for line in lines if not _LUARC_REQUIRE.match(line.rstrip("\r\n"))]
+    if len(kept) == len(lines):
+        return None
+    result = "".join(kept)
+    last_removed = lines and _LUARC_REQUIRE.match(lines[-1].rstrip("\r\n"))
+    if last_removed and not lines[-1].endswith("\n") and result.endswith("\n"):
+        result = result[:-1]
+    return result
+
+
+def _plan_darktable_install(plan: Plan, settings: RecordedSettings) -> None:
+    template = (integrations_dir() / "darktable" / "raw2rgb.lua").read_text(encoding="utf-8")
+    script = fill_placeholders(template, settings, lua_string_literal)
+    _plan_file(plan, plan.config_dir / "lua" / f"{LUA_MODULE}.lua", script.encode("utf-8"), 0o644)
+
+    luarc = plan.config_dir / "luarc"
+    current = luarc.read_text(encoding="utf-8", errors="surrogateescape") if luarc.is_file() else ""
+    updated = _luarc_with_require(current)
+    if updated is None:
+        plan.add(f"keep {luarc} (it already requires {LUA_MODULE})")
+    else:
+        plan.add(
+            f"add `{LUARC_LINE}` to {luarc}",
+            lambda: _write_file(luarc, updated.encode("utf-8", errors="surrogateescape"), 0o644),
+        )
+
+
+def _plan_darktable_uninstall(plan: Plan) -> None:
+    for path in installed_paths("darktable", plan.config_dir):
+        _plan_remove_file(plan, path, plan.config_dir)
+    luarc = plan.config_dir / "luarc"
+    if not luarc.is_file():
+        return
+    current = luarc.read_text(encoding="utf-8", errors="surrogateescape")
+    updated = _luarc_without_require(current)
+    if updated is None:
+        plan.add(f"keep {luarc} (it does not require {LUA_MODULE})")
+    elif not updated.strip():
+        # only our line was in it: the install created it
+        plan.add(f"remove {luarc} (it only required {LUA_MODULE})", luarc.unlink)
+    else:
+        plan.add(
+            f"remove `{LUARC_LINE}` from {luarc}",
+            lambda: _write_file(luarc, updated.encode("utf-8", errors="surrogateescape"), luarc.stat().st_mode & 0o777),
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# GIMP 3
+
+
+def _plan_gimp_install(plan: Plan, settings: RecordedSettings) -> None:
+    template = (integrations_dir() / "gimp" / GIMP_PLUG_IN / f"{GIMP_PLUG_IN}.py").read_text(encoding="utf-8")
+    script = fill_placeholders(template, settings, python_string_literal)
+    (target,) = installed_paths("gimp", plan.config_dir)
+    _plan_file(plan, target, script.encode("utf-8", errors="surrogateescape"), 0o755)
+
+
+# ----------------------------------------------------------------------------------------------
+# GIMP 2.10
+
+
+def gimp2_build_flags() -> list[str]:
+    """Compiler and linker flags for a libgimp 2.0 plug-in, from gimptool-2.0 (or pkg-config)."""
+    gimptool = shutil.which("gimptool-2.0")
+    if gimptool:
+        command = [gimptool, "--cflags-noui", "--libs-noui"]
+    elif shutil.which("pkg-config"):
+        command = ["pkg-config", "--cflags", "--libs", "gimp-2.0"]
+    else:
+        raise HostInstallError(
+            "cannot build the GIMP 2.10 plug-in: gimptool-2.0 is missing",
+            "install GIMP's development files (Debian/Ubuntu: apt install libgimp2.0-dev gcc)",
+        )
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise HostInstallError(
+            f"cannot build the GIMP 2.10 plug-in: `{shlex.join(command)}` failed: {done.stderr.strip()}",
+            "install GIMP's development files (Debian/Ubuntu: apt install libgimp2.0-dev)",
+        )
+    return shlex.split(done.stdout)
+
+
+def c_compiler() -> str:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    raise HostInstallError(
+        "cannot build the GIMP 2.10 plug-in: no C compiler found", "install gcc (Debian/Ubuntu: apt install gcc)"
+    )
+
+
+def gimp2_config_header(settings: RecordedSettings) -> str:
+    values = settings.values()
+    return (
+        "/* generated by `raw2rgb install gimp2` */\n"
+        f"#define RAW2RGB_RECORDED_EXECUTABLE {c_string_literal(values['executable'])}\n"
+        f"#define RAW2RGB_RECORDED_PROFILE {c_string_literal(values['profile'])}\n"
+        f"#define RAW2RGB_RECORDED_DEVICE {c_string_literal(values['device'])}\n"
+    )
+
+
+def build_gimp2_plug_in(settings: RecordedSettings, build_dir: Path) -> Path:
+    """Compile the GIMP 2.10 plug-in with the recorded settings; the path of the binary."""
+    source = integrations_dir() / "gimp2" / f"{GIMP_PLUG_IN}.c"
+    header = build_dir / "raw2rgb-recorded.h"
+    header.write_text(gimp2_config_header(settings), encoding="ascii")
+    binary = build_dir / GIMP_PLUG_IN
+    command = [c_compiler(), "-O2", "-include", str(header), "-o", str(binary), str(source), *gimp2_build_flags()]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise HostInstallError(
+            f"building the GIMP 2.10 plug-in failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}",
+            f"run `{shlex.join(command)}` to see the whole compiler output",
+        )
+    return binary
+
+
+def _plan_gimp2_install(plan: Plan, settings: RecordedSettings, dry_run: bool) -> None:
+    (target,) = installed_paths("gimp2", plan.config_dir)
+    if dry_run:
+        # nothing is built on a dry run, but a missing tool is still reported now
+        compiler, flags = c_compiler(), gimp2_build_flags()
+        plan.add(f"build {target} with {compiler} and {len(flags)} libgimp flags", lambda: None)
+        return
+    with tempfile.TemporaryDirectory(prefix="raw2rgb-gimp2-build-") as build_dir:
+        binary = build_gimp2_plug_in(settings, Path(build_dir))
+        data = binary.read_bytes()
+    _plan_file(plan, target, data, 0o755)
+
+
+# ----------------------------------------------------------------------------------------------
+# entry points
+
+
+def plan_install(
+    host: str, config_dir: Path | None = None, settings: RecordedSettings | None = None, dry_run: bool = False
+) -> Plan:
+    if host not in HOSTS:
+        raise HostInstallError(f"unknown host {host!r}", f"pick one of {', '.join(HOSTS)}")
+    settings = settings or RecordedSettings.build()
+    plan = Plan(host, Path(config_dir) if config_dir else default_config_dir(host))
+    if host == "darktable":
+        _plan_darktable_install(plan, settings)
+    elif host == "gimp":
+        _plan_gimp_install(plan, settings)
+    else:
+        _plan_gimp2_install(plan, settings, dry_run)
+    return plan
+
+
+def plan_uninstall(host: str, config_dir: Path | None = None) -> Plan:
+    if host not in HOSTS:
+        raise HostInstallError(f"unknown host {host!r}", f"pick one of {', '.join(HOSTS)}")
+    plan = Plan(host, Path(config_dir) if config_dir else default_config_dir(host))
+    if host == "darktable":
+        _plan_darktable_uninstall(plan)
+    else:
+        for path in installed_paths(host, plan.config_dir):
+            _plan_remove_file(plan, path, plan.config_dir)
+    return plan
+
+
+def install(host: str, config_dir: Path | None = None, settings: RecordedSettings | None = None, dry_run: bool = False) -> list[str]:
+    """Install (or update) the integration; the lines saying what was (or would be) done."""
+    return plan_install(host, config_dir, settings, dry_run).run(dry_run)
+
+
+def uninstall(host: str, config_dir: Path | None = None, dry_run: bool = False) -> list[str]:
+    """Remove what `install` added; the lines saying what was (or would be) done."""
+    return plan_uninstall(host, config_dir).run(dry_run)
