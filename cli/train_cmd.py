@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -67,7 +68,10 @@ def train(
         input_normalization=input_normalization, init_profile=init, seed=seed, amp=amp, device=device,
         workers=workers, max_steps=max_steps, checkpoint_every=checkpoint_every, log_every=log_every,
     )
-    display = _TrainDisplay(quiet)
+    # Under torchrun every rank runs this command; rank 0 speaks for all of them.
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    json_output = json_output and main_rank
+    display = _TrainDisplay(quiet or not main_rank)
     try:
         trainer = Trainer(
             config, open_dataset(dataset), output, resume=resume, profile_name=profile_name,

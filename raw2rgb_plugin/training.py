@@ -286,6 +286,12 @@ class Trainer:
         self.train_items = dataset.split("train", augment=True, **mode)
         self.val_items = dataset.split("val", augment=False, **mode)
         self._check_data()
+        saved_count = progress.get("train_patches")
+        if saved_count is not None and saved_count != len(self.train_items):
+            raise TrainingError(
+                f"the dataset has {len(self.train_items)} training patches, the run started with {saved_count}",
+                "resume with the dataset the run was started on, or start a new run (--init can reuse its profile)",
+            )
 
         # Same seed on every rank: identical initial weights (DDP would broadcast them anyway).
         torch.manual_seed(config.seed)
@@ -652,6 +658,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "global_step": self.global_step,
+            "train_patches": len(self.train_items),
             "history": self.history,
             "log_offset": self.log_path.stat().st_size if self.log_path.exists() else 0,
         }

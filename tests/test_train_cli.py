@@ -136,3 +136,20 @@ def test_resume_through_the_cli(tmp_path, dataset):
     assert resumed.exit_code == 0, resumed.output
     assert json.loads(resumed.stdout)["steps"] == 8
     assert load_profile("run").metadata["training"]["steps"] == 8
+
+
+@pytest.mark.slow
+def test_worker_processes_change_nothing(tmp_path, dataset):
+    """Spawned loader workers (LibRaw-safe) stream the on-disk shards; because every sample is
+    loaded under its own seed, the run is the same as loading in the main process."""
+    from raw2rgb_plugin.dataset_store import open_dataset
+    from raw2rgb_plugin.training import TrainConfig, Trainer
+
+    weights = {}
+    for workers in (0, 2):
+        config = TrainConfig(width=8, d_width=8, batch_size=2, stage1_epochs=1, stage2_epochs=1, perceptual=False,
+                             device="cpu", workers=workers)
+        trainer = Trainer(config, open_dataset(dataset), tmp_path / f"w{workers}", install_profile=False)
+        trainer.run()
+        weights[workers] = trainer.g1.state_dict()
+    assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

@@ -296,3 +296,9 @@ def test_ddp_two_processes_stay_in_sync(tmp_path):
     assert any(not torch.equal(initial[k], rank0[f"g1.{k}"]) for k in initial)
     # Only rank 0 wrote the run's files.
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "log.jsonl", "run.safetensors"]
+
+
+def test_resume_refuses_a_changed_dataset(tmp_path):
+    Trainer(dataclasses.replace(TINY, max_steps=1), PairDatasetInMemory(), tmp_path / "run", install_profile=False).run()
+    with pytest.raises(TrainingError, match="run started with 8"):
+        Trainer(TINY, PairDatasetInMemory(train=10), tmp_path / "run", resume=True, install_profile=False)
