@@ -32,7 +32,7 @@ def train(
     perceptual: bool = typer.Option(True, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
     vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output exactly where its checkpoint left it (its saved settings apply)."),
-    init: Optional[str] = typer.Option(None, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it; its width wins over --variant."),
     device: str = typer.Option(_D.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", min=1, help="Patches per step (per process under torchrun)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),

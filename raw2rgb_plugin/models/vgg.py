@@ -95,7 +95,7 @@ def _read_hub(url: str) -> dict[str, torch.Tensor]:
     try:
         # torch.hub announces downloads on stdout, which belongs to `--json` documents.
         with contextlib.redirect_stdout(sys.stderr):
-            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True, weights_only=True)
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, check_hash=True, weights_only=True)
     except Exception as exc:  # offline, proxy, hash mismatch, corrupt cache: all need the same choice
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise VggWeightsError(
