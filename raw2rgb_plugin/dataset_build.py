@@ -206,44 +206,81 @@ def _pairs_from_csv(path: Path, raw_dir: Path, rgb_dir: Path) -> list[Pair]:
 
 
 def load_rgb(path: Path) -> tuple[np.ndarray, int]:
-    """An RGB target in display orientation → (H, W, 3) float32 in [0, 1] and its bit depth."""
+    """An RGB target in display orientation → (H, W, 3) float32 in [0, 1] and its bit depth.
+
+    16-bit PNG and TIFF keep their 16 bits (OpenCV and tifffile; PIL would drop a 48-bit PNG to
+    8 bits); the EXIF Orientation is applied as a viewer would.
+    """
     suffix = path.suffix.lower()
-    if suffix in (".png", ".tif", ".tiff"):
-        # OpenCV reads 16-bit PNG/TIFF; PIL would drop 48-bit PNG to 8 bits.
+    image = None
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            image = tifffile.imread(path, key=0)
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise Raw2RgbError(f"cannot read {path.name} ({exc})", "save the target as an 8- or 16-bit RGB TIFF") from None
+        if image.ndim == 3 and image.shape[0] in (3, 4) and image.shape[-1] not in (3, 4):
+            image = np.moveaxis(image, 0, -1)  # planar configuration
+    elif suffix == ".png":
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is not None:
-            if image.ndim == 2:
-                image = np.repeat(image[..., None], 3, axis=-1)
+        if image is not None and image.ndim == 3:
             image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
-            bits = 16 if image.dtype == np.uint16 else 8
-            if image.dtype not in (np.uint8, np.uint16):
-                raise Raw2RgbError(f"{path.name} holds {image.dtype} samples", "save the target as 8- or 16-bit sRGB")
-            image = _exif_orient(image, path)
-            return image.astype(np.float32) / (65535.0 if bits == 16 else 255.0), bits
+    if image is not None:
+        if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3):
+            raise Raw2RgbError(f"{path.name} holds {image.dtype} samples of shape {image.shape}", "save the target as 8- or 16-bit sRGB")
+        image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image[..., :3]
+        bits = 16 if image.dtype == np.uint16 else 8
+        return _exif_orient(image, path).astype(np.float32) / (65535.0 if bits == 16 else 255.0), bits
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            image = np.asarray(im.convert("RGB"))
+            image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise Raw2RgbError(f"cannot read {path.name} ({exc})", "use PNG, JPEG or TIFF") from None
     return image.astype(np.float32) / 255.0, 8
 
 
-def _exif_orient(image: np.ndarray, path: Path) -> np.ndarray:
-    """Apply an EXIF Orientation tag (OpenCV's IMREAD_UNCHANGED ignores it)."""
+def _exif_orientation(path: Path) -> int:
+    """The EXIF Orientation of a PNG or TIFF, read from its headers without decoding pixels."""
     try:
-        from PIL import Image
+        if path.suffix.lower() == ".png":
+            with open(path, "rb") as f:
+                f.seek(8)  # PNG signature
+                while header := f.read(8):
+                    length, kind = int.from_bytes(header[:4], "big"), header[4:]
+                    if kind == b"eXIf":
+                        from PIL import Image
 
-        with Image.open(path) as im:
-            orientation = int(im.getexif().get(274, 1))
-    except Exception:  # unreadable EXIF = no orientation; the pixels were readable
-        return image
-    ops = {2: [np.fliplr], 3: [lambda a: np.rot90(a, 2)], 4: [np.flipud], 5: [lambda a: np.transpose(a, (1, 0, 2))],
-           6: [lambda a: np.rot90(a, -1)], 7: [lambda a: np.rot90(np.transpose(a, (1, 0, 2)), 2)], 8: [lambda a: np.rot90(a, 1)]}
-    for op in ops.get(orientation, []):
-        image = op(image)
+                        exif = Image.Exif()
+                        exif.load(f.read(length))
+                        return int(exif.get(274, 1))
+                    if kind == b"IEND" or len(header) < 8:
+                        return 1
+                    f.seek(length + 4, 1)  # data and CRC
+            return 1
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get(274)
+            return int(tag.value) if tag is not None else 1
+    except Exception:  # a damaged header = no orientation; the pixels were readable
+        return 1
+
+
+def _exif_orient(image: np.ndarray, path: Path) -> np.ndarray:
+    """Apply an EXIF Orientation tag (OpenCV's IMREAD_UNCHANGED ignores it), as PIL would."""
+    orientation = _exif_orientation(path)
+    if orientation in (5, 6, 7, 8):
+        image = np.swapaxes(image, 0, 1)  # transpose first, then the flips of that orientation
+    flips = {2: (False, True), 3: (True, True), 4: (True, False), 5: (False, False),
+             6: (False, True), 7: (True, True), 8: (True, False)}
+    rows, cols = flips.get(orientation, (False, False))
+    if rows:
+        image = image[::-1]
+    if cols:
+        image = image[:, ::-1]
     return np.ascontiguousarray(image)
 
 

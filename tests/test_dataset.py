@@ -224,3 +224,28 @@ def test_targets_are_turned_into_sensor_orientation(tmp_path):
         y0, x0, y1, x1 = patch["box_sensor"]
         expected = padded[y0 + top : y1 + top, x0 + left : x1 + left]
         np.testing.assert_allclose(rgb[k].transpose(1, 2, 0) / 255, expected, atol=1 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_targets_are_read_upright_and_at_full_depth(tmp_path, orientation):
+    import tifffile
+    from PIL import Image, ImageOps
+
+    from raw2rgb_plugin.dataset_build import load_rgb
+
+    pixels = (np.random.default_rng(orientation).random((6, 9, 3)) * 65535).astype(np.uint16)
+    exif = Image.Exif()
+    exif[274] = orientation
+    image8 = Image.fromarray((pixels >> 8).astype(np.uint8))
+    image8.save(tmp_path / "t.png", exif=exif.tobytes())
+    image8.save(tmp_path / "t.jpg", exif=exif.tobytes(), quality=100)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "t.png")))
+    for name in ("t.png", "t.jpg"):
+        got, bits = load_rgb(tmp_path / name)
+        assert bits == 8 and got.shape == upright.shape
+        if name.endswith(".png"):
+            np.testing.assert_array_equal(np.rint(got * 255).astype(np.uint8), upright)
+    tifffile.imwrite(tmp_path / "t.tif", pixels, photometric="rgb", extratags=[(274, "H", 1, orientation, True)], metadata=None)
+    got, bits = load_rgb(tmp_path / "t.tif")
+    assert bits == 16
+    np.testing.assert_array_equal(np.rint(got * 65535).astype(np.uint16) >> 8, upright)
