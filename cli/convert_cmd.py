@@ -20,9 +20,9 @@ DEFAULT_PROFILE_HELP = "default on a GPU, default-lite on a CPU"
 def convert(
     inputs: list[str] = typer.Argument(..., help="RAW files, folders or glob patterns.", show_default=False),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Folder for the TIFFs (default: beside each input).", file_okay=False),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path [default: {DEFAULT_PROFILE_HELP}]."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP})."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps (auto: CUDA, then MPS, then CPU)."),
-    tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in packed pixels; 0 = whole frame [default: whole frame if memory allows]."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
     overlap: int = typer.Option(64, "--overlap", help="Tile overlap in packed pixels."),
     half_size: bool = typer.Option(False, "--half-size", help="Write at half sensor resolution (the packed grid)."),
     compress: bool = typer.Option(False, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),

@@ -156,6 +156,18 @@ def plain_state_dict(model: G1) -> dict[str, torch.Tensor]:
     Keys are those of a `G1` built with `spectral_norm=False`, so a profile loads into an
     inference model that never pays for the power iteration.
     """
+    # In train mode, reading a spectral-normed weight runs a power-iteration step and changes
+    # the model; export must be a pure read.
+    was_training = model.training
+    model.eval()
+    try:
+        return _plain_state(model)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def _plain_state(model: G1) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
