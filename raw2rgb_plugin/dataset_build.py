@@ -23,7 +23,7 @@ import json
 import re
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -587,18 +587,27 @@ def build_dataset(
             if cleanup is not None:
                 cleanup()
 
-    jobs = [(pair, i < preview_budget) for i, pair in enumerate(todo)]
+    def store(result: PairResult) -> None:
+        arrays = result.info.pop("_arrays", None)
+        if result.preview is not None:
+            preview_path = previews_dir / f"{result.name}.png"
+            write_preview(preview_path, result.preview)
+            result.info["preview"] = str(preview_path.relative_to(out))
+        write_shard(out, result.name, arrays, result.info)
+        results[result.name] = result.info
+        emit("pair", {"name": Path(result.info["raw"]).name, "status": result.info["status"], "count": result.info["count"],
+                      "reason": result.info.get("reason"), "resumed": False})
+
+    # At most two pairs per worker in flight: finished pairs hold full-frame arrays until stored.
+    queue = [(pair, i < preview_budget) for i, pair in enumerate(todo)][::-1]
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        for result in pool.map(run, jobs):
-            arrays = result.info.pop("_arrays", None)
-            if result.preview is not None:
-                preview_path = previews_dir / f"{result.name}.png"
-                write_preview(preview_path, result.preview)
-                result.info["preview"] = str(preview_path.relative_to(out))
-            write_shard(out, result.name, arrays, result.info)
-            results[result.name] = result.info
-            emit("pair", {"name": Path(result.info["raw"]).name, "status": result.info["status"], "count": result.info["count"],
-                          "reason": result.info.get("reason"), "resumed": False})
+        running = {pool.submit(run, queue.pop()) for _ in range(min(len(queue), 2 * options.jobs))}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                store(future.result())
+                if queue:
+                    running.add(pool.submit(run, queue.pop()))
 
     report = finish_dataset(out, [results[n] for n in names], options, source.describe(), unmatched or {})
     emit("done", report)

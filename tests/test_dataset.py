@@ -105,7 +105,7 @@ def test_split_never_shares_a_scene(pairs_dataset, tmp_path):
     csv.write_text("raw,rgb,scene\na_aligned.dng,a_aligned.png,s1\nb_aligned.dng,b_aligned.png,s1\n"
                    "c_misaligned.dng,c_misaligned.png,s2\na_aligned.dng,b_aligned.png,s3\n")
     pairs, _ = find_pairs(raw, rgb, csv)
-    report = build_dataset(pairs, tmp_path / "ds", BuildOptions(patch_size=PATCH, val_fraction=0.5, previews=0))
+    report = build_dataset(pairs, tmp_path / "ds", BuildOptions(patch_size=PATCH, val_fraction=0.5, previews=0, jobs=2))
     ds = open_dataset(tmp_path / "ds")
     train, val = ds.split("train"), ds.split("val")
     assert len(train) and len(val)
