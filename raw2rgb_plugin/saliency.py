@@ -72,11 +72,12 @@ def colour_contrast(rgb: np.ndarray) -> np.ndarray:
 def builtin_saliency(rgb: np.ndarray) -> np.ndarray:
     """Weight-free saliency of an sRGB (H, W, 3) float image in [0, 1] → (H, W) float32 in [0, 1]."""
     h, w = rgb.shape[:2]
-    rgb = rgb.astype(np.float32)
-    gray = cv2.cvtColor(_resize_long_side(rgb, _SPECTRAL_SIZE), cv2.COLOR_RGB2GRAY)
-    spectral = cv2.resize(spectral_residual(gray), (w, h), interpolation=cv2.INTER_LINEAR)
-    contrast = cv2.resize(colour_contrast(_resize_long_side(rgb, _CONTRAST_SIZE)), (w, h), interpolation=cv2.INTER_LINEAR)
-    return _normalise(0.5 * spectral + 0.5 * contrast)
+    small = _resize_long_side(rgb.astype(np.float32), _CONTRAST_SIZE)  # both terms are coarse: reduce once
+    sh, sw = small.shape[:2]
+    gray = cv2.cvtColor(_resize_long_side(small, _SPECTRAL_SIZE), cv2.COLOR_RGB2GRAY)
+    spectral = cv2.resize(spectral_residual(gray), (sw, sh), interpolation=cv2.INTER_LINEAR)
+    combined = _normalise(0.5 * spectral + 0.5 * colour_contrast(small))
+    return np.clip(cv2.resize(combined, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
 class SaliencySource(Protocol):
