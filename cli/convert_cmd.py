@@ -9,10 +9,9 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .console import err, error_line, print_json
+from .console import err, error_line, print_json, progress_bar
 
 DEFAULT_PROFILE_HELP = "default on a GPU, default-lite on a CPU"
 
@@ -72,19 +71,7 @@ def convert(
         error_line(str(path), message)
 
     lock = threading.Lock()
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[current]}"),
-        console=err,
-        disable=quiet,
-        transient=False,
-    )
+    progress = progress_bar(quiet=quiet, rate_field="{task.fields[rate]}", detail_field="{task.fields[current]}")
     task = progress.add_task("converting", total=len(jobs_list), rate="", current="")
 
     def on_event(kind: str, job: ConvertJob, info: dict) -> None:

@@ -9,10 +9,10 @@ from typing import Callable, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from .console import err, error_line, print_json
+from .console import err, error_line, print_json, progress_bar
 
 dataset_app = typer.Typer(help="Build training datasets: real RAW/RGB pairs or synthetic pairs.", no_args_is_help=True)
 
@@ -20,18 +20,7 @@ _SALIENCY_HELP = "builtin (weight-free estimator), a folder of maps named like t
 
 
 def _progress(quiet: bool, label: str) -> tuple[Progress, Callable[[str, dict], None]]:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[patches]} patches"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[current]}"),
-        console=err,
-        disable=quiet,
-    )
+    progress = progress_bar(quiet=quiet, rate_field="{task.fields[patches]} patches", detail_field="{task.fields[current]}")
     task = progress.add_task(label, total=None, patches=0, current="")
     lock = threading.Lock()
 

@@ -11,10 +11,10 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .console import err, error_line, print_json
+from .console import err, error_line, print_json, progress_bar
 
 # Defaults come from TrainConfig so the help and the engine never disagree (it imports no torch).
 from raw2rgb_plugin.train_config import TrainConfig
@@ -114,18 +114,7 @@ class _TrainDisplay:
         self.quiet = quiet
         self.started = time.perf_counter()
         self.stop_reason: str | None = None
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[losses]}"),
-            console=err,
-            disable=quiet,
-        )
+        self.progress = progress_bar(quiet=quiet, rate_field="{task.fields[rate]}", detail_field="{task.fields[losses]}")
         self.task = None
         self.total_epochs = 0
 

@@ -31,16 +31,6 @@ def make_tiny_profile(path: Path, *, width: int = 8, input_normalization: str = 
     return save_profile(path, model, {"input_normalization": input_normalization, "description": "test profile"})
 
 
-def bayer_from_rgb(rgb: np.ndarray, cfa: str) -> np.ndarray:
-    """Sample an (H, W, 3) image on the `cfa` order → (H, W) mosaic of the same dtype."""
-    index = {"R": 0, "G": 1, "B": 2}
-    mosaic = np.empty(rgb.shape[:2], dtype=rgb.dtype)
-    for k, letter in enumerate(cfa):
-        dy, dx = divmod(k, 2)
-        mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, index[letter]]
-    return mosaic
-
-
 def smooth_scene(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth, colourful linear scene in [0, 1] (H, W, 3)."""
     rng = np.random.default_rng(seed)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,7 +27,9 @@ from raw2rgb_plugin.normalization import network_input
 from raw2rgb_plugin.profiles import load_profile
 from raw2rgb_plugin.raw_decode import decode_raw
 
-from helpers import TEST_XYZ_TO_CAMERA, bayer_from_rgb, smooth_scene
+from raw2rgb_plugin.unprocess import mosaic_rgb as bayer_from_rgb
+
+from helpers import TEST_XYZ_TO_CAMERA, smooth_scene
 
 ORDERS = ["RGGB", "BGGR", "GRBG", "GBRG"]
 BLACK, WHITE = 64, 4095

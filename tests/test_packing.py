@@ -5,7 +5,7 @@ import torch
 from raw2rgb_plugin.normalization import apply_color_normalization, levels_normalize, orient
 from raw2rgb_plugin.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, unpack_rggb
 
-from helpers import bayer_from_rgb
+from raw2rgb_plugin.unprocess import mosaic_rgb as bayer_from_rgb
 
 ORDERS = ["RGGB", "BGGR", "GRBG", "GBRG"]
 
