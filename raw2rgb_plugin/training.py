@@ -738,7 +738,8 @@ class Trainer:
             # tells one consistent story, the steps being trained again.
             with open(self.log_path, "r+b") as f:
                 f.truncate(offset)
-        self._log = open(self.log_path, "a", encoding="utf-8")
+        # Line-buffered: `tail -f log.jsonl` shows each record as it happens.
+        self._log = open(self.log_path, "a", encoding="utf-8", buffering=1)
 
     def _flush_log(self) -> None:
         if getattr(self, "_log", None) is not None:
