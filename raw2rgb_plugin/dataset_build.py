@@ -108,7 +108,7 @@ class BuildOptions:
     def check(self) -> None:
         if self.patch_size < PATCH_MULTIPLE or self.patch_size % PATCH_MULTIPLE:
             raise DatasetError(f"patch size {self.patch_size} is not a multiple of {PATCH_MULTIPLE}",
-                               f"G1 halves the packed size three times: use e.g. 128 or 224")
+                               "G1 halves the packed size three times: use e.g. 128 or 224")
         if self.stride is not None and self.stride < 1:
             raise DatasetError(f"stride {self.stride} must be positive", "use the patch size (no overlap)")
         if self.input_normalization not in INPUT_NORMALIZATIONS:

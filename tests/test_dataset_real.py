@@ -3,7 +3,6 @@
 import shutil
 
 import numpy as np
-import pytest
 import rawpy
 
 from raw2rgb_plugin.dataset_build import BuildOptions, build_dataset, find_pairs
