@@ -1,0 +1,180 @@
+"""The classical renderings the quality report compares raw2rgb with, on one shared colour path.
+
+Every method here starts from the same decoded file (`raw2rgb_plugin.raw_decode.BayerFrame`) and
+ends with the same steps, so only the demosaicking (and denoising, if any) differs:
+
+    white-balanced camera RGB ─ frame.camera_to_srgb ─▶ linear sRGB ─ clip ─▶ sRGB curve
+        ─▶ smoothstep 3x² − 2x³ (the forward of `unprocess.inverse_tone_curve`)
+
+which is exactly the forward of the unprocessing that made the synthetic test RAWs, so a perfect
+demosaicker scores the ground truth. The renderers:
+
+- LibRaw (rawpy `postprocess`) with AHD or DHT: the frame's white balance as `user_wb`, camera RGB
+  out (`output_color=raw`), linear, 16-bit, no auto-brightening, no maximum adjustment;
+- demosaicnet (Gharbi et al. 2016, the PyPI package's shipped Bayer weights) on the
+  white-balanced mosaic, brought to its GRBG phase by reflect padding.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import sys
+import types
+
+import numpy as np
+import rawpy
+import torch
+
+from raw2rgb_plugin.colour import srgb_encode
+from raw2rgb_plugin.raw_decode import BayerFrame
+
+LIBRAW_ALGORITHMS = {"AHD": rawpy.DemosaicAlgorithm.AHD, "DHT": rawpy.DemosaicAlgorithm.DHT}
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    """The generic tone curve 3x² − 2x³ whose inverse `unprocess` applies."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def finish_rendering(camera_rgb: np.ndarray, frame: BayerFrame, *, tone_curve: bool = True) -> np.ndarray:
+    """White-balanced camera RGB (H, W, 3) → display sRGB in [0, 1], as the synthetic pairs define it."""
+    linear = np.clip(camera_rgb, 0.0, 1.0) @ np.asarray(frame.camera_to_srgb, dtype=np.float64).T
+    encoded = srgb_encode(np.clip(linear, 0.0, 1.0))
+    return smoothstep(encoded) if tone_curve else encoded
+
+
+def libraw_camera_rgb(path, frame: BayerFrame, algorithm: str) -> np.ndarray:
+    """LibRaw's demosaicked, white-balanced, linear camera RGB (H, W, 3) in [0, 1], sensor orientation."""
+    r, g, b = (float(v) for v in frame.wb_gains_rgb)
+    with rawpy.imread(str(path)) as raw:
+        rgb = raw.postprocess(
+            demosaic_algorithm=LIBRAW_ALGORITHMS[algorithm],
+            use_camera_wb=False,
+            use_auto_wb=False,
+            user_wb=[r, g, b, g],
+            output_color=rawpy.ColorSpace.raw,
+            gamma=(1, 1),
+            no_auto_bright=True,
+            # LibRaw otherwise lowers the white level to the brightest pixel when that is within
+            # 75 % of it, brightening the frame relative to what the file says.
+            adjust_maximum_thr=0.0,
+            output_bps=16,
+            user_flip=0,
+        )
+    return rgb.astype(np.float64) / 65535.0
+
+
+def libraw_display(path, frame: BayerFrame) -> np.ndarray:
+    """LibRaw's own complete rendering (AHD, the frame's white balance, its camera→sRGB matrix and
+    the sRGB curve), float (H, W, 3) in [0, 1], sensor orientation: the classical look."""
+    r, g, b = (float(v) for v in frame.wb_gains_rgb)
+    with rawpy.imread(str(path)) as raw:
+        rgb = raw.postprocess(
+            demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
+            use_camera_wb=False,
+            user_wb=[r, g, b, g],
+            output_color=rawpy.ColorSpace.sRGB,
+            gamma=(2.4, 12.92),
+            no_auto_bright=True,
+            adjust_maximum_thr=0.0,
+            output_bps=16,
+            user_flip=0,
+        )
+    return rgb.astype(np.float64) / 65535.0
+
+
+def white_balanced_mosaic(frame: BayerFrame) -> np.ndarray:
+    """The mosaic with black/white levels and white balance applied, clipped to [0, 1] (float64)."""
+    h, w = frame.mosaic.shape
+    black = np.tile(np.asarray(frame.black_level_per_site, dtype=np.float64), (h // 2 + 1, w // 2 + 1))[:h, :w]
+    levelled = (frame.mosaic.astype(np.float64) - black) / (float(frame.white_level) - black)
+    gains = {"R": frame.wb_gains_rgb[0], "G": frame.wb_gains_rgb[1], "B": frame.wb_gains_rgb[2]}
+    site_gain = np.array([[gains[frame.cfa_pattern[0]], gains[frame.cfa_pattern[1]]],
+                          [gains[frame.cfa_pattern[2]], gains[frame.cfa_pattern[3]]]], dtype=np.float64)
+    return np.clip(levelled * np.tile(site_gain, (h // 2 + 1, w // 2 + 1))[:h, :w], 0.0, 1.0)
+
+
+def demosaicnet_available() -> bool:
+    return importlib.util.find_spec("demosaicnet") is not None
+
+
+#: (row, column) offset of the first GRBG 2×2 block in a mosaic of each order.
+_GRBG_OFFSET = {"GRBG": (0, 0), "RGGB": (0, 1), "BGGR": (1, 0), "GBRG": (1, 1)}
+#: reflect padding around the mosaic: the network trims 31 px per side (unpadded convolutions).
+_DEMOSAICNET_MARGIN = 32
+
+
+class DemosaicNet:
+    """Gharbi et al. 2016's Bayer demosaicker with the weights shipped in the `demosaicnet` wheel.
+
+    demosaicnet 0.0.14 imports `pkg_resources` at module level only to locate its weight file;
+    setuptools ≥ 81 no longer provides it. When it is missing, a stand-in module is registered for
+    the import, the network is built without weights, and the shipped `data/bayer.pth` state dict
+    is loaded here with `torch.load(weights_only=True)` (tensors only, no pickled code). The network
+    is torchvision-free.
+
+    Input: Bayer mosaic in GRBG phase as a 3-channel masked image (the package's `bayer()` layout),
+    values in [0, 1]. Gharbi et al. trained on sRGB-encoded photographs, so by default the
+    white-balanced linear mosaic is sRGB-encoded before the network and decoded after it
+    (`encoded_input`), which the report measured to suit it better than linear input.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", *, encoded_input: bool = True):
+        if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
+            stand_in = types.ModuleType("pkg_resources")
+            stand_in.resource_filename = lambda package, resource: resource  # type: ignore[attr-defined]
+            sys.modules["pkg_resources"] = stand_in
+        import demosaicnet
+
+        self.version = getattr(demosaicnet, "__version__", None) or _distribution_version("demosaicnet")
+        weights = importlib.resources.files("demosaicnet") / "data" / "bayer.pth"
+        with importlib.resources.as_file(weights) as path:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model = demosaicnet.BayerDemosaick(pretrained=False)
+        self.model.load_state_dict(state)
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+        self.encoded_input = encoded_input
+
+    @torch.inference_mode()
+    def camera_rgb(self, frame: BayerFrame) -> np.ndarray:
+        """Demosaicked white-balanced camera RGB (H, W, 3) in [0, 1], sensor orientation."""
+        mosaic = white_balanced_mosaic(frame)
+        if self.encoded_input:
+            mosaic = srgb_encode(mosaic)
+        h, w = mosaic.shape
+        dy, dx = _GRBG_OFFSET[frame.cfa_pattern]
+        m = _DEMOSAICNET_MARGIN
+        # Reflection keeps each site's colour (even distances), so padding by m + offset on the
+        # top/left puts a GRBG block at (0, 0); equal padding below/right keeps the sides even.
+        padded = np.pad(mosaic, ((m + dy, m + dy + h % 2), (m + dx, m + dx + w % 2)), mode="reflect")
+        ph, pw = padded.shape
+        masks = np.zeros((3, ph, pw), dtype=np.float32)
+        masks[1, 0::2, 0::2] = 1  # G
+        masks[0, 0::2, 1::2] = 1  # R
+        masks[2, 1::2, 0::2] = 1  # B
+        masks[1, 1::2, 1::2] = 1  # G
+        net_in = torch.from_numpy(masks * padded.astype(np.float32)[None])[None].to(self.device)
+        out = self.model(net_in)[0].float().cpu().numpy().transpose(1, 2, 0)
+        # Unpadded convolutions trim (ph − out_h) / 2 = 31 px per side: output (i, j) is input
+        # (i + 31, j + 31), i.e. mosaic (i + 31 − m − dy, …).
+        trim_y = (ph - out.shape[0]) // 2
+        trim_x = (pw - out.shape[1]) // 2
+        top, left = m + dy - trim_y, m + dx - trim_x
+        rgb = np.clip(out[top : top + h, left : left + w].astype(np.float64), 0.0, 1.0)
+        if self.encoded_input:
+            from raw2rgb_plugin.colour import srgb_decode
+
+            rgb = srgb_decode(rgb)
+        return rgb
+
+
+def _distribution_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
