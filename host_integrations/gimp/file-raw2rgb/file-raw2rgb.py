@@ -74,17 +74,24 @@ def convert_to_tiff(source, folder, profile, device):
         command += ["--profile", profile]
     command += ["--overwrite", "--quiet"]
     name = os.path.basename(source)
+    Gimp.progress_init(f"Developing {name} with raw2rgb")
     try:
         # an argument list, no shell: file names need no quoting
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, check=False)
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
     except OSError as exc:
         raise ConversionError(
             f"raw2rgb: cannot run {executable} ({exc.strerror}) — run `raw2rgb install gimp` again "
             "or set RAW2RGB_EXECUTABLE"
         ) from exc
-    if done.returncode != 0:
-        reason = _last_line(done.stderr.decode("utf-8", "replace"))
+    while True:
+        try:
+            _, errors = process.communicate(timeout=0.25)
+            break
+        except subprocess.TimeoutExpired:
+            Gimp.progress_pulse()  # raw2rgb reports no fraction: show that it is alive
+    if process.returncode != 0:
+        reason = _last_line(errors.decode("utf-8", "replace"))
         raise ConversionError(
             f"raw2rgb could not convert {name}: {reason or 'the converter failed without a message'}"
         )
