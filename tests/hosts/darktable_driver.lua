@@ -1,0 +1,127 @@
+--[[
+  Test driver run inside the real darktable (`--luacmd 'require "raw2rgb_test_driver"'`).
+
+  Environment:
+    RAW2RGB_TEST_RESULT   where to write the JSON result (always written, also on errors)
+    RAW2RGB_TEST_PROGRESS where to append one line per step (to see where a hung run stopped)
+    RAW2RGB_TEST_INPUTS   files to import, one per line
+    RAW2RGB_TEST_MODE     "export" (press the export button) or "action" (fire the raw2rgb action)
+    RAW2RGB_TEST_TIMEOUT  seconds to wait for raw2rgb to finish (default 90)
+
+  It waits for the lighttable, imports and selects the inputs, starts raw2rgb, waits until the
+  raw2rgb script reports a finished run, dumps the library, and quits darktable on every path.
+]]
+
+local dt = require "darktable"
+
+local result_path = os.getenv("RAW2RGB_TEST_RESULT")
+local mode = os.getenv("RAW2RGB_TEST_MODE") or "export"
+local timeout_ms = (tonumber(os.getenv("RAW2RGB_TEST_TIMEOUT")) or 90) * 1000
+
+local function json_string(s)
+  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function json(value)
+  local kind = type(value)
+  if kind == "table" then
+    if #value > 0 or next(value) == nil then
+      local parts = {}
+      for _, v in ipairs(value) do parts[#parts + 1] = json(v) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local parts = {}
+    for k, v in pairs(value) do parts[#parts + 1] = json_string(k) .. ":" .. json(v) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif kind == "number" or kind == "boolean" then
+    return tostring(value)
+  elseif value == nil then
+    return "null"
+  end
+  return json_string(value)
+end
+
+local function write_result(result)
+  local f = assert(io.open(result_path, "w"))
+  f:write(json(result))
+  f:close()
+end
+
+local function wait_for(what, predicate, limit_ms)
+  local waited = 0
+  while not predicate() do
+    if waited >= limit_ms then error("timed out waiting for " .. what) end
+    dt.control.sleep(100)
+    waited = waited + 100
+  end
+end
+
+local function library()
+  local images = {}
+  for _, image in ipairs(dt.database) do
+    local tags = {}
+    for _, tag in ipairs(dt.tags.get_tags(image)) do
+      if type(tag) ~= "number" then tags[#tags + 1] = tag.name end
+    end
+    local leader = image.group_leader
+    images[#images + 1] = {
+      id = image.id,
+      path = image.path .. "/" .. image.filename,
+      group_leader = leader.path .. "/" .. leader.filename,
+      tags = tags,
+    }
+  end
+  return images
+end
+
+local function step(what)
+  local f = io.open(os.getenv("RAW2RGB_TEST_PROGRESS") or "/dev/null", "a")
+  if f then
+    f:write(os.date("%H:%M:%S ") .. what .. "\n")
+    f:close()
+  end
+end
+
+local function drive()
+  step("started")
+  local plugin = require "raw2rgb"
+  wait_for("the lighttable", function()
+    local view = dt.gui.current_view()
+    return view and view.id == "lighttable"
+  end, 60000)
+
+  step("lighttable is up")
+  local images = {}
+  for path in (os.getenv("RAW2RGB_TEST_INPUTS") or ""):gmatch("[^\n]+") do
+    local image = dt.database.import(path)
+    if not image then error("darktable did not import " .. path) end
+    -- a tag on the original, to see it copied onto the result
+    dt.tags.attach(dt.tags.create("raw2rgb-test|original"), image)
+    images[#images + 1] = image
+  end
+  dt.gui.selection(images)
+  step("imported and selected " .. #images .. " image(s)")
+
+  local runs_before = #plugin.runs
+  if mode == "export" then
+    dt.gui.action("lib/export/export", 0, "", "", 1.0)
+  elseif mode == "action" then
+    dt.gui.action("lua/raw2rgb: convert selected", 0, "", "", 1.0)
+  else
+    error("unknown RAW2RGB_TEST_MODE " .. mode)
+  end
+  step("started raw2rgb by " .. mode)
+  wait_for("raw2rgb to finish", function() return #plugin.runs > runs_before end, timeout_ms)
+  return { run = plugin.runs[#plugin.runs], images = library() }
+end
+
+local ok, outcome = pcall(drive)
+if ok then
+  write_result(outcome)
+else
+  write_result({ error = tostring(outcome) })
+end
+step("quitting")
+dt.gui.action("global/quit", 0, "", "", 1.0)

@@ -1,0 +1,167 @@
+"""The GIMP 3 Python plug-in inside the real GIMP 3.0 (Debian trixie, in a chroot).
+
+Debian 12 has no GIMP 3, so `.ci/install-hosts` debootstraps trixie with GIMP 3.0 into a cached
+chroot. Each test runs gimp-console-3.0 there in a private mount namespace with the test folder
+bind-mounted at the same path and the host's root under /run/raw2rgb-host: the plug-in runs a
+two-line wrapper that chroots back into the host to start the real raw2rgb (Python 3.11 and
+torch live on the host), so the plug-in, GIMP and raw2rgb all see the same file paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hostrun import EXPECTED_TIFF, install_integration, run_bounded, tiff_summary, write_test_raw
+
+pytestmark = pytest.mark.hosts
+
+CACHE = Path(os.environ.get("RAW2RGB_HOST_CACHE", "/var/cache/raw2rgb-hosts"))
+CHROOT = CACHE / "gimp3-trixie"
+HOST_ROOT = "/run/raw2rgb-host"
+GIMP_TIMEOUT_S = 120
+
+# $1 chroot, $2 the test folder, then the command. /tmp and /run of the chroot get a fresh tmpfs,
+# so nothing made for a test outlives it; every mount dies with the namespace.
+ENTER_CHROOT = r"""
+set -e
+root="$1"; work="$2"; shift 2
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs tmpfs "$root/tmp"
+mount -t tmpfs tmpfs "$root/run"
+mkdir -p "$root$work" "$root/run/raw2rgb-host"
+mount --bind "$work" "$root$work"
+mount --rbind / "$root/run/raw2rgb-host"
+exec chroot "$root" "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def gimp3() -> Path:
+    if not (CHROOT / ".raw2rgb-ready").is_file():
+        pytest.skip(f"no GIMP 3 chroot at {CHROOT} (.ci/install-hosts builds it; it needs root and debootstrap)")
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("running GIMP 3 in its chroot needs root and unshare (mount namespaces)")
+    return CHROOT
+
+
+@pytest.fixture
+def work(tmp_path, raw2rgb_exe, tiny_profile, gimp3) -> Path:
+    """The test folder, with a GIMP 3 profile holding the plug-in as `raw2rgb install gimp` puts it."""
+    wrapper = tmp_path / "raw2rgb via host"
+    wrapper.write_text(f"#!/bin/sh\nexec /usr/sbin/chroot {HOST_ROOT} {shlex.quote(str(raw2rgb_exe))} \"$@\"\n")
+    wrapper.chmod(0o755)
+    profile = tmp_path / "gimp3 profile"
+    profile.mkdir()
+    install_integration(raw2rgb_exe, "gimp", profile, "--executable", str(wrapper),
+                        "--profile", str(tiny_profile), "--device", "cpu")
+    plug_in = profile / "plug-ins" / "file-raw2rgb" / "file-raw2rgb.py"
+    assert os.access(plug_in, os.X_OK)
+    # only one RAW loader is active: ours (GIMP's darktable and RawTherapee loaders also claim RAWs)
+    (profile / "gimprc").write_text(f"(import-raw-plug-in {json.dumps(str(plug_in))})\n", encoding="utf-8")
+    (tmp_path / "tmp").mkdir()
+    return tmp_path
+
+
+def run_gimp3(work: Path, code: str) -> dict:
+    """Run `code` in GIMP 3's python-fu batch interpreter; it fills the dict `out`, returned here."""
+    result_file = work / "batch-result.json"
+    script = (
+        "import json\nfrom gi.repository import Gimp, Gio, GLib\nout = {}\n"
+        + code
+        + f"\nopen({str(result_file)!r}, 'w').write(json.dumps(out))\n"
+    )
+    command = [
+        "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", ENTER_CHROOT, "sh",
+        str(CHROOT), str(work),
+        "/usr/bin/env", f"GIMP3_DIRECTORY={work / 'gimp3 profile'}", f"TMPDIR={work / 'tmp'}", f"HOME={work}",
+        "timeout", "-k", "5", str(GIMP_TIMEOUT_S),
+        "gimp-console-3.0", "-i", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", script, "--quit",
+    ]
+    finished = run_bounded(command, timeout=GIMP_TIMEOUT_S + 20)
+    print(f"gimp-console-3.0 ran {finished.seconds:.1f} s")
+    assert finished.returncode == 0, f"GIMP 3 batch failed ({finished.returncode}):\n{finished.output[-4000:]}"
+    return json.loads(result_file.read_text(encoding="utf-8"))
+
+
+DESCRIBE_IMAGE = """
+def describe(image):
+    profile = image.get_color_profile()
+    metadata = image.get_metadata()
+    return dict(width=image.get_width(), height=image.get_height(),
+                precision=image.get_precision().value_nick,
+                icc=profile.get_label() if profile else None,
+                metadata=metadata.serialize() if metadata else "")
+"""
+
+
+def test_gimp3_opens_a_raw_through_raw2rgb(work):
+    raw = write_test_raw(work / "it's a \"raw\" $(touch pwned) café.dng")
+    saved = work / "saved.tif"
+
+    out = run_gimp3(work, DESCRIBE_IMAGE + f"""
+image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path({str(raw)!r}))
+if image is None:
+    out["error"] = Gimp.get_pdb().get_last_error()
+else:
+    out.update(describe(image))
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path({str(saved)!r}), None)
+""")
+
+    assert "error" not in out, out.get("error")
+    assert (out["width"], out["height"]) == (192, 128)
+    assert out["precision"] == "u16-non-linear"
+    assert out["icc"]  # raw2rgb's ICC profile came along
+    # raw2rgb's EXIF came along: its own Software tag and the RAW's exposure data
+    assert '<tag name="Exif.Image.Software">raw2rgb' in out["metadata"]
+    assert '<tag name="Exif.Photo.ISOSpeedRatings">400</tag>' in out["metadata"]
+    assert tiff_summary(saved)["shape"] == EXPECTED_TIFF["shape"]
+    assert not list(work.rglob("pwned"))
+    assert not list((work / "tmp").glob("raw2rgb-gimp-*")), "the temporary TIFF was left behind"
+
+
+def test_gimp3_reports_a_failed_conversion(work):
+    bad = work / "broken.dng"
+    bad.write_bytes(b"II*\x00" + os.urandom(4000))
+
+    out = run_gimp3(work, f"""
+image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path({str(bad)!r}))
+out["loaded"] = image is not None
+out["error"] = Gimp.get_pdb().get_last_error()
+""")
+
+    assert out["loaded"] is False
+    assert out["error"].startswith("raw2rgb could not convert broken.dng: ")
+    assert str(bad) in out["error"]  # the converter's own one-line reason names the file
+
+
+def test_gimp3_batch_procedure_takes_profile_and_device(work, tiny_profile):
+    raw = write_test_raw(work / "batch.dng")
+    missing = work / "no such profile.safetensors"
+
+    out = run_gimp3(work, DESCRIBE_IMAGE + f"""
+procedure = Gimp.get_pdb().lookup_procedure("plug-in-raw2rgb-open")
+for name, profile in (("good", {str(tiny_profile)!r}), ("missing", {str(missing)!r})):
+    config = procedure.create_config()
+    config.set_property("file", Gio.File.new_for_path({str(raw)!r}))
+    config.set_property("profile", profile)
+    config.set_property("device", "cpu")
+    result = procedure.run(config)
+    out[name] = dict(status=result.index(0).value_nick)
+    if out[name]["status"] == "success":
+        out[name].update(describe(result.index(1)))
+    else:
+        out[name]["error"] = result.index(1)
+""")
+
+    assert out["good"]["status"] == "success"
+    assert (out["good"]["width"], out["good"]["height"], out["good"]["precision"]) == (192, 128, "u16-non-linear")
+    assert out["missing"]["status"] == "execution-error"
+    assert out["missing"]["error"].startswith("raw2rgb could not convert batch.dng: ")
+    assert str(missing) in out["missing"]["error"]
