@@ -18,6 +18,9 @@ et al. 2016), each followed by the same white balance, camera matrix and tone cu
 **Pictures** (docs/quality/*.png): held-out crops, and the real sensor mosaic of
 `../shared/data/sensor` (MIT). The real camera RAWs of `../shared/data/raw` are CC BY-NC-SA
 ("tests only"), so their crops are written only with `--real-raw-previews DIR`, outside docs/.
+
+Cost: 112 frames of 256×256 (7 tiles × 16); with `default` and `default-lite` about 15 min on two
+busy CPU cores, most of it SSIM (float64 11×11 convolutions) and the two neural baselines.
 """
 
 from __future__ import annotations
@@ -443,8 +446,10 @@ def profile_lines(methods: list[Method]) -> list[str]:
         dataset = Path((train.get("dataset") or {}).get("path") or "").name or "?"
         data = f"{dataset} ({manifest.get('kind', '?')}; {counts.get('pairs', '?')} images, " \
                f"{counts.get('train', '?')} train / {counts.get('val', '?')} val patches)" if train else "—"
+        val = train.get("validation") or {}
         run = (f"{train.get('steps', '?')} steps, {train.get('epochs_completed', '?')} epochs, on {train.get('device', '?')}"
                f"{'' if train.get('completed', True) else ' (stopped early)'}; {train.get('started', '?')} → {train.get('finished', '?')}"
+               + (f"; val {val['psnr']:.2f} dB / {val['ssim']:.4f}" if "psnr" in val and "ssim" in val else "")
                if train else "—")
         rows.append([f"`{m.info['profile']}`", f"{meta.get('variant', '?')} (width {meta['architecture']['width']}, "
                      f"{m.info['parameters'] / 1e6:.2f} M)", f"`{meta.get('input_normalization')}`", data, run,
@@ -474,7 +479,8 @@ def write_report(path: Path, *, argv: list[str], args, images: list[HeldOutImage
     md += [f"- {'**PASS**' if ok else ('**FAIL**' if ok is False else 'n/a')} — {text}" for ok, text in targets]
     md += ["", "## Held-out test set", "",
            f"Every number below comes from this synthetic set and nothing else: {_count(len(tiles), 'tile')} of "
-           f"{_count(len(images), 'photograph')} that no profile trains on (profiles train on Kodak24 and McMaster), "
+           f"{_count(len(images), 'photograph')} outside the profiles' training data (the shipped profiles train on Kodak24 "
+           "and McMaster; see each profile's data above), "
            f"each unprocessed at {len(noise_levels)} noise levels × {len(BAYER_ORDERS)} Bayer orders = "
            f"{len(cases)} DNGs, rendered by {len(methods)} methods ({len(rows)} scores).", ""]
     md += _fmt_table(["image", "source", "licence", "tiles (top, left, h×w)"], [
