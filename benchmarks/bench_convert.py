@@ -120,7 +120,7 @@ def main() -> None:
                 g1_s = timed(lambda: converter.render(frame), repeat=2 if device.type == "cpu" else 5)
                 rows.append({"frame": size_name, "stage": f"G1 {variant} render", "device": f"{device.type} ({str(dtype)[6:]})",
                              "seconds": g1_s})
-                batch_dir = tmp / f"batch-{variant}"
+                batch_dir = tmp / f"batch-{size_name}-{variant}"
                 batch_dir.mkdir()
                 jobs = [ConvertJob(dng, batch_dir / f"{i}.tif") for i in range(args.batch)]
                 start = time.perf_counter()
