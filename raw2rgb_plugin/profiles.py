@@ -94,6 +94,10 @@ def save_profile(path: Path, model: G1, metadata: dict, *, dtype: torch.dtype = 
     os.close(fd)
     try:
         save_file(state, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
+        # mkstemp creates 0600; a profile is a plain file anyone who may read the folder may read.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
