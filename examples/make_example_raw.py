@@ -26,9 +26,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from skimage_wheel import SAMPLE_IMAGES, SKIMAGE_VERSION, WheelError, find_or_download_wheel, read_sample_image  # noqa: E402
 
-from raw2rgb_plugin.dng_write import write_bayer_dng  # noqa: E402
 from raw2rgb_plugin.exif_read import PhotoMetadata  # noqa: E402
-from raw2rgb_plugin.unprocess import random_params, unprocess  # noqa: E402
+from raw2rgb_plugin.unprocess import random_params, write_synthetic_dng  # noqa: E402
 
 SEED = 20190615  # fixed, so the example is the same file on every run
 CFA = "GRBG"
@@ -58,27 +57,14 @@ def make_example(out: Path, wheel: Path) -> dict:
         shot_noise=SHOT_NOISE,
         read_noise=READ_NOISE,
     )
-    mosaic = unprocess(srgb, params, rng)
-    write_bayer_dng(
-        out,
-        mosaic,
-        params.cfa_pattern,
-        black_level=params.black_level,
-        white_level=params.white_level,
-        color_matrix1=np.asarray(params.xyz_to_camera),
-        as_shot_neutral=params.as_shot_neutral,
-        orientation=1,
-        make=METADATA.make,
-        model=METADATA.model,
-        metadata=METADATA,
-    )
+    write_synthetic_dng(srgb, out, rng, params=params, metadata=METADATA)
     return {
         "output": str(out),
         "bytes": out.stat().st_size,
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
         "source": f"{SAMPLE_IMAGES['astronaut'].member} from scikit-image {SKIMAGE_VERSION} ({wheel.name})",
         "source_sha256": SAMPLE_IMAGES["astronaut"].sha256,
-        "size": [int(mosaic.shape[1]), int(mosaic.shape[0])],
+        "size": [int(srgb.shape[1]), int(srgb.shape[0])],
         "camera": params.to_dict(),
     }
 

@@ -27,6 +27,8 @@ engine's metadata path — not a shortcut — is what training data goes through
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +51,9 @@ XYZ_TO_CAMERA_TABLE: dict[str, tuple[int, ...]] = {
     "Samsung Galaxy S7": (9927, -3704, -1024, -3935, 12758, 1257, -389, 1512, 4993),
     "Sony ZV-E10": (6355, -2067, -490, -3653, 11542, 2400, -406, 1258, 5506),
 }
+
+if TYPE_CHECKING:
+    from .exif_read import PhotoMetadata
 
 BAYER_ORDERS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
@@ -197,8 +202,12 @@ def write_synthetic_dng(
     params: UnprocessParams | None = None,
     noise: bool = True,
     model: str = "unprocessed sRGB",
+    metadata: "PhotoMetadata | None" = None,
 ) -> UnprocessParams:
-    """Unprocess `srgb` with a random camera and write it as a Bayer DNG at `path`."""
+    """Unprocess `srgb` with a random camera (or `params`) and write it as a Bayer DNG at `path`.
+
+    `metadata`, when given, names the camera (make/model) and fills the DNG's EXIF.
+    """
     from .dng_write import write_bayer_dng
 
     params = params or random_params(rng, noise=noise)
@@ -212,7 +221,8 @@ def write_synthetic_dng(
         color_matrix1=np.asarray(params.xyz_to_camera),
         as_shot_neutral=params.as_shot_neutral,
         orientation=1,
-        make="raw2rgb",
-        model=model,
+        make=(metadata.make if metadata and metadata.make else "raw2rgb"),
+        model=(metadata.model if metadata and metadata.model else model),
+        metadata=metadata,
     )
     return params
