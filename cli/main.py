@@ -24,16 +24,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    import importlib
+    from . import convert_cmd, dataset_cmd, hosts_cmd, info_cmd, profiles_cmd, train_cmd
 
-    # A module that is not there yet (an integration still being built) must not break the rest.
-    for name in ("convert_cmd", "info_cmd", "profiles_cmd", "hosts_cmd", "dataset_cmd", "train_cmd"):
-        try:
-            module = importlib.import_module(f"raw2rgb_cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"raw2rgb_cli.{name}":
-                raise
-            continue
+    for module in (convert_cmd, info_cmd, profiles_cmd, dataset_cmd, train_cmd, hosts_cmd):
         module.register(app)
 
 
