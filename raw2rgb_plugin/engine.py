@@ -254,6 +254,11 @@ class Converter:
                     finish(index, FileResult(job.input, None, "failed",
                                              "the GPU ran out of memory — use a smaller --tile (e.g. 512) or --device cpu"))
                     continue
+                except RuntimeError as exc:  # e.g. the CPU allocator failing on a huge frame
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    finish(index, FileResult(job.input, None, "failed",
+                                             f"rendering failed ({reason}) — try a smaller --tile, e.g. --tile 512"))
+                    continue
                 timings = {"decode": decoded.seconds, "render": time.perf_counter() - start}
                 write_queue.put((index, pixels, decoded.metadata, timings))
         finally:

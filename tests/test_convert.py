@@ -307,3 +307,22 @@ def test_full_16_bit_values_survive_the_upload(tmp_path):
                     color_matrix1=TEST_XYZ_TO_CAMERA, as_shot_neutral=[1, 1, 1])
     packed = network_input(decode_raw(tmp_path / "w16.dng"), "raw").packed[0]
     assert torch.allclose(packed[0], torch.tensor(40000 / 65535)) and torch.allclose(packed[3], torch.tensor(60000 / 65535))
+
+
+def test_a_render_failure_fails_that_file_and_the_batch_goes_on(tmp_path, tiny_profile, monkeypatch):
+    converter = Converter(load_profile(tiny_profile), device="cpu")
+    inputs = [write_scene_dng(tmp_path / f"r{i}.dng", seed=i) for i in range(3)]
+    real_render = converter.render
+    calls = []
+
+    def flaky_render(frame, **kwargs):
+        calls.append(frame.path.name)
+        if frame.path.name == "r1.dng":
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
+        return real_render(frame, **kwargs)
+
+    monkeypatch.setattr(converter, "render", flaky_render)
+    results = converter.convert([ConvertJob(p, tmp_path / f"{p.stem}.tif") for p in inputs])
+    assert [r.status for r in results] == ["converted", "failed", "converted"]
+    assert "can't allocate memory" in results[1].error and "--tile" in results[1].error
+    assert not (tmp_path / "r1.tif").exists()
