@@ -40,3 +40,15 @@ def tiny_profile(tmp_path_factory) -> Path:
     from helpers import make_tiny_profile
 
     return make_tiny_profile(tmp_path_factory.mktemp("profiles") / "tiny")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks gain nothing from intra-op threads, and on a shared 2-core machine
+    spinning OpenMP threads made training tests up to 10× slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

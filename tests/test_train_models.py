@@ -19,14 +19,8 @@ from raw2rgb_plugin.models.g2 import G2
 from raw2rgb_plugin.models.vgg import VGG16_URL, Vgg16Conv4_3, VggWeightsError, load_vgg16_conv4_3, vgg_cache_path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from intra-op threads, and on a shared 2-core machine
-    spinning OpenMP threads made these tests up to 10× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny networks gain nothing from intra-op threads (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_g2_predicts_full_resolution_saliency_and_trains_g1_decoder():

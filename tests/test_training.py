@@ -24,14 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = TrainConfig(width=8, d_width=8, batch_size=2, stage1_epochs=1, stage2_epochs=1, perceptual=False, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from intra-op threads, and on a shared 2-core machine
-    spinning OpenMP threads made these tests up to 10× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny networks gain nothing from intra-op threads (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
