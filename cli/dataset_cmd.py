@@ -75,7 +75,7 @@ def build(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with columns raw,rgb[,scene] instead of matching by name.", dir_okay=False),
     input_normalization: str = typer.Option("wb+ccm", "--input-normalization", help="raw, wb or wb+ccm (one profile for every camera)."),
     patch_size: int = typer.Option(224, "--patch-size", help="Patch size in packed pixels (×2 sensor pixels); a multiple of 8."),
-    stride: Optional[int] = typer.Option(None, "--stride", help="Step between patches in packed pixels [default: patch size]."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="Step between patches in packed pixels (default: the patch size)."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of scenes held out for validation."),
     align: str = typer.Option("auto", "--align", help="auto, homography (other camera), crop (same camera) or none (already aligned)."),
     min_pair_score: float = typer.Option(0.3, "--min-pair-score", help="Drop a pair whose overall alignment score is below this."),

@@ -33,9 +33,22 @@ NEXT_STEPS = {
 }
 
 CONFIG_DIR_HELP = (
-    "The host's configuration folder [default: darktable: ~/.config/darktable; gimp: $GIMP3_DIRECTORY "
-    "or ~/.config/GIMP/3.0; gimp2: $GIMP2_DIRECTORY or ~/.config/GIMP/2.10]."
+    "The host's configuration folder (default: darktable: ~/.config/darktable; gimp: $GIMP3_DIRECTORY "
+    "or ~/.config/GIMP/3.0; gimp2: $GIMP2_DIRECTORY or ~/.config/GIMP/2.10)."
 )
+
+
+def _or_exit(action: str, step):
+    """Run `step`; a user-facing error or an OS error becomes one line and exit status 1."""
+    from raw2rgb_plugin.errors import Raw2RgbError
+
+    try:
+        return step()
+    except Raw2RgbError as exc:
+        error_line(action, str(exc))
+    except OSError as exc:
+        error_line(action, f"{exc} — check the folder's permissions or pass --config-dir")
+    raise typer.Exit(1)
 
 
 def _print(lines: list[str]) -> None:
@@ -48,26 +61,19 @@ def install(
     config_dir: Optional[Path] = typer.Option(None, "--config-dir", help=CONFIG_DIR_HELP, file_okay=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
     executable: Optional[Path] = typer.Option(
-        None, "--executable", help="The raw2rgb program the host runs [default: this raw2rgb].", dir_okay=False
+        None, "--executable", help="The raw2rgb program the host runs (default: this raw2rgb).", dir_okay=False
     ),
     profile: Optional[str] = typer.Option(
-        None, "--profile", "-p", help="Profile the host uses by default [default: raw2rgb's default for the device]."
+        None, "--profile", "-p", help="Profile the host uses by default (default: raw2rgb's default for the device)."
     ),
-    device: Optional[Device] = typer.Option(None, "--device", help="Device the host uses by default [default: auto]."),
+    device: Optional[Device] = typer.Option(None, "--device", help="Device the host uses by default (default: auto)."),
 ) -> None:
     """Install or update the darktable or GIMP integration for the current user."""
-    from raw2rgb_plugin.errors import Raw2RgbError
     from raw2rgb_plugin.host_install import RecordedSettings, install as install_host
 
-    try:
-        settings = RecordedSettings.build(executable, profile, device.value if device else None)
-        lines = install_host(host.value, config_dir, settings, dry_run=dry_run)
-    except Raw2RgbError as exc:
-        error_line(f"install {host.value}", str(exc))
-        raise typer.Exit(1)
-    except OSError as exc:
-        error_line(f"install {host.value}", f"{exc} — check the folder's permissions or pass --config-dir")
-        raise typer.Exit(1)
+    settings = _or_exit(f"install {host.value}",
+                        lambda: RecordedSettings.build(executable, profile, device.value if device else None))
+    lines = _or_exit(f"install {host.value}", lambda: install_host(host.value, config_dir, settings, dry_run=dry_run))
     _print(lines)
     if not dry_run:
         out.print(f"raw2rgb runs as {escape(str(settings.executable))}")
@@ -80,17 +86,9 @@ def uninstall(
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
 ) -> None:
     """Remove what `raw2rgb install` added for darktable or GIMP."""
-    from raw2rgb_plugin.errors import Raw2RgbError
     from raw2rgb_plugin.host_install import uninstall as uninstall_host
 
-    try:
-        lines = uninstall_host(host.value, config_dir, dry_run=dry_run)
-    except Raw2RgbError as exc:
-        error_line(f"uninstall {host.value}", str(exc))
-        raise typer.Exit(1)
-    except OSError as exc:
-        error_line(f"uninstall {host.value}", f"{exc} — check the folder's permissions or pass --config-dir")
-        raise typer.Exit(1)
+    lines = _or_exit(f"uninstall {host.value}", lambda: uninstall_host(host.value, config_dir, dry_run=dry_run))
     _print(lines)
 
 
