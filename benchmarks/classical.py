@@ -27,6 +27,8 @@ import rawpy
 import torch
 
 from raw2rgb_plugin.colour import srgb_encode
+from raw2rgb_plugin.normalization import levels_normalize
+from raw2rgb_plugin.packing import site_tile
 from raw2rgb_plugin.raw_decode import BayerFrame
 
 LIBRAW_ALGORITHMS = {"AHD": rawpy.DemosaicAlgorithm.AHD, "DHT": rawpy.DemosaicAlgorithm.DHT}
@@ -86,14 +88,13 @@ def libraw_display(path, frame: BayerFrame) -> np.ndarray:
 
 
 def white_balanced_mosaic(frame: BayerFrame) -> np.ndarray:
-    """The mosaic with black/white levels and white balance applied, clipped to [0, 1] (float64)."""
+    """The mosaic with the engine's own levels and white balance, clipped to [0, 1] (float64)."""
     h, w = frame.mosaic.shape
-    black = np.tile(np.asarray(frame.black_level_per_site, dtype=np.float64), (h // 2 + 1, w // 2 + 1))[:h, :w]
-    levelled = (frame.mosaic.astype(np.float64) - black) / (float(frame.white_level) - black)
-    gains = {"R": frame.wb_gains_rgb[0], "G": frame.wb_gains_rgb[1], "B": frame.wb_gains_rgb[2]}
-    site_gain = np.array([[gains[frame.cfa_pattern[0]], gains[frame.cfa_pattern[1]]],
-                          [gains[frame.cfa_pattern[2]], gains[frame.cfa_pattern[3]]]], dtype=np.float64)
-    return np.clip(levelled * np.tile(site_gain, (h // 2 + 1, w // 2 + 1))[:h, :w], 0.0, 1.0)
+    levelled = levels_normalize(torch.from_numpy(frame.mosaic.astype(np.int32)), frame.black_level_per_site,
+                                frame.white_level)
+    gains = dict(zip("RGB", (float(v) for v in frame.wb_gains_rgb)))
+    site_gain = torch.tensor([gains[c] for c in frame.cfa_pattern], dtype=torch.float32).view(2, 2)
+    return (levelled * site_tile(site_gain, h, w)).clamp_(0.0, 1.0).double().numpy()
 
 
 def demosaicnet_available() -> bool:
