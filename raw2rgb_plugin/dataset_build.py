@@ -92,7 +92,7 @@ class BuildOptions:
     patch_size: int = 224  # packed pixels (the seed's 224 ↔ 448 sensor pixels)
     stride: int | None = None  # packed; default = patch_size (no overlap)
     patches_per_pair: int | None = None  # random positions instead of a grid (synthetic data)
-    input_normalization: str = "wb+ccm"
+    input_normalization: str = "linear-srgb"
     val_fraction: float = 0.1
     align: str = "auto"
     saliency: str = "builtin"

@@ -14,7 +14,7 @@ Layout of a dataset folder::
 **Why raw integers.** The RAW is kept as the camera wrote it (black level not subtracted) with
 the source's levels, white balance and camera matrix in shard.json. The reader applies the input
 normalisation with the engine's own code, so the network trains on exactly what `convert` will
-feed it, and one dataset serves the `raw`, `wb` and `wb+ccm` normalisations.
+feed it, and one dataset serves every normalisation (`raw`, `wb`, `wb+ccm`, `linear-srgb`).
 
 **Why a margin.** Each patch is stored one packed pixel (two sensor pixels) larger than the
 training size p. A flip or 90° rotation of a Bayer mosaic moves the red site off (0, 0); cropping

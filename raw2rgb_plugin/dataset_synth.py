@@ -36,7 +36,7 @@ class SynthOptions:
     inverse_tone_curve: bool = True
     seed: int = 0
     val_fraction: float = 0.1
-    input_normalization: str = "wb+ccm"
+    input_normalization: str = "linear-srgb"
     saliency: str = "builtin"
     trust_torchscript: bool = False
     keep_raw: bool = True

@@ -24,13 +24,12 @@ from safetensors.torch import load_file, save_file
 
 from .errors import ProfileError
 from .models.g1 import G1, G1Config, VARIANT_WIDTHS, plain_state_dict
+from .normalization import INPUT_NORMALIZATIONS
 
 FORMAT_VERSION = 1
 PROFILE_SUFFIX = ".safetensors"
 METADATA_KEY = "raw2rgb.profile"
 
-#: what the engine does to packed RAW before G1 (see normalization.py).
-INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm")
 OUTPUT_COLOR_SPACES = ("srgb",)
 
 SHIPPED_PROFILE_DIR = Path(__file__).resolve().parent / "profiles"

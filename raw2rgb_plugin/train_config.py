@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 #: names of the G1 variants (`models.g1.VARIANT_WIDTHS` has their widths but needs torch).
 VARIANTS = ("base", "slim", "lite")
-INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm")
+INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")  # normalization.py has the same, with torch
 
 
 class TrainingError(Raw2RgbError):
@@ -47,7 +47,7 @@ class TrainConfig:
     lambda_gan: float = 0.01
     perceptual: bool = True
     vgg_weights: str | None = None
-    input_normalization: str | None = None  # raw | wb | wb+ccm; None: the dataset's
+    input_normalization: str | None = None  # raw | wb | wb+ccm | linear-srgb; None: the dataset's
     init_profile: str | None = None
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | off; never on the CPU

@@ -55,7 +55,7 @@ def test_build_aligns_recovers_and_drops(pairs_dataset):
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["format"] == "raw2rgb-dataset" and manifest["patch_size"] == PATCH
-    assert manifest["input_normalization"] == "wb+ccm"
+    assert manifest["input_normalization"] == "linear-srgb"  # the default
     assert counts["patches"] == sum(s["count"] for s in manifest["shards"]) > 0
     assert counts["patches_dropped"].get("outside target", 0) > 0  # the misaligned target leaves borders uncovered
     assert len(list((out / "previews").glob("*.png"))) == 4

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from raw2rgb_plugin.normalization import apply_color_normalization, levels_normalize, orient
+from raw2rgb_plugin.normalization import apply_color_normalization, interpolate_missing_colours, levels_normalize, orient
 from raw2rgb_plugin.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, unpack_rggb
 
 from raw2rgb_plugin.unprocess import mosaic_rgb as bayer_from_rgb
@@ -67,3 +67,36 @@ def test_white_balance_and_matrix_modes():
 def test_orientation_matches_libraw_flip(flip, expected):
     image = torch.tensor([[1, 2, 3], [4, 5, 6]])
     assert orient(image, flip).tolist() == expected
+
+
+def _ramp_rgb(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([0.1 + 0.01 * x + 0.004 * y, 0.3 + 0.006 * x - 0.003 * y, 0.2 - 0.002 * x + 0.008 * y], axis=-1)
+
+
+def test_missing_colour_estimates_are_exact_on_linear_ramps_and_keep_each_sample():
+    h, w = 16, 20
+    rgb = _ramp_rgb(h, w)
+    packed = pack_rggb(torch.from_numpy(bayer_from_rgb(rgb, "RGGB")))
+    estimate = interpolate_missing_colours(packed)  # (4 sites, 3 colours, h/2, w/2)
+    assert estimate.shape == (4, 3, h // 2, w // 2)
+    expected = pack_rggb(torch.from_numpy(rgb).permute(2, 0, 1)).permute(1, 0, 2, 3)
+    # Malvar–He–Cutler is bilinear plus a same-colour Laplacian: exact wherever the image is a
+    # plane, i.e. everywhere except the two-pixel reflect-padded border.
+    assert torch.allclose(estimate[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], atol=1e-5)
+    for site, colour in enumerate((0, 1, 1, 2)):
+        assert torch.equal(estimate[site, colour], packed[site])
+    batched = interpolate_missing_colours(torch.stack([packed, packed * 0.5]))
+    assert torch.allclose(batched[1], estimate * 0.5, atol=1e-6)
+
+
+def test_linear_srgb_applies_each_sites_own_matrix_row():
+    m = np.array([[1.6, -0.5, -0.1], [-0.2, 1.4, -0.2], [0.0, -0.5, 1.5]], np.float32)
+    gains = np.array([2.0, 1.0, 1.5], np.float32)
+    camera = np.array([0.15, 0.4, 0.2], np.float32)
+    packed = pack_rggb(torch.from_numpy(bayer_from_rgb(np.broadcast_to(camera, (6, 8, 3)).copy(), "RGGB")))
+    out = apply_color_normalization(packed, "linear-srgb", gains, m)
+    linear = m @ (camera * gains)
+    assert torch.allclose(out[:, 1, 1], torch.tensor(linear[[0, 1, 1, 2]]), atol=1e-6)
+    # White stays white through WB-clipping and a matrix whose rows sum to 1, as with wb+ccm.
+    assert torch.allclose(apply_color_normalization(torch.ones(4, 3, 3), "linear-srgb", gains, m), torch.ones(4, 3, 3))

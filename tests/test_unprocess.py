@@ -84,3 +84,31 @@ def test_highlight_protection_keeps_white_white_and_dark_colours_exact():
     np.testing.assert_allclose(white, 1.0)  # gains fade out: the camera's WB clips it back to white
     dark = np.array([[0.2, 0.3, 0.1]])
     np.testing.assert_allclose(protected_inverse_gains(dark, params), dark / params.wb_gains_rgb)
+
+
+@pytest.mark.parametrize("cfa", ["RGGB", "GBRG"])
+def test_linear_srgb_input_is_closer_to_the_scene_than_wb_ccm(tmp_path, cfa):
+    """Why `linear-srgb` exists: on a textured scene its mosaic is much nearer the ideal one."""
+    from scene_images import textured_scene
+
+    import torch
+
+    from raw2rgb_plugin.packing import pack_rggb, pad_mosaic
+    from raw2rgb_plugin.unprocess import mosaic_rgb
+
+    rng = np.random.default_rng(11)
+    srgb = textured_scene(96, 128, seed=3)
+    params = random_params(rng, cfa_pattern=cfa, noise=False)
+    path = tmp_path / "scene.dng"
+    write_synthetic_dng(srgb, path, rng, params=params)
+    frame = decode_raw(path)
+
+    ideal_mosaic = mosaic_rgb(np.clip(scene_linear(srgb, params), 0.0, 1.0), cfa)
+    padding = rggb_padding(cfa, *ideal_mosaic.shape)
+    ideal = pack_rggb(pad_mosaic(torch.from_numpy(ideal_mosaic).float(), padding)).numpy()
+
+    def psnr(mode: str) -> float:
+        packed = network_input(frame, mode).packed[0].numpy()
+        return float(10 * np.log10(1.0 / np.mean((packed - ideal)[:, 2:-2, 2:-2] ** 2)))
+
+    assert psnr("linear-srgb") > psnr("wb+ccm") + 4.0
