@@ -118,7 +118,8 @@ def build(
 def synth(
     rgb_dir: Path = typer.Argument(..., help="Folder of sRGB images (PNG, JPEG, TIFF; searched recursively).", exists=True, file_okay=False, show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Dataset folder (created, or resumed if it exists).", file_okay=False),
-    patches_per_image: int = typer.Option(8, "--patches-per-image", min=1, help="Random patches cut from each image."),
+    patches_per_image: int = typer.Option(8, "--patches-per-image", min=1, help="Random patches cut from each copy of an image."),
+    cameras_per_image: int = typer.Option(1, "--cameras-per-image", min=1, help="Copies of each image, each unprocessed with its own random camera."),
     patch_size: int = typer.Option(224, "--patch-size", help="Patch size in packed pixels (×2 sensor pixels); a multiple of 8."),
     noise: bool = typer.Option(True, "--noise/--no-noise", help="Add shot and read noise (Brooks et al. ranges)."),
     tone_curve: bool = typer.Option(True, "--tone-curve/--no-tone-curve", help="Invert a generic tone curve before the sRGB decode."),
@@ -139,7 +140,7 @@ def synth(
 
     started = time.perf_counter()
     options = SynthOptions(
-        patches_per_image=patches_per_image, patch_size=patch_size, noise=noise, inverse_tone_curve=tone_curve, seed=seed,
+        patches_per_image=patches_per_image, cameras_per_image=cameras_per_image, patch_size=patch_size, noise=noise, inverse_tone_curve=tone_curve, seed=seed,
         val_fraction=val_fraction, input_normalization=input_normalization, saliency=saliency,
         trust_torchscript=trust_torchscript, keep_raw=keep_raw, previews=previews, jobs=jobs,
     )

@@ -6,6 +6,11 @@ by `dataset_build`, with the image itself as the target. Synthetic pairs are ali
 construction (alignment mode ``none``), and patches are taken at random positions
 (`patches_per_image`), so many small and few large images both give a useful dataset.
 
+`cameras_per_image` unprocesses each image that many times, each with its own random camera,
+white balance, CFA order, noise and patch positions: a generic profile has to serve every
+camera, and a few dozen images give only a few dozen cameras otherwise. The copies of an image
+share its scene, so they all land in the same split and validation stays unseen.
+
 The DNGs are kept in the dataset's `synthetic_raw/` by default: they are the pairs' provenance and
 what `raw2rgb evaluate` renders with LibRaw for its baseline (`keep_raw=False` deletes them once
 the pair's patches are stored).
@@ -30,7 +35,8 @@ SYNTHETIC_RAW_DIR = "synthetic_raw"
 
 @dataclass
 class SynthOptions:
-    patches_per_image: int = 8
+    patches_per_image: int = 8  # per copy of an image
+    cameras_per_image: int = 1
     patch_size: int = 224
     noise: bool = True
     inverse_tone_curve: bool = True
@@ -46,6 +52,8 @@ class SynthOptions:
     def build_options(self) -> BuildOptions:
         if self.patches_per_image < 1:
             raise DatasetError(f"--patches-per-image {self.patches_per_image} must be at least 1", "use e.g. 8")
+        if self.cameras_per_image < 1:
+            raise DatasetError(f"--cameras-per-image {self.cameras_per_image} must be at least 1", "use e.g. 4")
         return BuildOptions(
             patch_size=self.patch_size,
             patches_per_pair=self.patches_per_image,
@@ -86,10 +94,14 @@ def synthesize_dataset(
     images = find_images(rgb_dir)
     raw_dir = out / SYNTHETIC_RAW_DIR
     pairs = []
+    copies = options.cameras_per_image
     for image in images:
         key = _image_key(image, rgb_dir)
-        # Scene = the source image: all its patches land in the same split.
-        pairs.append(Pair(raw=raw_dir / f"{key}.dng", rgb=image, scene=image.relative_to(rgb_dir).with_suffix("").as_posix()))
+        # Scene = the source image: all its patches, from every camera, land in the same split.
+        scene = image.relative_to(rgb_dir).with_suffix("").as_posix()
+        for copy in range(copies):
+            name = key if copies == 1 else f"{key}-cam{copy}"
+            pairs.append(Pair(raw=raw_dir / f"{name}.dng", rgb=image, scene=scene))
 
     def prepare(pair: Pair) -> tuple[Pair, Callable[[], None] | None]:
         # One generator per image, seeded by the run seed and the image: resumable, order-free.

@@ -195,6 +195,26 @@ def test_synth_builds_a_dataset_from_three_images(tmp_path):
     assert first.dtype == np.uint16 and first.shape == (3, 4, PATCH + 1, PATCH + 1)
 
 
+def test_synth_gives_each_copy_of_an_image_its_own_camera_in_the_images_split(tmp_path):
+    images = tmp_path / "images"
+    for i in range(3):
+        save_srgb(images / f"img{i}.png", textured_scene(100, 150, seed=20 + i))
+    options = SynthOptions(patches_per_image=2, cameras_per_image=3, patch_size=PATCH, seed=1, val_fraction=0.34, previews=0)
+    report = synthesize_dataset(images, tmp_path / "synth", options)
+    assert report["counts"]["pairs_kept"] == 9 and report["counts"]["patches"] == 18
+    shards = open_dataset(tmp_path / "synth").manifest["shards"]
+    by_scene: dict[str, list[dict]] = {}
+    for shard in shards:
+        by_scene.setdefault(shard["scene"], []).append(shard)
+    assert sorted(by_scene) == ["img0", "img1", "img2"]
+    for copies in by_scene.values():
+        assert len(copies) == 3 and len({c["split"] for c in copies}) == 1
+        cameras = {(c["synthetic"]["red_gain"], c["synthetic"]["blue_gain"]) for c in copies}
+        assert len(cameras) == 3  # three different random cameras
+    with pytest.raises(DatasetError, match="cameras-per-image"):
+        SynthOptions(cameras_per_image=0).build_options()
+
+
 def test_targets_are_turned_into_sensor_orientation(tmp_path):
     from raw2rgb_plugin.dng_write import write_bayer_dng
     from raw2rgb_plugin.normalization import orient
