@@ -29,6 +29,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
     variant: str = typer.Option(_D.variant, "--variant", help="G1 width: base (64, the seed's), slim (32) or lite (16)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
+    keep_best: bool = typer.Option(False, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
     perceptual: bool = typer.Option(True, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
     vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output exactly where its checkpoint left it (its saved settings apply)."),
@@ -66,7 +67,7 @@ def train(
         lambda_l1=lambda_l1, lambda_attn=lambda_attn, lambda_perc=lambda_perc, lambda_gan=lambda_gan,
         perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
         input_normalization=input_normalization, init_profile=init, seed=seed, amp=amp, device=device,
-        workers=workers, max_steps=max_steps, checkpoint_every=checkpoint_every, log_every=log_every,
+        workers=workers, max_steps=max_steps, keep_best=keep_best, checkpoint_every=checkpoint_every, log_every=log_every,
     )
     # Under torchrun every rank runs this command; rank 0 speaks for all of them.
     main_rank = int(os.environ.get("RANK", "0")) == 0

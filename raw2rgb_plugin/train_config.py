@@ -54,6 +54,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int | None = None  # None: 0 on the CPU, a few on CUDA
     max_steps: int | None = None
+    keep_best: bool = False  # export the epoch with the best validation PSNR, not the last
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at each epoch's end
     log_every: int = 10  # steps between JSONL step records
 

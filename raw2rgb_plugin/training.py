@@ -57,6 +57,8 @@ from .models.vgg import load_vgg16_conv4_3
 from .profiles import load_profile, read_profile_metadata, save_profile, user_profile_dir
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: with `keep_best`: G1 of the best epoch so far, as a loadable profile.
+BEST_NAME = "best.safetensors"
 LOG_NAME = "log.jsonl"
 CHECKPOINT_FORMAT = 1
 
@@ -511,8 +513,31 @@ class Trainer:
             validation = self._validate()  # the exported weights' own scores
         profile_path = installed = None
         if self.dist.is_main:
-            profile_path, installed = self._export_profile(validation, completed)
+            best = self._best_record() if cfg.keep_best else None
+            if best is not None and validation is not None and best["validation"]["psnr"] > validation["psnr"]:
+                validation = best["validation"]
+                chosen = load_profile(self.run_dir / BEST_NAME).model
+                profile_path, installed = self._export_profile(validation, completed, model=chosen, selected=best)
+            else:
+                selected = {"epoch": self.epoch - 1 if completed else None, "step": self.global_step} if cfg.keep_best else None
+                profile_path, installed = self._export_profile(validation, completed, selected=selected)
         return TrainResult(self.global_step, self.epoch, completed, validation, profile_path, installed)
+
+    def _best_record(self) -> dict | None:
+        """The history record with the best validation PSNR whose weights are in BEST_NAME."""
+        scored = [r for r in self.history if r.get("validation")]
+        if not scored or not (self.run_dir / BEST_NAME).is_file():
+            return None
+        return max(scored, key=lambda r: r["validation"]["psnr"])
+
+    def _save_best(self, record: dict) -> None:
+        meta = self.profile_metadata(record["validation"], completed=False)
+        meta["training"]["selected"] = {"epoch": record["epoch"], "step": record["step"], "by": "validation PSNR"}
+        self.g1.eval()
+        try:
+            save_profile(self.run_dir / BEST_NAME, self.g1, meta)
+        finally:
+            self.g1.train()
 
     def _train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -607,7 +632,10 @@ class Trainer:
                     scheduler.step()
         validation = self._validate()
         record = {"epoch": self.epoch, "stage": self.stage, "step": self.global_step, "validation": validation}
+        earlier = [r["validation"]["psnr"] for r in self.history if r.get("validation")]
         self.history.append(record)
+        if self.config.keep_best and self.dist.is_main and validation and validation["psnr"] > max(earlier, default=float("-inf")):
+            self._save_best(record)
         self.epoch += 1
         self.batch_in_epoch = 0
         self._emit("epoch", **record)
@@ -798,14 +826,20 @@ class Trainer:
             },
         }
 
-    def _export_profile(self, validation: dict | None, completed: bool) -> tuple[Path, Path | None]:
+    def _export_profile(
+        self, validation: dict | None, completed: bool, *, model: G1 | None = None, selected: dict | None = None
+    ) -> tuple[Path, Path | None]:
+        """Write the profile of `model` (default: the current G1) and install it."""
         meta = self.profile_metadata(validation, completed)
-        self.g1.eval()  # reading an SN weight in train mode would run a power-iteration step
+        if selected is not None:
+            meta["training"]["selected"] = {"epoch": selected["epoch"], "step": selected["step"], "by": "validation PSNR"}
+        model = self.g1 if model is None else model
+        model.eval()  # reading an SN weight in train mode would run a power-iteration step
         try:
-            path = save_profile(self.run_dir / f"{self.profile_name}.safetensors", self.g1, meta)
+            path = save_profile(self.run_dir / f"{self.profile_name}.safetensors", model, meta)
             installed = None
             if self.install_profile:
-                installed = save_profile(user_profile_dir() / f"{self.profile_name}.safetensors", self.g1, meta)
+                installed = save_profile(user_profile_dir() / f"{self.profile_name}.safetensors", model, meta)
         finally:
             self.g1.train()
         self._emit("profile", path=str(path), installed=str(installed) if installed else None, validation=validation)

@@ -296,3 +296,33 @@ def test_resume_refuses_a_changed_dataset(tmp_path):
     Trainer(dataclasses.replace(TINY, max_steps=1), PairDatasetInMemory(), tmp_path / "run", install_profile=False).run()
     with pytest.raises(TrainingError, match="run started with 8"):
         Trainer(TINY, PairDatasetInMemory(train=10), tmp_path / "run", resume=True, install_profile=False)
+
+
+def test_keep_best_exports_the_epoch_with_the_best_validation_score(tmp_path, monkeypatch, profile_dir):
+    from raw2rgb_plugin.models.g1 import plain_state_dict
+    from raw2rgb_plugin.training import BEST_NAME
+
+    # Scripted scores make the middle epoch the best one; training and export are real.
+    scores = iter([20.0, 25.0, 22.0])
+    monkeypatch.setattr(Trainer, "_validate", lambda self: {"psnr": next(scores), "ssim": 0.5, "count": 2})
+    config = dataclasses.replace(TINY, stage1_epochs=3, stage2_epochs=0, keep_best=True)
+    trainer = Trainer(config, PairDatasetInMemory(), tmp_path / "run", profile_name="best-of-three")
+    weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep_weights(event: dict) -> None:
+        if event["event"] == "epoch":
+            trainer.g1.eval()
+            weights[event["epoch"]] = {k: v.clone() for k, v in plain_state_dict(trainer.g1).items()}
+            trainer.g1.train()
+
+    trainer.on_event = keep_weights
+    result = trainer.run()
+
+    assert result.validation["psnr"] == 25.0 and (tmp_path / "run" / BEST_NAME).is_file()
+    profile = load_profile("best-of-three")
+    training = profile.metadata["training"]
+    assert training["selected"] == {"epoch": 1, "step": 8, "by": "validation PSNR"}
+    assert training["validation"]["psnr"] == 25.0 and training["steps"] == 12 and training["completed"]
+    exported = profile.model.state_dict()
+    assert all(torch.allclose(exported[k].float(), v.float()) for k, v in weights[1].items())
+    assert not all(torch.allclose(exported[k].float(), v.float()) for k, v in weights[2].items())
