@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ProfileError
-from .models.g1 import G1, G1Config, VARIANT_WIDTHS, plain_state_dict
+from .models.g1 import RESIDUAL_BASES, G1, G1Config, VARIANT_WIDTHS, plain_state_dict
 from .normalization import INPUT_NORMALIZATIONS
 
 FORMAT_VERSION = 1
@@ -176,6 +176,7 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         residual_blocks=int(arch.get("residual_blocks", 4)),
         in_channels=int(arch.get("in_channels", 4)),
         out_channels=int(arch.get("out_channels", 3)),
+        residual_base=str(arch.get("residual_base", "none")),
     )
     model = G1(config)
     expected = model.state_dict()
@@ -227,3 +228,8 @@ def _check_metadata(meta: dict, path: Path) -> None:
     arch = meta.get("architecture")
     if not isinstance(arch, dict) or arch.get("name") != "g1" or not isinstance(arch.get("width"), int):
         raise bad("lacks a G1 architecture with an integer width")
+    base = arch.get("residual_base", "none")
+    if base not in RESIDUAL_BASES:
+        raise bad(f"names an unknown residual base {base!r}")
+    if base == "mhc-srgb" and meta["input_normalization"] != "linear-srgb":
+        raise bad("puts an mhc-srgb residual base on input that is not linear-srgb")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 #: names of the G1 variants (`models.g1.VARIANT_WIDTHS` has their widths but needs torch).
 VARIANTS = ("base", "slim", "lite")
 INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")  # normalization.py has the same, with torch
+RESIDUAL_BASES = ("none", "mhc-srgb")  # as models.g1
 
 
 class TrainingError(Raw2RgbError):
@@ -48,6 +49,7 @@ class TrainConfig:
     perceptual: bool = True
     vgg_weights: str | None = None
     input_normalization: str | None = None  # raw | wb | wb+ccm | linear-srgb; None: the dataset's
+    residual_base: str = "auto"  # none | mhc-srgb | auto (mhc-srgb for linear-srgb input; an --init profile's own)
     init_profile: str | None = None
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | off; never on the CPU
@@ -61,9 +63,10 @@ class TrainConfig:
     def g1_config(self) -> "G1Config":
         from .models.g1 import G1Config
 
+        base = "none" if self.residual_base == "auto" else self.residual_base  # the Trainer resolves auto
         if self.width is not None:
-            return G1Config(width=self.width)
-        return G1Config.for_variant(self.variant)
+            return G1Config(width=self.width, residual_base=base)
+        return G1Config.for_variant(self.variant, residual_base=base)
 
     @property
     def uses_perceptual(self) -> bool:
@@ -97,6 +100,8 @@ class TrainConfig:
             raise TrainingError(f"--max-steps {self.max_steps} is not positive", "use 1 or more")
         if self.input_normalization not in (None, *INPUT_NORMALIZATIONS):
             raise TrainingError(f"unknown input normalisation {self.input_normalization!r}", f"use one of {', '.join(INPUT_NORMALIZATIONS)}")
+        if self.residual_base not in ("auto", *RESIDUAL_BASES):
+            raise TrainingError(f"unknown residual base {self.residual_base!r}", f"use auto, {', '.join(RESIDUAL_BASES)}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise TrainingError(f"unknown --amp {self.amp!r}", "use auto, bf16, fp16 or off")
         for name in ("lambda_l1", "lambda_attn", "lambda_perc", "lambda_gan", "lr_stage1", "lr_g", "lr_d"):

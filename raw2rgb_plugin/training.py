@@ -309,15 +309,28 @@ class Trainer:
                     f"the dataset holds {self.input_normalization!r}",
                     "rebuild the dataset with that normalisation or start from scratch",
                 )
-            g1_config = dataclasses.replace(profile.model.config, spectral_norm=True)
+            base = profile.model.config.residual_base if config.residual_base == "auto" else config.residual_base
+            g1_config = dataclasses.replace(profile.model.config, spectral_norm=True, residual_base=base)
             config.width = g1_config.width
             if profile.variant in VARIANT_WIDTHS:
                 config.variant = profile.variant
-            init_state = profile.model.state_dict()
+            init_state = dict(profile.model.state_dict())
+            if base != profile.model.config.residual_base:
+                # Adding a base starts its residual at zero (the rest of G1 keeps its weights);
+                # dropping one drops the gain.
+                init_state.pop("residual_gain", None)
+                if base != "none":
+                    init_state["residual_gain"] = torch.zeros(())
             self.init_profile_name = profile.name
         else:
-            g1_config = config.g1_config()
+            auto = "mhc-srgb" if self.input_normalization == "linear-srgb" else "none"
+            g1_config = dataclasses.replace(config.g1_config(), residual_base=auto if config.residual_base == "auto" else config.residual_base)
             self.init_profile_name = None
+        if g1_config.residual_base == "mhc-srgb" and self.input_normalization != "linear-srgb":
+            raise TrainingError(
+                f"the mhc-srgb residual base renders linear-srgb input, this run's is {self.input_normalization!r}",
+                "use --input-normalization linear-srgb or --residual-base none",
+            )
         self.g1_config = g1_config
         self.g1 = G1(g1_config)
         self._notes: list[str] = []

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from raw2rgb_plugin.normalization import apply_color_normalization, interpolate_missing_colours, levels_normalize, orient
+from raw2rgb_plugin.mhc import interpolate_missing_colours
+from raw2rgb_plugin.normalization import apply_color_normalization, levels_normalize, orient
 from raw2rgb_plugin.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, unpack_rggb
 
 from raw2rgb_plugin.unprocess import mosaic_rgb as bayer_from_rgb

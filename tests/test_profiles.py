@@ -31,12 +31,33 @@ def test_g1_outputs_full_sensor_resolution_in_unit_range():
         model(torch.rand(1, 4, 20, 32))
 
 
+def test_residual_base_g1_starts_as_the_classical_rendering_and_round_trips(tmp_path):
+    from raw2rgb_plugin.models.g1 import mhc_srgb_rendering
+
+    torch.manual_seed(3)
+    model = G1(G1Config(width=8, residual_base="mhc-srgb")).eval()
+    grey = model(torch.full((1, 4, 16, 16), 0.18))
+    encoded = 1.055 * 0.18 ** (1 / 2.4) - 0.055
+    assert torch.allclose(grey, torch.full_like(grey, encoded * encoded * (3 - 2 * encoded)), atol=1e-5)
+    x = torch.rand(1, 4, 16, 24)
+    assert torch.equal(model(x), mhc_srgb_rendering(x).clamp(0, 1))  # the residual starts at zero
+
+    with torch.no_grad():
+        model.residual_gain.fill_(0.5)
+    path = save_profile(tmp_path / "residual", model, {"input_normalization": "linear-srgb"})
+    loaded = load_profile(path).model
+    assert loaded.config.residual_base == "mhc-srgb"
+    assert (loaded(x) - model(x)).abs().max() < 1e-5 and (loaded(x) - mhc_srgb_rendering(x)).abs().max() > 0.01
+    with pytest.raises(ProfileError, match="residual base"):
+        save_profile(tmp_path / "mismatch", model, {"input_normalization": "wb+ccm"})
+
+
 def test_round_trip_by_name_and_by_path(user_dir):
     path = make_tiny_profile(user_dir / "mine")
     meta = read_profile_metadata(path)
     assert meta["name"] == "mine" and meta["input_normalization"] == "wb+ccm"
     assert meta["architecture"] == {"name": "g1", "width": 8, "norm": "batch", "spectral_norm": False,
-                                    "residual_blocks": 4, "in_channels": 4, "out_channels": 3}
+                                    "residual_blocks": 4, "in_channels": 4, "out_channels": 3, "residual_base": "none"}
     by_name, by_path = load_profile("mine"), load_profile(str(path))
     x = torch.rand(1, 4, 16, 16)
     assert torch.equal(by_name.model(x), by_path.model(x))

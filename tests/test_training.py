@@ -326,3 +326,36 @@ def test_keep_best_exports_the_epoch_with_the_best_validation_score(tmp_path, mo
     exported = profile.model.state_dict()
     assert all(torch.allclose(exported[k].float(), v.float()) for k, v in weights[1].items())
     assert not all(torch.allclose(exported[k].float(), v.float()) for k, v in weights[2].items())
+
+
+def test_linear_srgb_runs_learn_a_residual_over_the_classical_rendering(tmp_path, profile_dir):
+    data = PairDatasetInMemory(input_normalization="linear-srgb")
+    trainer = Trainer(dataclasses.replace(TINY, stage2_epochs=0), data, tmp_path / "auto", install_profile=False)
+    assert trainer.g1.config.residual_base == "mhc-srgb"  # auto, for linear-srgb input
+    before = float(trainer.g1.residual_gain)
+    result = trainer.run()
+    assert before == 0.0 and float(trainer.g1.residual_gain) != 0.0
+    assert load_profile(result.profile_path).model.config.residual_base == "mhc-srgb"
+
+    with pytest.raises(TrainingError, match="linear-srgb"):
+        Trainer(dataclasses.replace(TINY, residual_base="mhc-srgb"), PairDatasetInMemory(), tmp_path / "wrong")
+    plain = Trainer(dataclasses.replace(TINY, residual_base="none"), data, tmp_path / "plain", install_profile=False)
+    assert plain.g1.config.residual_base == "none"
+
+
+def test_init_can_add_a_residual_base_to_a_plain_profile(tmp_path):
+    torch.manual_seed(4)
+    start = G1(G1Config(width=8, spectral_norm=False)).eval()
+    path = save_profile(tmp_path / "plain.safetensors", start, {"input_normalization": "linear-srgb"})
+    data = PairDatasetInMemory(input_normalization="linear-srgb")
+
+    def g1_from(base: str) -> G1:
+        config = dataclasses.replace(TINY, init_profile=str(path), residual_base=base)
+        return Trainer(config, data, tmp_path / f"run-{base}", install_profile=False).g1.eval()
+
+    added, kept = g1_from("mhc-srgb"), g1_from("auto")
+    assert added.config.residual_base == "mhc-srgb" and float(added.residual_gain) == 0.0
+    assert kept.config.residual_base == "none"  # auto keeps the profile's own
+    x = torch.rand(1, 4, 16, 16)
+    with torch.no_grad():  # the same encoder/decoder weights either way
+        assert torch.allclose(added.forward_features(x)[1][-1], kept.forward_features(x)[1][-1], atol=1e-5)

@@ -13,6 +13,15 @@ deliberate changes:
 The model takes the packed, normalised RAW in [0, 1] and returns RGB in [0, 1] (the seed's
 [-1, 1] mapping happens inside), so callers never juggle value ranges.
 
+A third, optional change (``residual_base="mhc-srgb"``, for ``linear-srgb`` input): the network
+adds a learned residual to a fixed classical rendering of its own input (Malvar–He–Cutler
+demosaic, sRGB encoding, the generic tone curve the synthetic targets carry) instead of drawing
+every pixel itself. The residual starts at zero (a learned gain, so spectral norm does not undo
+the initialisation), so an untrained model already renders like a classical pipeline and
+training spends its steps on denoising and detail. On the held-out synthetic set that base alone
+scores like LibRaw AHD (28.0 dB; 32.6 dB without noise), where the CPU-trained lite network
+without it reached 28.5 dB on clean input after 6,400 steps.
+
 Sizes are named variants, timm-style: only the base width changes.
 """
 
@@ -26,11 +35,16 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from ..mhc import demosaic
+
 #: base width of each named variant; `base` is the seed's.
 VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}
 
 #: three stride-2 encoder stages: packed inputs must be a multiple of this.
 PACKED_STRIDE = 8
+
+#: what G1 adds its output to: nothing (the seed's G1) or a classical rendering of its input.
+RESIDUAL_BASES = ("none", "mhc-srgb")
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,7 @@ class G1Config:
     residual_blocks: int = 4
     in_channels: int = 4
     out_channels: int = 3
+    residual_base: str = "none"
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> "G1Config":
@@ -107,6 +122,8 @@ class UpBlock(nn.Module):
 class G1(nn.Module):
     def __init__(self, config: G1Config = G1Config()):
         super().__init__()
+        if config.residual_base not in RESIDUAL_BASES:
+            raise ValueError(f"unknown residual base {config.residual_base!r}; known: {', '.join(RESIDUAL_BASES)}")
         self.config = config
         w, n, sn = config.width, config.norm, config.spectral_norm
         self.e1 = ConvBlock(config.in_channels, w, 7, norm="none", spectral=sn)
@@ -119,6 +136,8 @@ class G1(nn.Module):
         self.d3 = UpBlock(4 * w, w, n, sn)
         # 4 output pixels per packed pixel → pixel_shuffle to full sensor resolution.
         self.d4 = ConvBlock(2 * w, 4 * config.out_channels, 7, norm="none", act=False, spectral=sn)
+        if config.residual_base != "none":
+            self.residual_gain = nn.Parameter(torch.zeros(()))
 
     #: channels of the three decoder tensors `forward_features` returns (for the G2 branch).
     def decoder_channels(self) -> tuple[int, int, int]:
@@ -138,11 +157,26 @@ class G1(nn.Module):
         d1 = torch.cat([self.d1(b), e3], dim=1)
         d2 = torch.cat([self.d2(d1), e2], dim=1)
         d3 = torch.cat([self.d3(d2), e1], dim=1)
+        if self.config.residual_base == "mhc-srgb":
+            residual = F.pixel_shuffle(self.d4(d3), 2) * self.residual_gain
+            return (mhc_srgb_rendering(packed) + residual).clamp(0.0, 1.0), [d1, d2, d3]
         rgb = F.pixel_shuffle(torch.tanh(self.d4(d3)), 2)
         return (rgb + 1) / 2, [d1, d2, d3]
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
         return self.forward_features(packed)[0]
+
+
+@torch.no_grad()
+def mhc_srgb_rendering(packed: torch.Tensor) -> torch.Tensor:
+    """`linear-srgb` packed input → display sRGB (full resolution): the residual base.
+
+    Computed in float32 whatever the autocast dtype: it is the image, the network only corrects it.
+    """
+    with torch.autocast(packed.device.type, enabled=False):
+        linear = demosaic(packed.float()).clamp(0.0, 1.0)
+        encoded = torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055)
+        return encoded * encoded * (3.0 - 2.0 * encoded)  # smoothstep, the synthetic pairs' tone curve
 
 
 def half_size(rgb_full: torch.Tensor) -> torch.Tensor:
@@ -177,6 +211,8 @@ def _plain_state(model: G1) -> dict[str, torch.Tensor]:
         elif isinstance(module, nn.BatchNorm2d):
             for key, value in module.state_dict().items():
                 state[f"{name}.{key}"] = value.detach().clone()
+    for name, param in model.named_parameters(recurse=False):  # residual_gain
+        state[name] = param.detach().clone()
     # Under spectral norm the module path is `<block>.conv.parametrizations...`; the conv
     # module itself is still named `<block>.conv`, so names already match the plain layout.
     return {k: v.contiguous() for k, v in state.items()}
