@@ -75,9 +75,10 @@ def linear_srgb_mosaic(packed: torch.Tensor, camera_to_srgb: torch.Tensor) -> to
     """White-balanced (…, 4, h, w) packed → each site's own colour in linear sRGB, clipped to [0, 1]."""
     lead, (h, w) = packed.shape[:-3], packed.shape[-2:]
     # Each site keeps its own colour's row of the matrix: R, G, G, B.
-    rows = camera_to_srgb.to(torch.float64)[list(_OWN_COLOUR)]
-    kernels = torch.einsum("sc,scnij->snij", rows, _PACKED_MHC_KERNELS.to(rows.device))
-    out = F.conv2d(_pad_packed(packed.reshape(-1, 4, h, w)), kernels.to(packed.dtype))
+    # Folded on the CPU in float64 (not every device has it), then moved once.
+    rows = camera_to_srgb.detach().to("cpu", torch.float64)[list(_OWN_COLOUR)]
+    kernels = torch.einsum("sc,scnij->snij", rows, _PACKED_MHC_KERNELS)
+    out = F.conv2d(_pad_packed(packed.reshape(-1, 4, h, w)), kernels.to(packed.device, packed.dtype))
     return out.reshape(*lead, 4, h, w).clamp_(0.0, 1.0)
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from raw2rgb_plugin.mhc import interpolate_missing_colours
+from raw2rgb_plugin.mhc import demosaic, interpolate_missing_colours
 from raw2rgb_plugin.normalization import apply_color_normalization, levels_normalize, orient
 from raw2rgb_plugin.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, unpack_rggb
 
@@ -101,3 +101,12 @@ def test_linear_srgb_applies_each_sites_own_matrix_row():
     assert torch.allclose(out[:, 1, 1], torch.tensor(linear[[0, 1, 1, 2]]), atol=1e-6)
     # White stays white through WB-clipping and a matrix whose rows sum to 1, as with wb+ccm.
     assert torch.allclose(apply_color_normalization(torch.ones(4, 3, 3), "linear-srgb", gains, m), torch.ones(4, 3, 3))
+
+
+def test_demosaic_places_each_site_estimate_on_its_pixel():
+    rgb = _ramp_rgb(16, 24)
+    packed = pack_rggb(torch.from_numpy(bayer_from_rgb(rgb, "RGGB")))
+    full = demosaic(torch.stack([packed, packed]))
+    assert full.shape == (2, 3, 16, 24)
+    expected = torch.from_numpy(rgb).permute(2, 0, 1)
+    assert torch.allclose(full[0, :, 2:-2, 2:-2], expected[:, 2:-2, 2:-2], atol=1e-5)
