@@ -231,5 +231,5 @@ def _check_metadata(meta: dict, path: Path) -> None:
     base = arch.get("residual_base", "none")
     if base not in RESIDUAL_BASES:
         raise bad(f"names an unknown residual base {base!r}")
-    if base == "mhc-srgb" and meta["input_normalization"] != "linear-srgb":
-        raise bad("puts an mhc-srgb residual base on input that is not linear-srgb")
+    if base != "none" and meta["input_normalization"] != "linear-srgb":
+        raise bad(f"puts an {base} residual base on input that is not linear-srgb")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 #: names of the G1 variants (`models.g1.VARIANT_WIDTHS` has their widths but needs torch).
 VARIANTS = ("base", "slim", "lite")
 INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")  # normalization.py has the same, with torch
-RESIDUAL_BASES = ("none", "mhc-srgb")  # as models.g1
+RESIDUAL_BASES = ("none", "mhc-srgb", "mhc-srgb-gated")  # as models.g1
 
 
 class TrainingError(Raw2RgbError):

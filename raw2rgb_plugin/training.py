@@ -51,7 +51,7 @@ from .train_config import TrainConfig, TrainingError
 from .losses import PerceptualLoss, attention_loss, l1_loss, lsgan_d_loss, lsgan_g_loss
 from .metrics import psnr, ssim
 from .models.discriminator import MIN_PACKED_SIZE, PatchDiscriminator
-from .models.g1 import G1, G1Config, PACKED_STRIDE, VARIANT_WIDTHS, load_plain_state_dict
+from .models.g1 import G1, G1Config, PACKED_STRIDE, VARIANT_WIDTHS, adapt_plain_state, load_plain_state_dict
 from .models.g2 import G2
 from .models.vgg import load_vgg16_conv4_3
 from .profiles import load_profile, read_profile_metadata, save_profile, user_profile_dir
@@ -314,21 +314,16 @@ class Trainer:
             config.width = g1_config.width
             if profile.variant in VARIANT_WIDTHS:
                 config.variant = profile.variant
-            init_state = dict(profile.model.state_dict())
-            if base != profile.model.config.residual_base:
-                # Adding a base starts its residual at zero (the rest of G1 keeps its weights);
-                # dropping one drops the gain.
-                init_state.pop("residual_gain", None)
-                if base != "none":
-                    init_state["residual_gain"] = torch.zeros(())
+            init_state = adapt_plain_state(profile.model.state_dict(), profile.model.config.residual_base, base,
+                                           profile.model.config.out_channels)
             self.init_profile_name = profile.name
         else:
             auto = "mhc-srgb" if self.input_normalization == "linear-srgb" else "none"
             g1_config = dataclasses.replace(config.g1_config(), residual_base=auto if config.residual_base == "auto" else config.residual_base)
             self.init_profile_name = None
-        if g1_config.residual_base == "mhc-srgb" and self.input_normalization != "linear-srgb":
+        if g1_config.residual_base != "none" and self.input_normalization != "linear-srgb":
             raise TrainingError(
-                f"the mhc-srgb residual base renders linear-srgb input, this run's is {self.input_normalization!r}",
+                f"the {g1_config.residual_base} residual base renders linear-srgb input, this run's is {self.input_normalization!r}",
                 "use --input-normalization linear-srgb or --residual-base none",
             )
         self.g1_config = g1_config

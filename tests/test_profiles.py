@@ -52,6 +52,26 @@ def test_residual_base_g1_starts_as_the_classical_rendering_and_round_trips(tmp_
         save_profile(tmp_path / "mismatch", model, {"input_normalization": "wb+ccm"})
 
 
+def test_gated_g1_blends_its_image_with_the_classical_rendering(tmp_path):
+    from raw2rgb_plugin.models.g1 import adapt_plain_state, mhc_srgb_rendering
+
+    torch.manual_seed(5)
+    plain = G1(G1Config(width=8, spectral_norm=False)).eval()
+    gated = G1(G1Config(width=8, spectral_norm=False, residual_base="mhc-srgb-gated")).eval()
+    gated.load_state_dict(adapt_plain_state(plain.state_dict(), "none", "mhc-srgb-gated"))
+    x = torch.rand(1, 4, 16, 24)
+    with torch.no_grad():
+        # A gate adapted from a plain profile starts half-way: (G1's image + classical) / 2.
+        assert torch.allclose(gated(x), (plain(x) + mhc_srgb_rendering(x)) / 2, atol=1e-6)
+        gated.d4.conv.bias[12:].fill_(-30.0)  # gates shut: the classical rendering alone
+        assert torch.allclose(gated(x), mhc_srgb_rendering(x), atol=1e-6)
+    path = save_profile(tmp_path / "gated", gated, {"input_normalization": "linear-srgb"})
+    assert torch.equal(load_profile(path).model(x), gated(x))
+    back = G1(G1Config(width=8, spectral_norm=False)).eval()
+    back.load_state_dict(adapt_plain_state(gated.state_dict(), "mhc-srgb-gated", "none"))
+    assert torch.equal(back(x), plain(x))
+
+
 def test_round_trip_by_name_and_by_path(user_dir):
     path = make_tiny_profile(user_dir / "mine")
     meta = read_profile_metadata(path)

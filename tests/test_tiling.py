@@ -17,11 +17,11 @@ MAX_ABS_TOLERANCE = 2e-3  # half an 8-bit code value
 MEAN_ABS_TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module", params=["none", "mhc-srgb"])
+@pytest.fixture(scope="module", params=["none", "mhc-srgb", "mhc-srgb-gated"])
 def lite_model(request):
     torch.manual_seed(0)
     model = G1(G1Config.for_variant("lite", residual_base=request.param))
-    if request.param != "none":
+    if request.param == "mhc-srgb":
         with torch.no_grad():
             model.residual_gain.fill_(1.0)  # as if trained: the network's part must not seam either
     model.train()

@@ -353,9 +353,11 @@ def test_init_can_add_a_residual_base_to_a_plain_profile(tmp_path):
         config = dataclasses.replace(TINY, init_profile=str(path), residual_base=base)
         return Trainer(config, data, tmp_path / f"run-{base}", install_profile=False).g1.eval()
 
-    added, kept = g1_from("mhc-srgb"), g1_from("auto")
+    added, gated, kept = g1_from("mhc-srgb"), g1_from("mhc-srgb-gated"), g1_from("auto")
     assert added.config.residual_base == "mhc-srgb" and float(added.residual_gain) == 0.0
+    assert gated.config.residual_base == "mhc-srgb-gated"
     assert kept.config.residual_base == "none"  # auto keeps the profile's own
     x = torch.rand(1, 4, 16, 16)
     with torch.no_grad():  # the same encoder/decoder weights either way
-        assert torch.allclose(added.forward_features(x)[1][-1], kept.forward_features(x)[1][-1], atol=1e-5)
+        for model in (added, gated):
+            assert torch.allclose(model.forward_features(x)[1][-1], kept.forward_features(x)[1][-1], atol=1e-5)

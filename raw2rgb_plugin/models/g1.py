@@ -43,8 +43,11 @@ VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}
 #: three stride-2 encoder stages: packed inputs must be a multiple of this.
 PACKED_STRIDE = 8
 
-#: what G1 adds its output to: nothing (the seed's G1) or a classical rendering of its input.
-RESIDUAL_BASES = ("none", "mhc-srgb")
+#: what G1 combines its output with: nothing (the seed's G1), or a classical rendering of its
+#: input that G1 corrects (``mhc-srgb``: added through a learned gain) or blends with its own
+#: image per pixel (``mhc-srgb-gated``: one gate per Bayer site from extra output channels).
+RESIDUAL_BASES = ("none", "mhc-srgb", "mhc-srgb-gated")
+_GATE_CHANNELS = 4  # one gate per site of the 2×2 cell, shared by the three colours
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,9 @@ class G1(nn.Module):
         self.d2 = UpBlock(8 * w, 2 * w, n, sn)
         self.d3 = UpBlock(4 * w, w, n, sn)
         # 4 output pixels per packed pixel → pixel_shuffle to full sensor resolution.
-        self.d4 = ConvBlock(2 * w, 4 * config.out_channels, 7, norm="none", act=False, spectral=sn)
-        if config.residual_base != "none":
+        gates = _GATE_CHANNELS if config.residual_base == "mhc-srgb-gated" else 0
+        self.d4 = ConvBlock(2 * w, 4 * config.out_channels + gates, 7, norm="none", act=False, spectral=sn)
+        if config.residual_base == "mhc-srgb":
             self.residual_gain = nn.Parameter(torch.zeros(()))
 
     #: channels of the three decoder tensors `forward_features` returns (for the G2 branch).
@@ -157,11 +161,17 @@ class G1(nn.Module):
         d1 = torch.cat([self.d1(b), e3], dim=1)
         d2 = torch.cat([self.d2(d1), e2], dim=1)
         d3 = torch.cat([self.d3(d2), e1], dim=1)
-        if self.config.residual_base == "mhc-srgb":
-            residual = F.pixel_shuffle(self.d4(d3), 2) * self.residual_gain
+        out = self.d4(d3)
+        base = self.config.residual_base
+        if base == "mhc-srgb":
+            residual = F.pixel_shuffle(out, 2) * self.residual_gain
             return (mhc_srgb_rendering(packed) + residual).clamp(0.0, 1.0), [d1, d2, d3]
-        rgb = F.pixel_shuffle(torch.tanh(self.d4(d3)), 2)
-        return (rgb + 1) / 2, [d1, d2, d3]
+        image = (F.pixel_shuffle(torch.tanh(out[:, : 4 * self.config.out_channels]), 2) + 1) / 2
+        if base == "mhc-srgb-gated":
+            gate = torch.sigmoid(F.pixel_shuffle(out[:, 4 * self.config.out_channels :], 2))
+            classical = mhc_srgb_rendering(packed)
+            return classical + gate * (image - classical), [d1, d2, d3]
+        return image, [d1, d2, d3]
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
         return self.forward_features(packed)[0]
@@ -182,6 +192,28 @@ def mhc_srgb_rendering(packed: torch.Tensor) -> torch.Tensor:
 def half_size(rgb_full: torch.Tensor) -> torch.Tensor:
     """The seed's packed-resolution output: the mean of each 2×2 block."""
     return F.avg_pool2d(rgb_full, 2)
+
+
+def adapt_plain_state(state: dict[str, torch.Tensor], from_base: str, to_base: str, out_channels: int = 3) -> dict[str, torch.Tensor]:
+    """Plain weights of a G1 with `from_base` → weights for the same G1 with `to_base`.
+
+    Everything but the last conv's extra channels and the residual gain carries over. A new gate
+    starts at 0.5 (zero weights and bias: half classical, half G1's own image); a new additive
+    residual starts at zero (gain 0). Used when fine-tuning a profile into another base.
+    """
+    state = dict(state)
+    if from_base == to_base:
+        return state
+    image = 4 * out_channels
+    weight, bias = state["d4.conv.weight"][:image], state["d4.conv.bias"][:image]
+    if to_base == "mhc-srgb-gated":
+        weight = torch.cat([weight, weight.new_zeros(_GATE_CHANNELS, *weight.shape[1:])])
+        bias = torch.cat([bias, bias.new_zeros(_GATE_CHANNELS)])
+    state["d4.conv.weight"], state["d4.conv.bias"] = weight, bias
+    state.pop("residual_gain", None)
+    if to_base == "mhc-srgb":
+        state["residual_gain"] = torch.zeros(())
+    return state
 
 
 def plain_state_dict(model: G1) -> dict[str, torch.Tensor]:
