@@ -49,7 +49,7 @@ def train(
     lambda_gan: float = typer.Option(_D.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
     d_width: int = typer.Option(_D.d_width, "--d-width", min=1, help="Discriminator base width."),
     input_normalization: Optional[str] = typer.Option(None, "--input-normalization", help="raw, wb, wb+ccm or linear-srgb (default: the dataset's)."),
-    residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel) or auto (mhc-srgb for linear-srgb input; an --init profile keeps its own)."),
+    residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel) or auto (mhc-srgb-gated for linear-srgb input; an --init profile keeps its own)."),
     amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision on CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. Never on the CPU."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seed of weights, data order and augmentation."),
     checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every", min=0, help="Steps between checkpoints (one is also written at every epoch's end)."),

@@ -49,7 +49,7 @@ class TrainConfig:
     perceptual: bool = True
     vgg_weights: str | None = None
     input_normalization: str | None = None  # raw | wb | wb+ccm | linear-srgb; None: the dataset's
-    residual_base: str = "auto"  # none | mhc-srgb | auto (mhc-srgb for linear-srgb input; an --init profile's own)
+    residual_base: str = "auto"  # none | mhc-srgb | mhc-srgb-gated | auto (gated for linear-srgb input; an --init profile's own)
     init_profile: str | None = None
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | off; never on the CPU

@@ -318,7 +318,7 @@ class Trainer:
                                            profile.model.config.out_channels)
             self.init_profile_name = profile.name
         else:
-            auto = "mhc-srgb" if self.input_normalization == "linear-srgb" else "none"
+            auto = "mhc-srgb-gated" if self.input_normalization == "linear-srgb" else "none"
             g1_config = dataclasses.replace(config.g1_config(), residual_base=auto if config.residual_base == "auto" else config.residual_base)
             self.init_profile_name = None
         if g1_config.residual_base != "none" and self.input_normalization != "linear-srgb":
