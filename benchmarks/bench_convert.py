@@ -113,8 +113,9 @@ def main() -> None:
             frame = decode_raw(dng)
             for variant in args.variants.split(","):
                 torch.manual_seed(0)
-                model = G1(G1Config.for_variant(variant)).eval()
-                profile_path = save_profile(tmp / f"{variant}.safetensors", model, {"input_normalization": "wb+ccm"})
+                # The shipped profiles' input and residual base: their cost is part of the render.
+                model = G1(G1Config.for_variant(variant, residual_base="mhc-srgb-gated")).eval()
+                profile_path = save_profile(tmp / f"{variant}.safetensors", model, {"input_normalization": "linear-srgb"})
                 converter = Converter(load_profile(profile_path), device=device, tile=args.tile)
                 converter.render(frame)  # warm-up: allocator, cudnn autotune
                 g1_s = timed(lambda: converter.render(frame), repeat=2 if device.type == "cpu" else 5)
