@@ -336,9 +336,9 @@ def test_linear_srgb_runs_learn_a_residual_over_the_classical_rendering(tmp_path
     assert load_profile(result.profile_path).model.config.residual_base == "mhc-srgb-gated"
     additive = Trainer(dataclasses.replace(TINY, stage2_epochs=0, residual_base="mhc-srgb"), data, tmp_path / "add",
                        install_profile=False)
-    before = float(additive.g1.residual_gain)
+    before = additive.g1.residual_gain.item()
     additive.run()
-    assert before == 0.0 and float(additive.g1.residual_gain) != 0.0
+    assert before == 0.0 and additive.g1.residual_gain.item() != 0.0
 
     with pytest.raises(TrainingError, match="linear-srgb"):
         Trainer(dataclasses.replace(TINY, residual_base="mhc-srgb"), PairDatasetInMemory(), tmp_path / "wrong")
@@ -357,7 +357,7 @@ def test_init_can_add_a_residual_base_to_a_plain_profile(tmp_path):
         return Trainer(config, data, tmp_path / f"run-{base}", install_profile=False).g1.eval()
 
     added, gated, kept = g1_from("mhc-srgb"), g1_from("mhc-srgb-gated"), g1_from("auto")
-    assert added.config.residual_base == "mhc-srgb" and float(added.residual_gain) == 0.0
+    assert added.config.residual_base == "mhc-srgb" and added.residual_gain.item() == 0.0
     assert gated.config.residual_base == "mhc-srgb-gated"
     assert kept.config.residual_base == "none"  # auto keeps the profile's own
     x = torch.rand(1, 4, 16, 16)
