@@ -60,13 +60,13 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at each epoch's end
     log_every: int = 10  # steps between JSONL step records
 
-    def g1_config(self) -> "G1Config":
+    def g1_config(self, residual_base: str) -> "G1Config":
+        """G1's architecture with `residual_base` resolved (the Trainer knows the input that `auto` needs)."""
         from .models.g1 import G1Config
 
-        base = "none" if self.residual_base == "auto" else self.residual_base  # the Trainer resolves auto
         if self.width is not None:
-            return G1Config(width=self.width, residual_base=base)
-        return G1Config.for_variant(self.variant, residual_base=base)
+            return G1Config(width=self.width, residual_base=residual_base)
+        return G1Config.for_variant(self.variant, residual_base=residual_base)
 
     @property
     def uses_perceptual(self) -> bool:

@@ -319,7 +319,7 @@ class Trainer:
             self.init_profile_name = profile.name
         else:
             auto = "mhc-srgb-gated" if self.input_normalization == "linear-srgb" else "none"
-            g1_config = dataclasses.replace(config.g1_config(), residual_base=auto if config.residual_base == "auto" else config.residual_base)
+            g1_config = config.g1_config(auto if config.residual_base == "auto" else config.residual_base)
             self.init_profile_name = None
         if g1_config.residual_base != "none" and self.input_normalization != "linear-srgb":
             raise TrainingError(
@@ -539,8 +539,7 @@ class Trainer:
         return max(scored, key=lambda r: r["validation"]["psnr"])
 
     def _save_best(self, record: dict) -> None:
-        meta = self.profile_metadata(record["validation"], completed=False)
-        meta["training"]["selected"] = {"epoch": record["epoch"], "step": record["step"], "by": "validation PSNR"}
+        meta = self.profile_metadata(record["validation"], completed=False, selected=record)
         self.g1.eval()
         try:
             save_profile(self.run_dir / BEST_NAME, self.g1, meta)
@@ -797,7 +796,8 @@ class Trainer:
         if self.on_event is not None:
             self.on_event(record)
 
-    def profile_metadata(self, validation: dict | None, completed: bool) -> dict:
+    def profile_metadata(self, validation: dict | None, completed: bool, selected: dict | None = None) -> dict:
+        """The profile's metadata; `selected` (epoch, step) marks weights chosen by validation."""
         cfg = self.config
         losses = {"l1": cfg.lambda_l1, "attention": cfg.lambda_attn}
         if self.perceptual is not None:
@@ -807,7 +807,7 @@ class Trainer:
         # The per-shard list (source paths, crop boxes) stays in the dataset; counts, options,
         # cameras and saliency source travel with the profile.
         provenance = {k: v for k, v in self.manifest.items() if k != "shards"}
-        return {
+        meta = {
             "name": self.profile_name,
             "variant": cfg.variant if cfg.width is None or cfg.width == VARIANT_WIDTHS.get(cfg.variant) else f"width{cfg.width}",
             "input_normalization": self.input_normalization,
@@ -833,14 +833,15 @@ class Trainer:
                 "finished": _now(),
             },
         }
+        if selected is not None:
+            meta["training"]["selected"] = {"epoch": selected["epoch"], "step": selected["step"], "by": "validation PSNR"}
+        return meta
 
     def _export_profile(
         self, validation: dict | None, completed: bool, *, model: G1 | None = None, selected: dict | None = None
     ) -> tuple[Path, Path | None]:
         """Write the profile of `model` (default: the current G1) and install it."""
-        meta = self.profile_metadata(validation, completed)
-        if selected is not None:
-            meta["training"]["selected"] = {"epoch": selected["epoch"], "step": selected["step"], "by": "validation PSNR"}
+        meta = self.profile_metadata(validation, completed, selected)
         model = self.g1 if model is None else model
         model.eval()  # reading an SN weight in train mode would run a power-iteration step
         try:
