@@ -27,17 +27,12 @@ import rawpy
 import torch
 
 from raw2rgb_plugin.colour import srgb_encode
+from raw2rgb_plugin.colour import tone_curve as smoothstep
 from raw2rgb_plugin.normalization import levels_normalize
 from raw2rgb_plugin.packing import site_tile
 from raw2rgb_plugin.raw_decode import BayerFrame
 
 LIBRAW_ALGORITHMS = {"AHD": rawpy.DemosaicAlgorithm.AHD, "DHT": rawpy.DemosaicAlgorithm.DHT}
-
-
-def smoothstep(x: np.ndarray) -> np.ndarray:
-    """The generic tone curve 3x² − 2x³ whose inverse `unprocess` applies."""
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 def finish_rendering(camera_rgb: np.ndarray, frame: BayerFrame, *, tone_curve: bool = True) -> np.ndarray:

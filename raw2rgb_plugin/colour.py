@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 #: linear sRGB (D65) → CIE XYZ, IEC 61966-2-1.
 SRGB_TO_XYZ = np.array(
@@ -35,6 +36,21 @@ def srgb_encode(linear: np.ndarray) -> np.ndarray:
     """The sRGB transfer function (IEC 61966-2-1) on values in [0, 1]."""
     linear = np.clip(linear, 0.0, 1.0)
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+
+
+def srgb_encode_tensor(linear: torch.Tensor) -> torch.Tensor:
+    """`srgb_encode` for torch tensors, on any device."""
+    linear = linear.clamp(0.0, 1.0)
+    # clamp_min keeps pow away from 0, where its gradient is infinite; torch.where picks 12.92·x there.
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055)
+
+
+def tone_curve(x):
+    """The generic tone curve 3x² − 2x³ (Brooks et al.) on values in [0, 1], numpy or torch.
+
+    `unprocess.inverse_tone_curve` is its inverse, so synthetic targets carry exactly this curve.
+    """
+    return x * x * (3.0 - 2.0 * x)
 
 
 def srgb_decode(encoded: np.ndarray) -> np.ndarray:

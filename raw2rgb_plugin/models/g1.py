@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from ..colour import srgb_encode_tensor, tone_curve
 from ..mhc import demosaic
 
 #: base width of each named variant; `base` is the seed's.
@@ -184,9 +185,7 @@ def mhc_srgb_rendering(packed: torch.Tensor) -> torch.Tensor:
     Computed in float32 whatever the autocast dtype: it is the image, the network only corrects it.
     """
     with torch.autocast(packed.device.type, enabled=False):
-        linear = demosaic(packed.float()).clamp(0.0, 1.0)
-        encoded = torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055)
-        return encoded * encoded * (3.0 - 2.0 * encoded)  # smoothstep, the synthetic pairs' tone curve
+        return tone_curve(srgb_encode_tensor(demosaic(packed.float())))
 
 
 def half_size(rgb_full: torch.Tensor) -> torch.Tensor:
