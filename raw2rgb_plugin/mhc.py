@@ -3,7 +3,7 @@
 Malvar, He and Cutler (ICASSP 2004): bilinear interpolation corrected by the Laplacian of the
 site's own colour, 5×5 filters that are exact on planar image regions. The engine uses them in
 two places: the `linear-srgb` input normalisation (the camera matrix needs all three colours at
-a site) and G1's optional base rendering (the network learns a residual over it).
+a site) and the classical rendering G1 can blend with or correct (`models/g1.py`).
 """
 
 from __future__ import annotations

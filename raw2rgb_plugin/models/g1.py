@@ -13,14 +13,18 @@ deliberate changes:
 The model takes the packed, normalised RAW in [0, 1] and returns RGB in [0, 1] (the seed's
 [-1, 1] mapping happens inside), so callers never juggle value ranges.
 
-A third, optional change (``residual_base="mhc-srgb"``, for ``linear-srgb`` input): the network
-adds a learned residual to a fixed classical rendering of its own input (Malvar–He–Cutler
-demosaic, sRGB encoding, the generic tone curve the synthetic targets carry) instead of drawing
-every pixel itself. The residual starts at zero (a learned gain, so spectral norm does not undo
-the initialisation), so an untrained model already renders like a classical pipeline and
-training spends its steps on denoising and detail. On the held-out synthetic set that base alone
-scores like LibRaw AHD (28.0 dB; 32.6 dB without noise), where the CPU-trained lite network
-without it reached 28.5 dB on clean input after 6,400 steps.
+A third, optional change (``residual_base``, for ``linear-srgb`` input): G1 works with a fixed
+classical rendering of its own input (Malvar–He–Cutler demosaic, sRGB encoding, the generic tone
+curve the synthetic targets carry), which alone scores like LibRaw AHD on the held-out synthetic
+set (28.0 dB; 32.6 dB without noise), where the CPU-trained lite network without it reached
+28.5 dB on clean input after 6,400 steps.
+
+- ``mhc-srgb-gated`` (what training picks for ``linear-srgb``): four more output channels give
+  a per-pixel gate that blends G1's own image with the rendering, so G1 keeps its denoised image
+  where the input is noisy and the classical detail where it is clean.
+- ``mhc-srgb``: G1's output is added to the rendering through a learned gain that starts at
+  zero (spectral norm would undo a zero-initialised conv). It learns slowly on noisy input: to
+  denoise it has to predict the noise after the filters and the curves, pixel by pixel.
 
 Sizes are named variants, timm-style: only the base width changes.
 """
