@@ -42,44 +42,37 @@ def finish_rendering(camera_rgb: np.ndarray, frame: BayerFrame, *, tone_curve: b
     return smoothstep(encoded) if tone_curve else encoded
 
 
-def libraw_camera_rgb(path, frame: BayerFrame, algorithm: str) -> np.ndarray:
-    """LibRaw's demosaicked, white-balanced, linear camera RGB (H, W, 3) in [0, 1], sensor orientation."""
+def _libraw_postprocess(path, frame: BayerFrame, **rendering) -> np.ndarray:
+    """rawpy `postprocess` with the frame's white balance and nothing LibRaw would add on its own
+    (no auto-brightening, no white-level change, no rotation): float (H, W, 3) in [0, 1]."""
     r, g, b = (float(v) for v in frame.wb_gains_rgb)
     with rawpy.imread(str(path)) as raw:
         rgb = raw.postprocess(
-            demosaic_algorithm=LIBRAW_ALGORITHMS[algorithm],
             use_camera_wb=False,
             use_auto_wb=False,
             user_wb=[r, g, b, g],
-            output_color=rawpy.ColorSpace.raw,
-            gamma=(1, 1),
             no_auto_bright=True,
             # LibRaw otherwise lowers the white level to the brightest pixel when that is within
             # 75 % of it, brightening the frame relative to what the file says.
             adjust_maximum_thr=0.0,
             output_bps=16,
             user_flip=0,
+            **rendering,
         )
     return rgb.astype(np.float64) / 65535.0
+
+
+def libraw_camera_rgb(path, frame: BayerFrame, algorithm: str) -> np.ndarray:
+    """LibRaw's demosaicked, white-balanced, linear camera RGB (H, W, 3) in [0, 1], sensor orientation."""
+    return _libraw_postprocess(path, frame, demosaic_algorithm=LIBRAW_ALGORITHMS[algorithm],
+                               output_color=rawpy.ColorSpace.raw, gamma=(1, 1))
 
 
 def libraw_display(path, frame: BayerFrame) -> np.ndarray:
     """LibRaw's own complete rendering (AHD, the frame's white balance, its camera→sRGB matrix and
     the sRGB curve), float (H, W, 3) in [0, 1], sensor orientation: the classical look."""
-    r, g, b = (float(v) for v in frame.wb_gains_rgb)
-    with rawpy.imread(str(path)) as raw:
-        rgb = raw.postprocess(
-            demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
-            use_camera_wb=False,
-            user_wb=[r, g, b, g],
-            output_color=rawpy.ColorSpace.sRGB,
-            gamma=(2.4, 12.92),
-            no_auto_bright=True,
-            adjust_maximum_thr=0.0,
-            output_bps=16,
-            user_flip=0,
-        )
-    return rgb.astype(np.float64) / 65535.0
+    return _libraw_postprocess(path, frame, demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
+                               output_color=rawpy.ColorSpace.sRGB, gamma=(2.4, 12.92))
 
 
 def white_balanced_mosaic(frame: BayerFrame) -> np.ndarray:
