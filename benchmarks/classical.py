@@ -1,6 +1,6 @@
 """The classical renderings the quality report compares raw2rgb with, on one shared colour path.
 
-Every method here starts from the same decoded file (`raw2rgb_plugin.raw_decode.BayerFrame`) and
+Every method here starts from the same decoded file (`raw2rgb_plugin.io.raw_file.BayerFrame`) and
 ends with the same steps, so only the demosaicking (and denoising, if any) differs:
 
     white-balanced camera RGB ─ frame.camera_to_srgb ─▶ linear sRGB ─ clip ─▶ sRGB curve
@@ -26,11 +26,11 @@ import numpy as np
 import rawpy
 import torch
 
-from raw2rgb_plugin.colour import srgb_encode
-from raw2rgb_plugin.colour import tone_curve as smoothstep
-from raw2rgb_plugin.normalization import levels_normalize
-from raw2rgb_plugin.packing import site_tile
-from raw2rgb_plugin.raw_decode import BayerFrame
+from raw2rgb_plugin.pipeline.colour import srgb_encode
+from raw2rgb_plugin.pipeline.colour import tone_curve as smoothstep
+from raw2rgb_plugin.pipeline.normalization import levels_normalize
+from raw2rgb_plugin.pipeline.packing import site_tile
+from raw2rgb_plugin.io.raw_file import BayerFrame
 
 LIBRAW_ALGORITHMS = {"AHD": rawpy.DemosaicAlgorithm.AHD, "DHT": rawpy.DemosaicAlgorithm.DHT}
 
@@ -154,7 +154,7 @@ class DemosaicNet:
         top, left = m + dy - trim_y, m + dx - trim_x
         rgb = np.clip(out[top : top + h, left : left + w].astype(np.float64), 0.0, 1.0)
         if self.encoded_input:
-            from raw2rgb_plugin.colour import srgb_decode
+            from raw2rgb_plugin.pipeline.colour import srgb_decode
 
             rgb = srgb_decode(rgb)
         return rgb

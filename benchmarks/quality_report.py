@@ -7,10 +7,10 @@
 **Held-out set.** Photographs no profile trains on (profiles train on Kodak24 and McMaster): the
 public-domain and CC0 colour photographs bundled in scikit-image's wheel (read from the wheel as
 a zip; scikit-image is not needed), cut into tiles. Each tile gets one random camera (seeded) and
-is unprocessed (`raw2rgb_plugin.unprocess`) at four fixed noise levels × the four Bayer orders into
+is unprocessed (`raw2rgb_plugin.training.data.unprocess`) at four fixed noise levels × the four Bayer orders into
 DNGs; the tile itself is the ground truth.
 
-**Methods**, each scored with `raw2rgb_plugin.metrics` (PSNR, SSIM on sRGB in [0, 1]):
+**Methods**, each scored with `raw2rgb_plugin.training.metrics` (PSNR, SSIM on sRGB in [0, 1]):
 each profile through the engine (`Converter.render`); LibRaw AHD and DHT and demosaicnet (Gharbi
 et al. 2016), each followed by the same white balance, camera matrix and tone curve
 (`classical.py`), so only the rendering differs.
@@ -52,9 +52,9 @@ from skimage_wheel import SAMPLE_IMAGES, SKIMAGE_VERSION, WheelError, find_or_do
 
 from raw2rgb_plugin import __version__ as RAW2RGB_VERSION  # noqa: E402
 from raw2rgb_plugin.errors import Raw2RgbError  # noqa: E402
-from raw2rgb_plugin.metrics import psnr, ssim  # noqa: E402
-from raw2rgb_plugin.raw_decode import BayerFrame, decode_raw  # noqa: E402
-from raw2rgb_plugin.unprocess import BAYER_ORDERS, random_params, write_synthetic_dng  # noqa: E402
+from raw2rgb_plugin.training.metrics import psnr, ssim  # noqa: E402
+from raw2rgb_plugin.io.raw_file import BayerFrame, decode_raw  # noqa: E402
+from raw2rgb_plugin.training.data.unprocess import BAYER_ORDERS, random_params, write_synthetic_dng  # noqa: E402
 
 #: Fixed shot/read pairs on Brooks et al.'s line log read = 2.18 · log shot + 1.2 (without its
 #: jitter), spanning their shot range [1e-4, 0.012]; values are variances on [0, 1] signal.
@@ -169,8 +169,8 @@ def build_cases(images: list[HeldOutImage], workdir: Path, *, tile: int, tiles_p
 
 
 def profile_methods(names: list[str], device: str) -> list[Method]:
-    from raw2rgb_plugin.engine import Converter
-    from raw2rgb_plugin.profiles import load_profile
+    from raw2rgb_plugin.engine.converter import Converter
+    from raw2rgb_plugin.profiles.store import load_profile
 
     methods = []
     for name in names:
@@ -486,13 +486,13 @@ def write_report(path: Path, *, argv: list[str], args, images: list[HeldOutImage
     md += _fmt_table(["image", "source", "licence", "tiles (top, left, h×w)"], [
         [im.name, f"{im.title}; {im.source}", im.licence,
          ", ".join(f"({b[0]}, {b[1]}, {b[2]}×{b[3]})" for n, _, b in tiles if n == im.name)] for im in images])
-    md += ["", "- Unprocessing: `raw2rgb_plugin.unprocess` (Brooks et al. 2019; inverse smoothstep tone curve, "
+    md += ["", "- Unprocessing: `raw2rgb_plugin.training.data.unprocess` (Brooks et al. 2019; inverse smoothstep tone curve, "
            "sRGB decode, random mixed real-camera matrix, inverse white balance with highlight protection, 12/14-bit "
            "with a black level); one random camera per tile (seeded), shared by its noise levels and Bayer orders; "
            "written as DNG and decoded by the engine's `decode_raw`.",
            "- Noise levels (variance = shot · x + read on [0, 1] signal): " + ", ".join(
                _noise_text(n) for n in noise_levels) + ".",
-           "- Ground truth: the 8-bit sRGB tile. Scores: `raw2rgb_plugin.metrics` PSNR and SSIM (11×11 Gaussian, "
+           "- Ground truth: the 8-bit sRGB tile. Scores: `raw2rgb_plugin.training.metrics` PSNR and SSIM (11×11 Gaussian, "
            "σ 1.5) on sRGB in [0, 1], whole tile including borders, the same code for every method.", ""]
     md += ["## Methods", "",
            "- **raw2rgb PROFILE**: `Converter(load_profile(PROFILE)).render(decode_raw(dng))`, exactly what "

@@ -32,11 +32,11 @@ def convert(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Convert camera RAW files to full-resolution 16-bit TIFFs with ICC profile and EXIF."""
-    from raw2rgb_plugin.device import choose_device
-    from raw2rgb_plugin.engine import Converter, ConvertJob
+    from raw2rgb_plugin.runtime.device import choose_device
+    from raw2rgb_plugin.engine.converter import Converter, ConvertJob
     from raw2rgb_plugin.errors import Raw2RgbError
-    from raw2rgb_plugin.paths import expand_inputs, output_path_for
-    from raw2rgb_plugin.profiles import default_profile_name, load_profile
+    from raw2rgb_plugin.engine.plan import expand_inputs, output_path_for
+    from raw2rgb_plugin.profiles.store import default_profile_name, load_profile
 
     started = time.perf_counter()
     paths, problems = expand_inputs(inputs, recursive=recursive)

@@ -90,7 +90,7 @@ def build(
     json_output: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
 ) -> None:
     """Align RAW/RGB pairs and store patches for `raw2rgb train` (resumable)."""
-    from raw2rgb_plugin.dataset_build import BuildOptions, build_dataset, find_pairs
+    from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset, find_pairs
     from raw2rgb_plugin.errors import Raw2RgbError
 
     started = time.perf_counter()
@@ -135,7 +135,7 @@ def synth(
     json_output: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
 ) -> None:
     """Make RAW/sRGB pairs by unprocessing sRGB images with random cameras (generic profiles)."""
-    from raw2rgb_plugin.dataset_synth import SynthOptions, synthesize_dataset
+    from raw2rgb_plugin.training.data.synth import SynthOptions, synthesize_dataset
     from raw2rgb_plugin.errors import Raw2RgbError
 
     started = time.perf_counter()

@@ -69,7 +69,7 @@ def install(
     device: Optional[Device] = typer.Option(None, "--device", help="Device the host uses by default (default: auto)."),
 ) -> None:
     """Install or update the darktable or GIMP integration for the current user."""
-    from raw2rgb_plugin.host_install import RecordedSettings, install as install_host
+    from raw2rgb_host_integrations.install import RecordedSettings, install as install_host
 
     settings = _or_exit(f"install {host.value}",
                         lambda: RecordedSettings.build(executable, profile, device.value if device else None))
@@ -86,7 +86,7 @@ def uninstall(
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
 ) -> None:
     """Remove what `raw2rgb install` added for darktable or GIMP."""
-    from raw2rgb_plugin.host_install import uninstall as uninstall_host
+    from raw2rgb_host_integrations.install import uninstall as uninstall_host
 
     lines = _or_exit(f"uninstall {host.value}", lambda: uninstall_host(host.value, config_dir, dry_run=dry_run))
     _print(lines)

@@ -14,8 +14,8 @@ from .console import error_line, out, print_json
 
 def describe_raw(path: Path) -> dict:
     """The engine's view of a RAW file, as a JSON-able dict (raises Raw2RgbError)."""
-    from raw2rgb_plugin.exif_read import read_photo_metadata
-    from raw2rgb_plugin.raw_decode import decode_raw
+    from raw2rgb_plugin.io.exif_read import read_photo_metadata
+    from raw2rgb_plugin.io.raw_file import decode_raw
 
     frame, raw = decode_raw(path, keep_open=True)
     try:

@@ -17,7 +17,7 @@ profiles_app = typer.Typer(help="List and inspect conversion profiles.", no_args
 def list_profiles(json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
     """Profiles installed for this user and shipped with raw2rgb (a user profile shadows a shipped one)."""
     from raw2rgb_plugin.errors import ProfileError
-    from raw2rgb_plugin.profiles import SHIPPED_PROFILE_DIR, list_profile_paths, read_profile_metadata
+    from raw2rgb_plugin.profiles.store import SHIPPED_PROFILE_DIR, list_profile_paths, read_profile_metadata
 
     rows = []
     for path in list_profile_paths():
@@ -57,7 +57,7 @@ def show_profile(
 ) -> None:
     """Everything a profile's metadata says: architecture, input normalisation, provenance, scores."""
     from raw2rgb_plugin.errors import ProfileError
-    from raw2rgb_plugin.profiles import read_profile_metadata, resolve_profile_path
+    from raw2rgb_plugin.profiles.store import read_profile_metadata, resolve_profile_path
 
     try:
         path = resolve_profile_path(name)

@@ -17,7 +17,7 @@ from rich.table import Table
 from .console import err, error_line, print_json, progress_bar
 
 # Defaults come from TrainConfig so the help and the engine never disagree (it imports no torch).
-from raw2rgb_plugin.train_config import TrainConfig
+from raw2rgb_plugin.training.config import TrainConfig
 
 _D = TrainConfig()
 
@@ -58,9 +58,9 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end."),
 ) -> None:
     """Train a profile (G1 with G2 and D, two stages) on a dataset, and install it for `convert`."""
-    from raw2rgb_plugin.dataset_store import open_dataset
+    from raw2rgb_plugin.training.data.store import open_dataset
     from raw2rgb_plugin.errors import Raw2RgbError
-    from raw2rgb_plugin.training import Trainer
+    from raw2rgb_plugin.training.trainer import Trainer
 
     config = TrainConfig(
         variant=variant, d_width=d_width, batch_size=batch_size, stage1_epochs=stage1_epochs,
@@ -191,11 +191,11 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the scores (with the per-image table) as JSON on stdout."),
 ) -> None:
     """PSNR/SSIM of a profile on a dataset split, beside the classical LibRaw rendering."""
-    from raw2rgb_plugin.dataset_store import open_dataset
-    from raw2rgb_plugin.device import choose_device
+    from raw2rgb_plugin.training.data.store import open_dataset
+    from raw2rgb_plugin.runtime.device import choose_device
     from raw2rgb_plugin.errors import Raw2RgbError
-    from raw2rgb_plugin.evaluate import BASELINE_SETTINGS, evaluate_profile
-    from raw2rgb_plugin.profiles import load_profile
+    from raw2rgb_plugin.training.evaluate import BASELINE_SETTINGS, evaluate_profile
+    from raw2rgb_plugin.profiles.store import load_profile
 
     if split not in ("val", "train"):
         error_line("raw2rgb evaluate", f"unknown split {split!r} — use val or train")

@@ -2,7 +2,7 @@
 
 The source is scikit-image's bundled `astronaut.png` (NASA photograph of Eileen Collins, public
 domain), read out of the scikit-image wheel with zipfile — scikit-image is not a dependency.
-It is unprocessed with the project's own `raw2rgb_plugin.unprocess` (Brooks et al. 2019) with a
+It is unprocessed with the project's own `raw2rgb_plugin.training.data.unprocess` (Brooks et al. 2019) with a
 fixed seed and a plausible camera: GRBG, 12 bits, black level 256, mild shot/read noise, and
 written as a Bayer DNG with its colour matrix, as-shot white balance and EXIF metadata.
 
@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from skimage_wheel import SAMPLE_IMAGES, SKIMAGE_VERSION, WheelError, find_or_download_wheel, read_sample_image  # noqa: E402
 
-from raw2rgb_plugin.exif_read import PhotoMetadata  # noqa: E402
-from raw2rgb_plugin.unprocess import random_params, write_synthetic_dng  # noqa: E402
+from raw2rgb_plugin.io.exif_read import PhotoMetadata  # noqa: E402
+from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng  # noqa: E402
 
 SEED = 20190615  # fixed, so the example is the same file on every run
 CFA = "GRBG"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from raw2rgb_plugin.models.g1 import G1, G1Config
-from raw2rgb_plugin.profiles import save_profile
+from raw2rgb_plugin.profiles.store import save_profile
 
 #: XYZ(D65) → camera matrix of a plausible sensor (a Canon-like response; values only need to be sane).
 TEST_XYZ_TO_CAMERA = np.array(

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raw2rgb_plugin.unprocess import random_params, write_synthetic_dng
+from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
 
 
 def textured_scene(height: int, width: int, seed: int) -> np.ndarray:

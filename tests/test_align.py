@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from raw2rgb_plugin.align import (
+from raw2rgb_plugin.training.data.align import (
     AlignmentFailed,
     TEXTURE_THRESHOLD,
     PatchScorer,
@@ -12,8 +12,8 @@ from raw2rgb_plugin.align import (
     target_gray,
     warp_to_grid,
 )
-from raw2rgb_plugin.normalization import network_input
-from raw2rgb_plugin.raw_decode import decode_raw
+from raw2rgb_plugin.pipeline.normalization import network_input
+from raw2rgb_plugin.io.raw_file import decode_raw
 
 from scene_images import textured_scene, write_pair
 

@@ -19,15 +19,15 @@ import torch
 from typer.testing import CliRunner
 
 from raw2rgb_cli.main import app
-from raw2rgb_plugin.dng_write import write_bayer_dng
-from raw2rgb_plugin.engine import Converter, ConvertJob
-from raw2rgb_plugin.exif_read import GpsInfo, PhotoMetadata
-from raw2rgb_plugin.icc import icc_profile_bytes
-from raw2rgb_plugin.normalization import network_input
-from raw2rgb_plugin.profiles import load_profile
-from raw2rgb_plugin.raw_decode import decode_raw
+from raw2rgb_plugin.io.dng_write import write_bayer_dng
+from raw2rgb_plugin.engine.converter import Converter, ConvertJob
+from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata
+from raw2rgb_plugin.io.icc import icc_profile_bytes
+from raw2rgb_plugin.pipeline.normalization import network_input
+from raw2rgb_plugin.profiles.store import load_profile
+from raw2rgb_plugin.io.raw_file import decode_raw
 
-from raw2rgb_plugin.unprocess import mosaic_rgb as bayer_from_rgb
+from raw2rgb_plugin.training.data.unprocess import mosaic_rgb as bayer_from_rgb
 
 from helpers import TEST_XYZ_TO_CAMERA, smooth_scene
 
@@ -99,7 +99,7 @@ def test_every_order_sees_the_same_scene_in_the_same_place(tmp_path):
     # After the phase padding each order's packed pixel (i, j) covers the same scene sites as
     # the uncropped RGGB mosaic's, except the reflected first and last row/column.
     full_packed = torch.from_numpy(((full.astype(np.float32) - BLACK) / (WHITE - BLACK)))
-    from raw2rgb_plugin.packing import pack_rggb
+    from raw2rgb_plugin.pipeline.packing import pack_rggb
 
     full_packed = pack_rggb(full_packed)
     assert torch.allclose(reference, full_packed[:, :32, :40], atol=1e-6)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from raw2rgb_plugin.dataset_build import BuildOptions, build_dataset, find_pairs
-from raw2rgb_plugin.dataset_store import DatasetError, assign_splits, augment_patch, open_dataset
-from raw2rgb_plugin.dataset_synth import SynthOptions, synthesize_dataset
-from raw2rgb_plugin.normalization import network_input
-from raw2rgb_plugin.packing import pack_rggb, unpack_rggb
-from raw2rgb_plugin.raw_decode import decode_raw
+from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset, find_pairs
+from raw2rgb_plugin.training.data.store import DatasetError, assign_splits, augment_patch, open_dataset
+from raw2rgb_plugin.training.data.synth import SynthOptions, synthesize_dataset
+from raw2rgb_plugin.pipeline.normalization import network_input
+from raw2rgb_plugin.pipeline.packing import pack_rggb, unpack_rggb
+from raw2rgb_plugin.io.raw_file import decode_raw
 
 from scene_images import save_srgb, textured_scene, write_pair
 
@@ -216,9 +216,9 @@ def test_synth_gives_each_copy_of_an_image_its_own_camera_in_the_images_split(tm
 
 
 def test_targets_are_turned_into_sensor_orientation(tmp_path):
-    from raw2rgb_plugin.dng_write import write_bayer_dng
-    from raw2rgb_plugin.normalization import orient
-    from raw2rgb_plugin.unprocess import random_params, unprocess
+    from raw2rgb_plugin.io.dng_write import write_bayer_dng
+    from raw2rgb_plugin.pipeline.normalization import orient
+    from raw2rgb_plugin.training.data.unprocess import random_params, unprocess
 
     scene = textured_scene(96, 128, seed=30)  # sensor orientation
     (tmp_path / "raw").mkdir()
@@ -251,7 +251,7 @@ def test_targets_are_read_upright_and_at_full_depth(tmp_path, orientation):
     import tifffile
     from PIL import Image, ImageOps
 
-    from raw2rgb_plugin.dataset_build import load_rgb
+    from raw2rgb_plugin.training.data.build import load_rgb
 
     pixels = (np.random.default_rng(orientation).random((6, 9, 3)) * 65535).astype(np.uint16)
     exif = Image.Exif()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from raw2rgb_plugin.exif_read import PhotoMetadata, read_photo_metadata
+from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
 
 F = Fraction
 

@@ -30,8 +30,8 @@ def golden_inputs(shared: Path | None) -> dict[str, Path]:
 
 def render_digest(raw: Path, out_dir: Path) -> dict:
     """Convert `raw` with the shipped default-lite on the CPU; the written pixels' digest."""
-    from raw2rgb_plugin.engine import Converter, ConvertJob
-    from raw2rgb_plugin.profiles import load_profile
+    from raw2rgb_plugin.engine.converter import Converter, ConvertJob
+    from raw2rgb_plugin.profiles.store import load_profile
 
     converter = Converter(load_profile("default-lite"), device="cpu", threads=2)
     output = out_dir / f"{raw.stem}.tif"

@@ -17,15 +17,15 @@ import pytest
 from typer.testing import CliRunner
 
 from raw2rgb_cli.main import app
-from raw2rgb_plugin import host_install
-from raw2rgb_plugin.host_install import (
+from raw2rgb_host_integrations import install as host_install
+from raw2rgb_host_integrations.install import (
     RecordedSettings,
     c_string_literal,
     install,
     lua_string_literal,
     uninstall,
 )
-from raw2rgb_plugin.paths import RAW_EXTENSIONS
+from raw2rgb_plugin.engine.plan import RAW_EXTENSIONS
 
 HOSTILE_TEXT = "/opt/my tools/it's \"raw2rgb\" $(touch x); `y` \\ ? café 写真/raw2rgb"
 

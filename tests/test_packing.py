@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from raw2rgb_plugin.mhc import demosaic, interpolate_missing_colours
-from raw2rgb_plugin.normalization import apply_color_normalization, levels_normalize, orient
-from raw2rgb_plugin.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, unpack_rggb
+from raw2rgb_plugin.pipeline.mhc import demosaic, interpolate_missing_colours
+from raw2rgb_plugin.pipeline.normalization import apply_color_normalization, levels_normalize, orient
+from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, unpack_rggb
 
-from raw2rgb_plugin.unprocess import mosaic_rgb as bayer_from_rgb
+from raw2rgb_plugin.training.data.unprocess import mosaic_rgb as bayer_from_rgb
 
 ORDERS = ["RGGB", "BGGR", "GRBG", "GBRG"]
 

@@ -6,7 +6,7 @@ from safetensors.torch import load_file, save_file
 
 from raw2rgb_plugin.errors import ProfileError
 from raw2rgb_plugin.models.g1 import G1, G1Config, VARIANT_WIDTHS, count_parameters, load_plain_state_dict
-from raw2rgb_plugin.profiles import METADATA_KEY, list_profile_paths, load_profile, read_profile_metadata, save_profile
+from raw2rgb_plugin.profiles.store import METADATA_KEY, list_profile_paths, load_profile, read_profile_metadata, save_profile
 
 from helpers import make_tiny_profile
 
@@ -144,7 +144,7 @@ def test_unknown_names_and_metadata_are_explained(tmp_path):
 
 
 def test_default_profile_follows_the_device_and_falls_back(user_dir, monkeypatch, tmp_path):
-    from raw2rgb_plugin import profiles
+    from raw2rgb_plugin.profiles import store as profiles
 
     monkeypatch.setattr(profiles, "SHIPPED_PROFILE_DIR", tmp_path / "shipped-empty")
     with pytest.raises(ProfileError, match="no default profile"):

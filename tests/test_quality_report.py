@@ -18,8 +18,8 @@ import quality_report  # noqa: E402
 import real_mosaic  # noqa: E402
 import skimage_wheel  # noqa: E402
 
-from raw2rgb_plugin.colour import camera_to_srgb_from_xyz_to_camera  # noqa: E402
-from raw2rgb_plugin.raw_decode import decode_raw  # noqa: E402
+from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera  # noqa: E402
+from raw2rgb_plugin.io.raw_file import decode_raw  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,8 @@ def test_classical_pipelines_match_the_ground_truth_colour_path(quick_report):
 @pytest.mark.skipif(not classical.demosaicnet_available(),
                     reason="demosaicnet is an optional extra (pip install '.[quality]')")
 def test_demosaicnet_output_is_aligned_in_every_bayer_order():
-    from raw2rgb_plugin.raw_decode import BayerFrame
-    from raw2rgb_plugin.unprocess import mosaic_rgb
+    from raw2rgb_plugin.io.raw_file import BayerFrame
+    from raw2rgb_plugin.training.data.unprocess import mosaic_rgb
 
     y, x = np.mgrid[0:64, 0:66] / 64.0
     scene = np.stack([0.5 + 0.3 * np.sin(5 * x), 0.5 + 0.3 * np.cos(4 * y), 0.4 + 0.2 * np.sin(3 * (x + y))], axis=-1)
@@ -134,7 +134,7 @@ def test_real_mosaic_matrix_splits_into_white_balance_and_color_matrix(shared_da
 
 
 def test_example_raw_decodes_with_its_metadata():
-    from raw2rgb_plugin.exif_read import read_photo_metadata
+    from raw2rgb_plugin.io.exif_read import read_photo_metadata
 
     path = ROOT / "examples" / "astronaut.dng"
     assert path.stat().st_size < 1_000_000

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from raw2rgb_plugin.saliency import SaliencyError, builtin_saliency, saliency_source
+from raw2rgb_plugin.training.saliency import SaliencyError, builtin_saliency, saliency_source
 
 
 def _object_on_clutter(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

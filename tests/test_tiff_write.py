@@ -17,11 +17,11 @@ import pytest
 import tifffile
 from PIL import ImageCms
 
-from raw2rgb_plugin import icc, tiff_write
+from raw2rgb_plugin.io import icc, tiff_write
 from raw2rgb_plugin.errors import OutputError
-from raw2rgb_plugin.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
-from raw2rgb_plugin.icc import icc_profile_bytes
-from raw2rgb_plugin.tiff_write import rational_values, write_rgb16_tiff
+from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
+from raw2rgb_plugin.io.icc import icc_profile_bytes
+from raw2rgb_plugin.io.tiff_write import rational_values, write_rgb16_tiff
 
 F = Fraction
 
@@ -48,7 +48,7 @@ def _leftovers(folder: Path) -> list[str]:
 # --- ICC --------------------------------------------------------------------------------------
 
 def test_icc_is_identical_in_separate_processes() -> None:
-    script = ("import hashlib; from raw2rgb_plugin.icc import icc_profile_bytes; "
+    script = ("import hashlib; from raw2rgb_plugin.io.icc import icc_profile_bytes; "
               "print(hashlib.sha256(icc_profile_bytes()).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                               check=True).stdout.strip() for _ in range(2)}

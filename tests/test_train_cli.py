@@ -16,7 +16,7 @@ from train_helpers import install_vgg_weights, make_vgg_state
 from typer.testing import CliRunner
 
 from raw2rgb_cli.main import app
-from raw2rgb_plugin.profiles import load_profile
+from raw2rgb_plugin.profiles.store import load_profile
 
 TRAIN = ["--variant", "lite", "--max-steps", "5", "--batch-size", "2", "--stage1-epochs", "1",
          "--stage2-epochs", "1", "--d-width", "8", "--device", "cpu"]
@@ -142,8 +142,8 @@ def test_resume_through_the_cli(tmp_path, dataset):
 def test_worker_processes_change_nothing(tmp_path, dataset):
     """Spawned loader workers (LibRaw-safe) stream the on-disk shards; because every sample is
     loaded under its own seed, the run is the same as loading in the main process."""
-    from raw2rgb_plugin.dataset_store import open_dataset
-    from raw2rgb_plugin.training import TrainConfig, Trainer
+    from raw2rgb_plugin.training.data.store import open_dataset
+    from raw2rgb_plugin.training.trainer import TrainConfig, Trainer
 
     weights = {}
     for workers in (0, 2):

@@ -11,8 +11,8 @@ from torch.nn.utils import parametrize
 from train_helpers import install_vgg_weights, make_vgg_state
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.losses import PerceptualLoss, attention_loss, lsgan_d_loss, lsgan_g_loss
-from raw2rgb_plugin.metrics import psnr, ssim
+from raw2rgb_plugin.training.losses import PerceptualLoss, attention_loss, lsgan_d_loss, lsgan_g_loss
+from raw2rgb_plugin.training.metrics import psnr, ssim
 from raw2rgb_plugin.models.discriminator import MIN_PACKED_SIZE, PatchDiscriminator
 from raw2rgb_plugin.models.g1 import G1, G1Config, count_parameters
 from raw2rgb_plugin.models.g2 import G2

@@ -15,8 +15,8 @@ from train_helpers import PairDatasetInMemory, install_vgg_weights, make_vgg_sta
 
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.models.g1 import G1, G1Config
-from raw2rgb_plugin.profiles import load_profile, save_profile
-from raw2rgb_plugin.training import TrainConfig, Trainer, TrainingError
+from raw2rgb_plugin.profiles.store import load_profile, save_profile
+from raw2rgb_plugin.training.trainer import TrainConfig, Trainer, TrainingError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -263,9 +263,9 @@ def test_the_seed_values_are_the_defaults():
 
 
 def test_torch_free_config_agrees_with_the_engine():
-    from raw2rgb_plugin import profiles
+    from raw2rgb_plugin.profiles import store as profiles
     from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS
-    from raw2rgb_plugin.train_config import INPUT_NORMALIZATIONS, VARIANTS
+    from raw2rgb_plugin.training.config import INPUT_NORMALIZATIONS, VARIANTS
 
     assert set(VARIANTS) == set(VARIANT_WIDTHS) and set(INPUT_NORMALIZATIONS) == set(profiles.INPUT_NORMALIZATIONS)
     done = subprocess.run([sys.executable, "-c", "import sys, raw2rgb_cli.main; print('torch' in sys.modules)"],
@@ -300,7 +300,7 @@ def test_resume_refuses_a_changed_dataset(tmp_path):
 
 def test_keep_best_exports_the_epoch_with_the_best_validation_score(tmp_path, monkeypatch, profile_dir):
     from raw2rgb_plugin.models.g1 import plain_state_dict
-    from raw2rgb_plugin.training import BEST_NAME
+    from raw2rgb_plugin.training.trainer import BEST_NAME
 
     # Scripted scores make the middle epoch the best one; training and export are real.
     scores = iter([20.0, 25.0, 22.0])

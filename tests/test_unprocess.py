@@ -3,10 +3,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from raw2rgb_plugin.normalization import network_input
-from raw2rgb_plugin.packing import rggb_padding
-from raw2rgb_plugin.raw_decode import decode_raw
-from raw2rgb_plugin.unprocess import (
+from raw2rgb_plugin.pipeline.normalization import network_input
+from raw2rgb_plugin.pipeline.packing import rggb_padding
+from raw2rgb_plugin.io.raw_file import decode_raw
+from raw2rgb_plugin.training.data.unprocess import (
     BAYER_ORDERS,
     XYZ_TO_CAMERA_TABLE,
     inverse_tone_curve,
@@ -93,8 +93,8 @@ def test_linear_srgb_input_is_closer_to_the_scene_than_wb_ccm(tmp_path, cfa):
 
     import torch
 
-    from raw2rgb_plugin.packing import pack_rggb, pad_mosaic
-    from raw2rgb_plugin.unprocess import mosaic_rgb
+    from raw2rgb_plugin.pipeline.packing import pack_rggb, pad_mosaic
+    from raw2rgb_plugin.training.data.unprocess import mosaic_rgb
 
     rng = np.random.default_rng(11)
     srgb = textured_scene(96, 128, seed=3)

@@ -1,6 +1,6 @@
 """Small in-memory datasets with the dataset store's item layout, and the DDP test's worker.
 
-Items are what `raw2rgb_plugin.dataset_store` hands the trainer: `raw` (4, p, p) packed and
+Items are what `raw2rgb_plugin.training.data.store` hands the trainer: `raw` (4, p, p) packed and
 normalised, `rgb` (3, 2p, 2p), `saliency` (1, 2p, 2p), all float32 in [0, 1], and `scene`.
 The RGB is a fixed function of the RAW (so there is something to learn) and augmentation draws
 from torch's global RNG, as a real dataset may.
@@ -81,7 +81,7 @@ def install_vgg_weights(state: dict[str, torch.Tensor]) -> Path:
 def ddp_worker(out_dir: Path) -> None:
     import torch.distributed as dist
 
-    from raw2rgb_plugin.training import TrainConfig, Trainer
+    from raw2rgb_plugin.training.trainer import TrainConfig, Trainer
 
     torch.set_num_threads(1)
     config = TrainConfig(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from raw2rgb_plugin.profiles import SHIPPED_PROFILE_DIR, load_profile, save_profile
+from raw2rgb_plugin.profiles.store import SHIPPED_PROFILE_DIR, load_profile, save_profile
 
 
 def main() -> None:

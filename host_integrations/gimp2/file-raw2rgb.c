@@ -29,7 +29,7 @@
 #define OPEN_PROC "plug-in-raw2rgb-open"
 #define PLUG_IN_BINARY "file-raw2rgb"
 
-/* The RAW extensions of raw2rgb_plugin.paths.RAW_EXTENSIONS (a test keeps them equal). */
+/* The RAW extensions of raw2rgb_plugin.engine.plan.RAW_EXTENSIONS (a test keeps them equal). */
 #define RAW_EXTENSIONS                                                                        \
   "3fr,ari,arw,bay,cr2,cr3,crw,cs1,dcr,dcs,dng,drf,eip,erf,fff,gpr,iiq,k25,kdc,mdc,mef,mos,"  \
   "mrw,nef,nrw,orf,pef,ptx,pxn,qtk,raf,raw,rw2,rwl,rwz,sr2,srf,srw,sti,x3f"

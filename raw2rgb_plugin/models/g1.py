@@ -39,8 +39,8 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from ..colour import srgb_encode_tensor, tone_curve
-from ..mhc import demosaic
+from raw2rgb_plugin.pipeline.colour import srgb_encode_tensor, tone_curve
+from raw2rgb_plugin.pipeline.mhc import demosaic
 
 #: base width of each named variant; `base` is the seed's.
 VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .g1 import ConvBlock, G1Config, UpBlock
+from raw2rgb_plugin.models.g1 import ConvBlock, G1Config, UpBlock
 
 
 class G2(nn.Module):

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import Raw2RgbError
+from raw2rgb_plugin.errors import Raw2RgbError
 
 #: torchvision's VGG16 ImageNet weights (IMAGENET1K_V1); the name carries the SHA-256 prefix.
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"

@@ -104,9 +104,9 @@ def write_test_raw(path: Path, *, height: int = 128, width: int = 192, seed: int
     """A small synthetic Bayer DNG (RGGB, 12-bit) that darktable, GIMP's loaders and raw2rgb read."""
     from helpers import TEST_XYZ_TO_CAMERA, smooth_scene
 
-    from raw2rgb_plugin.dng_write import write_bayer_dng
-    from raw2rgb_plugin.exif_read import PhotoMetadata
-    from raw2rgb_plugin.unprocess import mosaic_rgb
+    from raw2rgb_plugin.io.dng_write import write_bayer_dng
+    from raw2rgb_plugin.io.exif_read import PhotoMetadata
+    from raw2rgb_plugin.training.data.unprocess import mosaic_rgb
 
     black, white = 64, 4095
     scene = smooth_scene(height, width, seed=seed)

@@ -36,7 +36,7 @@ RECORDED_DEVICE = "@RAW2RGB_DEVICE@"
 LOAD_PROC = "file-raw2rgb-raw-load"
 OPEN_PROC = "plug-in-raw2rgb-open"
 
-#: raw2rgb_plugin.paths.RAW_EXTENSIONS (a test keeps them equal).
+#: raw2rgb_plugin.engine.plan.RAW_EXTENSIONS (a test keeps them equal).
 RAW_EXTENSIONS = (
     "3fr,ari,arw,bay,cr2,cr3,crw,cs1,dcr,dcs,dng,drf,eip,erf,fff,gpr,iiq,k25,kdc,mdc,mef,mos,"
     "mrw,nef,nrw,orf,pef,ptx,pxn,qtk,raf,raw,rw2,rwl,rwz,sr2,srf,srw,sti,x3f"

@@ -25,7 +25,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .errors import Raw2RgbError
+from raw2rgb_plugin.errors import Raw2RgbError
 
 MAP_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".npy")
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .colour import srgb_encode
-from .metrics import psnr, ssim
-from .packing import unpack_rggb
+from raw2rgb_plugin.pipeline.colour import srgb_encode
+from raw2rgb_plugin.training.metrics import psnr, ssim
+from raw2rgb_plugin.pipeline.packing import unpack_rggb
 
 BASELINE_SETTINGS = "LibRaw AHD, as-shot WB, camera matrix → sRGB, sRGB curve, no auto-bright"
 

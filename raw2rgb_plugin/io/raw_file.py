@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import rawpy
 
-from .colour import camera_to_srgb_from_xyz_to_camera
-from .errors import RawDecodeError, UnsupportedRawError
+from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
+from raw2rgb_plugin.errors import RawDecodeError, UnsupportedRawError
 
 #: LibRaw colour indices (0=R, 1=G, 2=B, 3=second G) → CFA letters.
 _COLOUR_LETTERS = {0: "R", 1: "G", 2: "B", 3: "G"}

@@ -22,9 +22,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ProfileError
-from .models.g1 import RESIDUAL_BASES, G1, G1Config, VARIANT_WIDTHS, plain_state_dict
-from .normalization import INPUT_NORMALIZATIONS
+from raw2rgb_plugin.errors import ProfileError
+from raw2rgb_plugin.models.g1 import RESIDUAL_BASES, G1, G1Config, VARIANT_WIDTHS, plain_state_dict
+from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS
 
 FORMAT_VERSION = 1
 PROFILE_SUFFIX = ".safetensors"
@@ -32,7 +32,7 @@ METADATA_KEY = "raw2rgb.profile"
 
 OUTPUT_COLOR_SPACES = ("srgb",)
 
-SHIPPED_PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+SHIPPED_PROFILE_DIR = Path(__file__).resolve().parent / "shipped"
 
 
 def user_profile_dir() -> Path:

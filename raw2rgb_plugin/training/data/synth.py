@@ -26,9 +26,9 @@ from typing import Callable
 
 import numpy as np
 
-from .dataset_build import RGB_EXTENSIONS, BuildOptions, Pair, ProgressCallback, build_dataset, load_rgb
-from .dataset_store import DatasetError
-from .unprocess import random_params, write_synthetic_dng
+from raw2rgb_plugin.training.data.build import RGB_EXTENSIONS, BuildOptions, Pair, ProgressCallback, build_dataset, load_rgb
+from raw2rgb_plugin.training.data.store import DatasetError
+from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
 
 SYNTHETIC_RAW_DIR = "synthetic_raw"
 

@@ -12,8 +12,8 @@ import os
 
 import torch
 
-from .errors import Raw2RgbError
-from .models.g1 import G1, fuse_batchnorm
+from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.models.g1 import G1, fuse_batchnorm
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

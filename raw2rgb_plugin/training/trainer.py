@@ -45,16 +45,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .device import choose_device
-from .errors import Raw2RgbError
-from .train_config import TrainConfig, TrainingError
-from .losses import PerceptualLoss, attention_loss, l1_loss, lsgan_d_loss, lsgan_g_loss
-from .metrics import psnr, ssim
-from .models.discriminator import MIN_PACKED_SIZE, PatchDiscriminator
-from .models.g1 import G1, G1Config, PACKED_STRIDE, VARIANT_WIDTHS, adapt_plain_state, load_plain_state_dict
-from .models.g2 import G2
-from .models.vgg import load_vgg16_conv4_3
-from .profiles import load_profile, read_profile_metadata, save_profile, user_profile_dir
+from raw2rgb_plugin.runtime.device import choose_device
+from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.training.config import TrainConfig, TrainingError
+from raw2rgb_plugin.training.losses import PerceptualLoss, attention_loss, l1_loss, lsgan_d_loss, lsgan_g_loss
+from raw2rgb_plugin.training.metrics import psnr, ssim
+from raw2rgb_plugin.models.discriminator import MIN_PACKED_SIZE, PatchDiscriminator
+from raw2rgb_plugin.models.g1 import G1, G1Config, PACKED_STRIDE, VARIANT_WIDTHS, adapt_plain_state, load_plain_state_dict
+from raw2rgb_plugin.models.g2 import G2
+from raw2rgb_plugin.models.vgg import load_vgg16_conv4_3
+from raw2rgb_plugin.profiles.store import load_profile, read_profile_metadata, save_profile, user_profile_dir
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: with `keep_best`: G1 of the best epoch so far, as a loadable profile.

@@ -22,10 +22,9 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from pathlib import Path
 
-from .errors import Raw2RgbError
+from raw2rgb_plugin.errors import Raw2RgbError
 
 HOSTS = ("darktable", "gimp", "gimp2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -53,17 +52,8 @@ class HostInstallError(Raw2RgbError):
 
 
 def integrations_dir() -> Path:
-    """The `host_integrations/` folder: packaged beside the engine, or in the source checkout."""
-    spec = find_spec("raw2rgb_host_integrations")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    checkout = Path(__file__).resolve().parents[1] / "host_integrations"
-    if checkout.is_dir():
-        return checkout
-    raise HostInstallError(
-        "the host integration files are not installed with this raw2rgb",
-        "install raw2rgb from its source checkout (pip install /path/to/raw2rgb)",
-    )
+    """The `host_integrations/` folder: this module sits in it, installed or in a checkout."""
+    return Path(__file__).resolve().parent
 
 
 def _config_home() -> Path:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import torch
 
-from .colour import srgb_decode, srgb_encode
+from raw2rgb_plugin.pipeline.colour import srgb_decode, srgb_encode
 
 ALIGN_MODES = ("auto", "homography", "crop", "none")
 

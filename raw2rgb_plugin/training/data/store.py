@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import Raw2RgbError
-from .normalization import INPUT_NORMALIZATIONS, apply_color_normalization
-from .packing import pack_rggb, unpack_rggb
+from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS, apply_color_normalization
+from raw2rgb_plugin.pipeline.packing import pack_rggb, unpack_rggb
 
 FORMAT_NAME = "raw2rgb-dataset"
 FORMAT_VERSION = 1

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .colour import SRGB_TO_XYZ, srgb_decode
+from raw2rgb_plugin.pipeline.colour import SRGB_TO_XYZ, srgb_decode
 
 #: XYZ(D65) → camera matrices (× 10000) of real Bayer cameras, from the adobe_coeff table that
 #: dcraw started and LibRaw maintains (src/tables/colordata.cpp; "from Adobe DNG Converter").
@@ -53,7 +53,7 @@ XYZ_TO_CAMERA_TABLE: dict[str, tuple[int, ...]] = {
 }
 
 if TYPE_CHECKING:
-    from .exif_read import PhotoMetadata
+    from raw2rgb_plugin.io.exif_read import PhotoMetadata
 
 BAYER_ORDERS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
@@ -208,7 +208,7 @@ def write_synthetic_dng(
 
     `metadata`, when given, names the camera (make/model) and fills the DNG's EXIF.
     """
-    from .dng_write import write_bayer_dng
+    from raw2rgb_plugin.io.dng_write import write_bayer_dng
 
     params = params or random_params(rng, noise=noise)
     mosaic = unprocess(srgb, params, rng)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-from .models.g1 import PACKED_STRIDE
+from raw2rgb_plugin.models.g1 import PACKED_STRIDE
 
 DEFAULT_OVERLAP = 64  # packed pixels: most of G1's effective receptive field
 

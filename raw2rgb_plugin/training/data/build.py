@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import torch
 
-from .align import (
+from raw2rgb_plugin.training.data.align import (
     ALIGN_MODES,
     TEXTURE_THRESHOLD,
     Alignment,
@@ -46,7 +46,7 @@ from .align import (
     target_gray,
     warp_to_grid,
 )
-from .dataset_store import (
+from raw2rgb_plugin.training.data.store import (
     BUILD_OPTIONS,
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -59,12 +59,12 @@ from .dataset_store import (
     read_shard_info,
     write_shard,
 )
-from .errors import Raw2RgbError
-from .normalization import INPUT_NORMALIZATIONS, apply_color_normalization
-from .packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding
-from .paths import RAW_EXTENSIONS
-from .raw_decode import BayerFrame, decode_raw
-from .saliency import SaliencySource, saliency_source
+from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS, apply_color_normalization
+from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding
+from raw2rgb_plugin.engine.plan import RAW_EXTENSIONS
+from raw2rgb_plugin.io.raw_file import BayerFrame, decode_raw
+from raw2rgb_plugin.training.saliency import SaliencySource, saliency_source
 
 RGB_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
 #: G1 has three stride-2 stages: packed patches must be a multiple of 8.

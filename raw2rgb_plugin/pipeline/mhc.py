@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .packing import pack_rggb, unpack_rggb
+from raw2rgb_plugin.pipeline.packing import pack_rggb, unpack_rggb
 
 # Malvar–He–Cutler gradient-corrected bilinear filters (×8) on the mosaic: a colour a site lacks.
 _MHC_FILTERS = {

@@ -16,9 +16,9 @@ import numpy as np
 import tifffile
 from tifftools import Datatype, Tag
 
-from . import __version__
-from .exif_read import PhotoMetadata
-from .tiff_write import atomic_output, copy_with_tags, photo_tags, rational_values
+from raw2rgb_plugin import __version__
+from raw2rgb_plugin.io.exif_read import PhotoMetadata
+from raw2rgb_plugin.io.tiff_write import atomic_output, copy_with_tags, photo_tags, rational_values
 
 CFA_ORDERS = ("RGGB", "BGGR", "GRBG", "GBRG")
 

@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .device import bound_cpu_threads, choose_device, inference_dtype, prepare_for_inference
-from .errors import Raw2RgbError
-from .exif_read import PhotoMetadata, read_photo_metadata
-from .icc import icc_profile_bytes
-from .models.g1 import half_size as to_half_size
-from .normalization import network_input, orient
-from .profiles import Profile
-from .raw_decode import BayerFrame, decode_raw
-from .tiff_write import write_rgb16_tiff
-from .tiling import DEFAULT_OVERLAP, run_tiled
+from raw2rgb_plugin import __version__
+from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device, inference_dtype, prepare_for_inference
+from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
+from raw2rgb_plugin.io.icc import icc_profile_bytes
+from raw2rgb_plugin.models.g1 import half_size as to_half_size
+from raw2rgb_plugin.pipeline.normalization import network_input, orient
+from raw2rgb_plugin.profiles.store import Profile
+from raw2rgb_plugin.io.raw_file import BayerFrame, decode_raw
+from raw2rgb_plugin.io.tiff_write import write_rgb16_tiff
+from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP, run_tiled
 
 #: fraction of free memory whole-frame inference may plan to use before we tile instead.
 _MEMORY_BUDGET = 0.5

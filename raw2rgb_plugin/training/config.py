@@ -11,10 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import Raw2RgbError
+from raw2rgb_plugin.errors import Raw2RgbError
 
 if TYPE_CHECKING:
-    from .models.g1 import G1Config
+    from raw2rgb_plugin.models.g1 import G1Config
 
 #: names of the G1 variants (`models.g1.VARIANT_WIDTHS` has their widths but needs torch).
 VARIANTS = ("base", "slim", "lite")
@@ -62,7 +62,7 @@ class TrainConfig:
 
     def g1_config(self, residual_base: str) -> "G1Config":
         """G1's architecture with `residual_base` resolved (the Trainer knows the input that `auto` needs)."""
-        from .models.g1 import G1Config
+        from raw2rgb_plugin.models.g1 import G1Config
 
         if self.width is not None:
             return G1Config(width=self.width, residual_base=residual_base)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .mhc import linear_srgb_mosaic
-from .packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
-from .raw_decode import BayerFrame
+from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
+from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
+from raw2rgb_plugin.io.raw_file import BayerFrame
 
 INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")
 

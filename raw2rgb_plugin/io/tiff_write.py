@@ -23,8 +23,8 @@ import tifftools
 from tifftools import Datatype, Tag
 from tifftools.constants import EXIFTag, GPSTag
 
-from .errors import OutputError, Raw2RgbError
-from .exif_read import GpsInfo, PhotoMetadata
+from raw2rgb_plugin.errors import OutputError, Raw2RgbError
+from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata
 
 # Deflate level 1 is several times faster than the default 6 and, after the horizontal
 # predictor, within a few percent of its size on 16-bit photographs.
@@ -47,7 +47,7 @@ def write_rgb16_tiff(path: Path, rgb: np.ndarray, *, icc: bytes, metadata: Photo
         raise ValueError(f"expected a uint16 H×W×3 array, got {getattr(rgb, 'dtype', type(rgb))}"
                          f" {getattr(rgb, 'shape', '')}")
     if not icc:
-        raise ValueError("an ICC profile is required (see raw2rgb_plugin.icc)")
+        raise ValueError("an ICC profile is required (see raw2rgb_plugin.io.icc)")
     ifd0 = photo_tags(metadata)
     ifd0[int(Tag.Software)] = _ascii(software)
     with atomic_output(Path(path), overwrite=overwrite) as out:

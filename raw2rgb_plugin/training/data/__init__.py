@@ -1,0 +1,1 @@
+"""Training pairs: where they come from (files, CSV, synthetic), alignment, and the patch store."""
