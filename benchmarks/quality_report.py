@@ -54,6 +54,7 @@ from raw2rgb_plugin import __version__ as RAW2RGB_VERSION  # noqa: E402
 from raw2rgb_plugin.errors import Raw2RgbError  # noqa: E402
 from raw2rgb_plugin.training.metrics import psnr, ssim  # noqa: E402
 from raw2rgb_plugin.io.raw_file import BayerFrame, decode_raw  # noqa: E402
+from raw2rgb_plugin.pipeline.orientation import orient_hwc  # noqa: E402
 from raw2rgb_plugin.training.data.unprocess import BAYER_ORDERS, random_params, write_synthetic_dng  # noqa: E402
 
 #: Fixed shot/read pairs on Brooks et al.'s line log read = 2.18 · log shot + 1.2 (without its
@@ -329,17 +330,6 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[y : y + size, x : x + size]
 
 
-def orient_np(image: np.ndarray, flip: int) -> np.ndarray:
-    """LibRaw's `flip` on an (H, W, 3) array: column/row flips, then transpose (as the engine)."""
-    if flip & 1:
-        image = image[:, ::-1]
-    if flip & 2:
-        image = image[::-1]
-    if flip & 4:
-        image = image.transpose(1, 0, 2)
-    return np.ascontiguousarray(image)
-
-
 def heldout_picture(cases: list[Case], renders: dict, methods: list[Method], out: Path) -> Path | None:
     """GT and every method on one held-out tile, one row per noise level."""
     if not renders:
@@ -384,7 +374,7 @@ def real_file_panels(path: Path, methods: list[Method], crop: int) -> tuple[list
         if method.kind == "profile":
             rgb = method.render(None, sub)  # type: ignore[arg-type]
             panels.append((method.name, rgb[y0 - my0 : y0 - my0 + size, x0 - mx0 : x0 - mx0 + size]))
-    return [(c, orient_np(p, frame.flip)) for c, p in panels], frame
+    return [(c, orient_hwc(p, frame.flip)) for c, p in panels], frame
 
 
 # --------------------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ def test_synth_gives_each_copy_of_an_image_its_own_camera_in_the_images_split(tm
 
 def test_targets_are_turned_into_sensor_orientation(tmp_path):
     from raw2rgb_plugin.io.dng_write import write_bayer_dng
-    from raw2rgb_plugin.pipeline.normalization import orient
+    from raw2rgb_plugin.pipeline.orientation import orient
     from raw2rgb_plugin.training.data.unprocess import random_params, unprocess
 
     scene = textured_scene(96, 128, seed=30)  # sensor orientation

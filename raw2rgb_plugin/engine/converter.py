@@ -27,7 +27,8 @@ from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.models.g1 import half_size as to_half_size
-from raw2rgb_plugin.pipeline.normalization import network_input, orient
+from raw2rgb_plugin.pipeline.normalization import network_input
+from raw2rgb_plugin.pipeline.orientation import orient
 from raw2rgb_plugin.profiles.store import Profile
 from raw2rgb_plugin.io.raw_file import BayerFrame, decode_raw
 from raw2rgb_plugin.io.tiff_write import write_rgb16_tiff

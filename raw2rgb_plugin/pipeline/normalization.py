@@ -87,14 +87,3 @@ def network_input(frame: BayerFrame, mode: str, device: torch.device | str = "cp
     packed = pack_rggb(pad_mosaic(levelled, padding))
     packed = apply_color_normalization(packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb)
     return NetworkInput(packed=packed[None].contiguous(), padding=padding)
-
-
-def orient(rgb: torch.Tensor, flip: int) -> torch.Tensor:
-    """Apply LibRaw's `flip` to a (…, H, W) image: column/row flips first, then transpose."""
-    if flip & 1:
-        rgb = rgb.flip(-1)
-    if flip & 2:
-        rgb = rgb.flip(-2)
-    if flip & 4:
-        rgb = rgb.transpose(-1, -2)
-    return rgb

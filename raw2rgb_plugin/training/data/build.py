@@ -61,6 +61,7 @@ from raw2rgb_plugin.training.data.store import (
 )
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS, apply_color_normalization
+from raw2rgb_plugin.pipeline.orientation import exif_orient_hwc, unorient_hwc
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding
 from raw2rgb_plugin.engine.plan import RAW_EXTENSIONS
 from raw2rgb_plugin.io.raw_file import BayerFrame, decode_raw
@@ -231,7 +232,7 @@ def load_rgb(path: Path) -> tuple[np.ndarray, int]:
             raise Raw2RgbError(f"{path.name} holds {image.dtype} samples of shape {image.shape}", "save the target as 8- or 16-bit sRGB")
         image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image[..., :3]
         bits = 16 if image.dtype == np.uint16 else 8
-        return _exif_orient(image, path).astype(np.float32) / (65535.0 if bits == 16 else 255.0), bits
+        return exif_orient_hwc(image, _exif_orientation(path)).astype(np.float32) / (65535.0 if bits == 16 else 255.0), bits
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -267,32 +268,6 @@ def _exif_orientation(path: Path) -> int:
             return int(tag.value) if tag is not None else 1
     except Exception:  # a damaged header = no orientation; the pixels were readable
         return 1
-
-
-def _exif_orient(image: np.ndarray, path: Path) -> np.ndarray:
-    """Apply an EXIF Orientation tag (OpenCV's IMREAD_UNCHANGED ignores it), as PIL would."""
-    orientation = _exif_orientation(path)
-    if orientation in (5, 6, 7, 8):
-        image = np.swapaxes(image, 0, 1)  # transpose first, then the flips of that orientation
-    flips = {2: (False, True), 3: (True, True), 4: (True, False), 5: (False, False),
-             6: (False, True), 7: (True, True), 8: (True, False)}
-    rows, cols = flips.get(orientation, (False, False))
-    if rows:
-        image = image[::-1]
-    if cols:
-        image = image[:, ::-1]
-    return np.ascontiguousarray(image)
-
-
-def to_sensor_orientation(image: np.ndarray, flip: int) -> np.ndarray:
-    """Undo `normalization.orient` on an (H, W, …) display-oriented image."""
-    if flip & 4:
-        image = np.swapaxes(image, 0, 1)
-    if flip & 2:
-        image = image[::-1]
-    if flip & 1:
-        image = image[:, ::-1]
-    return np.ascontiguousarray(image)
 
 
 def packed_uint16(frame: BayerFrame) -> tuple[np.ndarray, np.ndarray, PhasePadding]:
@@ -401,8 +376,8 @@ def process_pair(pair: Pair, options: BuildOptions, source: SaliencySource, want
     reference = packed_gray(levelled)
     checked = options.align != "none"
     try:
-        placed = _place_target(frame, padding, (2 * h, 2 * w), to_sensor_orientation(target, frame.flip),
-                               to_sensor_orientation(saliency, frame.flip), reference, options.align)
+        placed = _place_target(frame, padding, (2 * h, 2 * w), unorient_hwc(target, frame.flip),
+                               unorient_hwc(saliency, frame.flip), reference, options.align)
     except AlignmentFailed as exc:
         return dropped_pair("alignment failed" if checked else "size mismatch", exc.reason)
     alignment = placed.alignment
