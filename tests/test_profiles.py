@@ -32,7 +32,7 @@ def test_g1_outputs_full_sensor_resolution_in_unit_range():
 
 
 def test_residual_base_g1_starts_as_the_classical_rendering_and_round_trips(tmp_path):
-    from raw2rgb_plugin.models.g1 import mhc_srgb_rendering
+    from raw2rgb_plugin.pipeline.classical import mhc_srgb_rendering
 
     torch.manual_seed(3)
     model = G1(G1Config(width=8, residual_base="mhc-srgb")).eval()
@@ -53,7 +53,8 @@ def test_residual_base_g1_starts_as_the_classical_rendering_and_round_trips(tmp_
 
 
 def test_gated_g1_blends_its_image_with_the_classical_rendering(tmp_path):
-    from raw2rgb_plugin.models.g1 import adapt_plain_state, mhc_srgb_rendering
+    from raw2rgb_plugin.models.g1 import adapt_plain_state
+    from raw2rgb_plugin.pipeline.classical import mhc_srgb_rendering
 
     torch.manual_seed(5)
     plain = G1(G1Config(width=8, spectral_norm=False)).eval()
@@ -155,3 +156,15 @@ def test_default_profile_follows_the_device_and_falls_back(user_dir, monkeypatch
     make_tiny_profile(user_dir / "default")
     assert profiles.default_profile_name("cuda") == "default"
     assert profiles.default_profile_name("cpu") == "default-lite"
+
+
+@pytest.mark.parametrize("field, value", [("width", 100000), ("residual_blocks", 10**7), ("in_channels", 0),
+                                          ("width", "16"), ("norm", "instance")])
+def test_unbounded_architecture_fields_are_refused_before_building(tmp_path, field, value):
+    """A profile is user data: its metadata must not be able to ask the allocator for terabytes."""
+    meta = {"format_version": 1, "input_normalization": "wb+ccm", "output_color_space": "srgb",
+            "architecture": {"name": "g1", "width": 8, field: value}}
+    path = tmp_path / "hostile.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(ProfileError, match=field):
+        load_profile(path)

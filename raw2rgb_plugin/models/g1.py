@@ -39,8 +39,8 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from raw2rgb_plugin.pipeline.colour import srgb_encode_tensor, tone_curve
-from raw2rgb_plugin.pipeline.mhc import demosaic
+from raw2rgb_plugin.models.spec import ArchitectureSpec
+from raw2rgb_plugin.pipeline.classical import mhc_srgb_rendering
 
 #: base width of each named variant; `base` is the seed's.
 VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}
@@ -182,21 +182,6 @@ class G1(nn.Module):
         return self.forward_features(packed)[0]
 
 
-@torch.no_grad()
-def mhc_srgb_rendering(packed: torch.Tensor) -> torch.Tensor:
-    """`linear-srgb` packed input → display sRGB (full resolution): the residual base.
-
-    Computed in float32 whatever the autocast dtype: it is the image, the network only corrects it.
-    """
-    with torch.autocast(packed.device.type, enabled=False):
-        return tone_curve(srgb_encode_tensor(demosaic(packed.float())))
-
-
-def half_size(rgb_full: torch.Tensor) -> torch.Tensor:
-    """The seed's packed-resolution output: the mean of each 2×2 block."""
-    return F.avg_pool2d(rgb_full, 2)
-
-
 def adapt_plain_state(state: dict[str, torch.Tensor], from_base: str, to_base: str, out_channels: int = 3) -> dict[str, torch.Tensor]:
     """Plain weights of a G1 with `from_base` → weights for the same G1 with `to_base`.
 
@@ -315,3 +300,69 @@ def fuse_batchnorm(model: G1) -> G1:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# G1 as an architecture a profile names (see models/registry.py)
+
+#: inclusive bounds of every integer field of a G1 block. The seed's G1 is width 64 with 4
+#: residual blocks; the bounds leave room for research variants while keeping a hostile profile
+#: (width 100000, 10⁷ blocks) from asking the allocator for terabytes.
+G1_BOUNDS = {"width": (1, 256), "residual_blocks": (0, 32), "in_channels": (1, 16), "out_channels": (1, 4)}
+G1_NORMS = ("batch", "none")
+
+
+def check_g1_block(block: dict) -> None:
+    for key, (low, high) in G1_BOUNDS.items():
+        value = block.get(key, G1Config.__dataclass_fields__[key].default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"has G1 {key} {value!r}; it must be an integer from {low} to {high}")
+    if block.get("norm", "batch") not in G1_NORMS:
+        raise ValueError(f"names an unknown G1 norm {block.get('norm')!r}")
+    if block.get("residual_base", "none") not in RESIDUAL_BASES:
+        raise ValueError(f"names an unknown residual base {block.get('residual_base')!r}")
+
+
+def g1_from_block(block: dict) -> G1:
+    config = G1Config(
+        width=int(block["width"]),
+        norm=block.get("norm", "batch"),
+        spectral_norm=False,  # profiles hold plain weights (W/σ already applied)
+        residual_blocks=int(block.get("residual_blocks", 4)),
+        in_channels=int(block.get("in_channels", 4)),
+        out_channels=int(block.get("out_channels", 3)),
+        residual_base=str(block.get("residual_base", "none")),
+    )
+    return G1(config)
+
+
+def g1_to_block(model: nn.Module) -> dict:
+    if not isinstance(model, G1):
+        raise TypeError("not a G1")
+    block = model.config.to_dict()
+    block["spectral_norm"] = False  # what a profile stores is already W/σ
+    return block
+
+
+def g1_activation_bytes(model: nn.Module, packed_pixels: int, dtype: torch.dtype) -> int:
+    """Peak activation memory of G1 on a frame, from the tensors alive at the last decoder stage."""
+    width = model.config.width if isinstance(model, G1) else 64
+    element = torch.finfo(dtype).bits // 8
+    floats_per_packed_pixel = 12 * width + 60  # d3 skip + upsample + conv out + 12-ch head, ×1.5 margin
+    return packed_pixels * floats_per_packed_pixel * element + packed_pixels * 4 * 3 * 4 * 2  # + fp32 output
+
+
+def _g1_for_inference(model: nn.Module) -> nn.Module:
+    assert isinstance(model, G1)
+    return fuse_batchnorm(model)
+
+
+G1_SPEC = ArchitectureSpec(
+    name="g1",
+    stride=PACKED_STRIDE,
+    check_block=check_g1_block,
+    from_block=g1_from_block,
+    to_block=g1_to_block,
+    activation_bytes=g1_activation_bytes,
+    prepare_for_inference=_g1_for_inference,
+)

@@ -23,7 +23,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from raw2rgb_plugin.errors import ProfileError
-from raw2rgb_plugin.models.g1 import RESIDUAL_BASES, G1, G1Config, VARIANT_WIDTHS, plain_state_dict
+from torch import nn
+
+from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS, plain_state_dict
+from raw2rgb_plugin.models.registry import block_of, build_model, check_block
+from raw2rgb_plugin.models.spec import ArchitectureSpec
 from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS
 
 FORMAT_VERSION = 1
@@ -52,7 +56,8 @@ class Profile:
     name: str
     path: Path
     metadata: dict
-    model: G1  # eval mode, plain weights (no spectral norm), on the CPU
+    model: nn.Module  # eval mode, plain weights (no spectral norm), on the CPU
+    architecture: ArchitectureSpec
 
     @property
     def input_normalization(self) -> str:
@@ -67,7 +72,7 @@ class Profile:
         return self.metadata.get("variant") or f"width{self.metadata['architecture']['width']}"
 
 
-def save_profile(path: Path, model: G1, metadata: dict, *, dtype: torch.dtype = torch.float32) -> Path:
+def save_profile(path: Path, model: nn.Module, metadata: dict, *, dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` (plain weights) and `metadata` to `path`, atomically.
 
     `metadata` needs `input_normalization` and may carry anything JSON-able (name, training
@@ -80,10 +85,8 @@ def save_profile(path: Path, model: G1, metadata: dict, *, dtype: torch.dtype = 
     meta.setdefault("name", path.name[: -len(PROFILE_SUFFIX)])
     meta.setdefault("output_color_space", "srgb")
     meta["format_version"] = FORMAT_VERSION
-    arch = model.config.to_dict()
-    arch["spectral_norm"] = False  # what is stored is already W/σ
-    meta["architecture"] = {"name": "g1", **arch}
-    meta.setdefault("variant", _variant_name(model.config.width))
+    meta["architecture"] = block_of(model)
+    meta.setdefault("variant", _variant_name(meta["architecture"].get("width")))
     _check_metadata(meta, path)
 
     state = {k: v.to("cpu", dtype if v.is_floating_point() and "running" not in k else v.dtype)
@@ -168,17 +171,8 @@ def read_profile_metadata(path: Path) -> dict:
 def load_profile(name_or_path: str | os.PathLike) -> Profile:
     path = resolve_profile_path(name_or_path)
     meta = read_profile_metadata(path)
-    arch = meta["architecture"]
-    config = G1Config(
-        width=int(arch["width"]),
-        norm=arch.get("norm", "batch"),
-        spectral_norm=False,
-        residual_blocks=int(arch.get("residual_blocks", 4)),
-        in_channels=int(arch.get("in_channels", 4)),
-        out_channels=int(arch.get("out_channels", 3)),
-        residual_base=str(arch.get("residual_base", "none")),
-    )
-    model = G1(config)
+    spec = check_block(meta["architecture"])
+    model = build_model(meta["architecture"])
     expected = model.state_dict()
     try:
         state = load_file(str(path), device="cpu")
@@ -198,16 +192,20 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
             details.append(f"{len(wrong_shape)} tensors of the wrong shape (e.g. {k}: {tuple(state[k].shape)} "
                            f"instead of {tuple(expected[k].shape)})")
         raise ProfileError(
-            f"{path}: weights do not match the metadata's architecture (width {config.width}): "
+            f"{path}: weights do not match the metadata's architecture ({_describe(meta['architecture'])}): "
             + "; ".join(details),
             "the file is damaged or its metadata was edited; re-export it",
         )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     model.eval()
-    return Profile(name=meta.get("name", path.stem), path=path, metadata=meta, model=model)
+    return Profile(name=meta.get("name", path.stem), path=path, metadata=meta, model=model, architecture=spec)
 
 
-def _variant_name(width: int) -> str:
+def _describe(block: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in block.items() if k in ("name", "width", "residual_base"))
+
+
+def _variant_name(width: object) -> str:
     for name, w in VARIANT_WIDTHS.items():
         if w == width:
             return name
@@ -226,10 +224,11 @@ def _check_metadata(meta: dict, path: Path) -> None:
     if meta.get("output_color_space") not in OUTPUT_COLOR_SPACES:
         raise bad(f"names an unknown output colour space {meta.get('output_color_space')!r}")
     arch = meta.get("architecture")
-    if not isinstance(arch, dict) or arch.get("name") != "g1" or not isinstance(arch.get("width"), int):
-        raise bad("lacks a G1 architecture with an integer width")
+    try:
+        check_block(arch)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    assert isinstance(arch, dict)
     base = arch.get("residual_base", "none")
-    if base not in RESIDUAL_BASES:
-        raise bad(f"names an unknown residual base {base!r}")
     if base != "none" and meta["input_normalization"] != "linear-srgb":
         raise bad(f"puts an {base} residual base on input that is not linear-srgb")

@@ -23,11 +23,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
-from raw2rgb_plugin.pipeline.colour import srgb_encode
+from raw2rgb_plugin.pipeline.classical import bilinear_srgb
 from raw2rgb_plugin.training.metrics import psnr, ssim
-from raw2rgb_plugin.pipeline.packing import unpack_rggb
 
 BASELINE_SETTINGS = "LibRaw AHD, as-shot WB, camera matrix → sRGB, sRGB curve, no auto-bright"
 
@@ -63,22 +61,6 @@ class Evaluation:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def bilinear_baseline(packed_wbccm: torch.Tensor) -> torch.Tensor:
-    """(N, 4, h, w) packed linear sRGB (`wb+ccm`) → (N, 3, 2h, 2w) sRGB by bilinear demosaicking."""
-    mosaic = unpack_rggb(packed_wbccm)[:, None]  # (N, 1, 2h, 2w), RGGB phase
-    h, w = mosaic.shape[-2:]
-    rows = torch.arange(h).view(-1, 1) % 2
-    cols = torch.arange(w).view(1, -1) % 2
-    masks = torch.stack([(rows == 0) & (cols == 0), rows != cols, (rows == 1) & (cols == 1)]).to(mosaic.dtype)
-    sparse = mosaic * masks[None]  # (N, 3, 2h, 2w): each channel where its sites are
-    rb = torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=mosaic.dtype) / 4
-    g = torch.tensor([[0, 1, 0], [1, 4, 1], [0, 1, 0]], dtype=mosaic.dtype) / 4
-    kernels = torch.stack([rb, g, rb])[:, None]
-    # Reflect padding by one keeps the period-2 pattern at the borders.
-    full = F.conv2d(F.pad(sparse, (1, 1, 1, 1), mode="reflect"), kernels, groups=3)
-    return torch.from_numpy(srgb_encode(full.clamp(0, 1).numpy()).astype(np.float32))
 
 
 def libraw_render(raw_path: str | os.PathLike) -> np.ndarray:
@@ -187,7 +169,7 @@ def evaluate_profile(
             crop, problem = crops.crop(shards[shard_index], k)
             kind = "libraw"
             if crop is None:
-                crop, kind = bilinear_baseline(reference[i]["raw"][None])[0], "bilinear"
+                crop, kind = bilinear_srgb(reference[i]["raw"][None])[0], "bilinear"
                 row["notes"].add(problem)
             row["kinds"].add(kind)
             row["baseline"].append(torch.stack([psnr(crop[None], target[j : j + 1])[0], ssim(crop[None], target[j : j + 1])[0]]))
