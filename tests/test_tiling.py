@@ -5,10 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from raw2rgb_plugin.runtime.device import prepare_for_inference
+from raw2rgb_plugin.models.g1 import G1_SPEC
+from raw2rgb_plugin.runtime.runner import prepare_for_inference
 from raw2rgb_plugin.models.g1 import G1, G1Config
 from raw2rgb_plugin.pipeline.normalization import levels_normalize
 from raw2rgb_plugin.pipeline.packing import pack_rggb, pad_mosaic, rggb_padding
+from raw2rgb_plugin.models.g1 import PACKED_STRIDE as STRIDE
 from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP, pad_to_stride, run_tiled, tile_starts
 
 # Stated tolerance, on the [0, 1] output scale, at the default overlap: a random-weight G1
@@ -28,7 +30,7 @@ def lite_model(request):
     with torch.no_grad():
         for _ in range(3):
             model(torch.rand(4, 4, 64, 64))
-    return prepare_for_inference(model, torch.device("cpu"), torch.float32)
+    return prepare_for_inference(model, G1_SPEC, torch.device("cpu"), torch.float32)
 
 
 def real_packed_mosaic(shared_data):
@@ -43,8 +45,8 @@ def real_packed_mosaic(shared_data):
 @pytest.mark.parametrize("tile,overlap", [(128, DEFAULT_OVERLAP), (96, DEFAULT_OVERLAP), (136, 96), (160, DEFAULT_OVERLAP)])
 def test_tiled_matches_whole_frame_on_a_real_mosaic(shared_data, lite_model, tile, overlap):
     packed = real_packed_mosaic(shared_data)
-    whole = run_tiled(lite_model, packed, tile=0)
-    tiled = run_tiled(lite_model, packed, tile=tile, overlap=overlap)
+    whole = run_tiled(lite_model, packed, stride=STRIDE, tile=0)
+    tiled = run_tiled(lite_model, packed, stride=STRIDE, tile=tile, overlap=overlap)
     assert tiled.shape == whole.shape == (1, 3, packed.shape[-2] * 2, packed.shape[-1] * 2)
     diff = (tiled - whole).abs()
     assert float(diff.max()) < MAX_ABS_TOLERANCE
@@ -55,8 +57,8 @@ def test_tiled_matches_whole_frame_on_a_real_mosaic(shared_data, lite_model, til
 def test_tiles_without_overlap_show_seams(shared_data, lite_model):
     # The counter-test: if this ever passed the tolerance, the test above would prove nothing.
     packed = real_packed_mosaic(shared_data)
-    whole = run_tiled(lite_model, packed, tile=0)
-    tiled = run_tiled(lite_model, packed, tile=64, overlap=0)
+    whole = run_tiled(lite_model, packed, stride=STRIDE, tile=0)
+    tiled = run_tiled(lite_model, packed, stride=STRIDE, tile=64, overlap=0)
     assert float((tiled - whole).abs().max()) > MAX_ABS_TOLERANCE
 
 
@@ -65,14 +67,14 @@ def test_tile_starts_are_stride_aligned_and_cover_everything():
         for tile, overlap in ((64, 16), (128, 64), (96, 40)):
             if tile > length:
                 continue
-            starts = tile_starts(length, tile, overlap)
+            starts = tile_starts(length, tile, overlap, STRIDE)
             assert all(s % 8 == 0 for s in starts) and starts[0] == 0 and starts[-1] + tile == length
             assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
 
 
 def test_odd_sizes_are_padded_to_the_stride_and_cropped_back():
     packed = torch.rand(1, 4, 13, 21)
-    padded, size = pad_to_stride(packed)
+    padded, size = pad_to_stride(packed, STRIDE)
     assert padded.shape[-2:] == (16, 24) and size == (13, 21)
-    out = run_tiled(lambda x: torch.nn.functional.interpolate(x[:, :3], scale_factor=2), packed)
+    out = run_tiled(lambda x: torch.nn.functional.interpolate(x[:, :3], scale_factor=2), packed, stride=STRIDE)
     assert out.shape == (1, 3, 26, 42)

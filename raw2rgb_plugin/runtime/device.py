@@ -7,15 +7,14 @@ measured ~100× slower).
 
 from __future__ import annotations
 
-import copy
 import os
 
 import torch
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.models.g1 import G1, fuse_batchnorm
+from raw2rgb_plugin.runtime.settings import DEVICE_CHOICES, DEVICE_HELP  # noqa: F401 - re-exported
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -57,14 +56,3 @@ def bound_cpu_threads(threads: int | None = None) -> int:
     threads = max(1, min(threads or available, available))
     torch.set_num_threads(threads)
     return threads
-
-
-def prepare_for_inference(model: G1, device: torch.device, dtype: torch.dtype) -> G1:
-    """A device-resident copy with BatchNorm folded in, channels_last, in `dtype`."""
-    model = fuse_batchnorm(copy.deepcopy(model).eval())
-    model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # tiles have a fixed shape; frames repeat sizes
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model

@@ -14,12 +14,11 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-from raw2rgb_plugin.models.g1 import PACKED_STRIDE
-
-DEFAULT_OVERLAP = 64  # packed pixels: most of G1's effective receptive field
+from raw2rgb_plugin.runtime.settings import DEFAULT_OVERLAP
 
 
-def pad_to_stride(packed: torch.Tensor, stride: int = PACKED_STRIDE) -> tuple[torch.Tensor, tuple[int, int]]:
+
+def pad_to_stride(packed: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Reflect-pad (N, C, h, w) at the bottom/right to multiples of `stride`."""
     h, w = packed.shape[-2:]
     pad_h, pad_w = (-h) % stride, (-w) % stride
@@ -30,7 +29,7 @@ def pad_to_stride(packed: torch.Tensor, stride: int = PACKED_STRIDE) -> tuple[to
     return packed, (h, w)
 
 
-def tile_starts(length: int, tile: int, overlap: int, stride: int = PACKED_STRIDE) -> list[int]:
+def tile_starts(length: int, tile: int, overlap: int, stride: int) -> list[int]:
     """Stride-aligned starts covering [0, length) with tiles of `tile` overlapping ≥ `overlap`."""
     if tile >= length:
         return [0]
@@ -65,18 +64,20 @@ def run_tiled(
     packed: torch.Tensor,
     *,
     tile: int = 0,
+    stride: int,
     overlap: int = DEFAULT_OVERLAP,
     scale: int = 2,
 ) -> torch.Tensor:
     """Run `model` on (1, 4, h, w) packed input; returns (1, 3, scale·h, scale·w).
 
-    `tile` = 0 (or a tile at least as large as the frame) runs the whole frame at once.
+    `tile` = 0 (or a tile at least as large as the frame) runs the whole frame at once. `stride` is
+    the model's (its architecture spec says it); tiles start on multiples of it.
     """
     if packed.shape[0] != 1:
         raise ValueError("run_tiled takes one frame at a time")
-    padded, (h, w) = pad_to_stride(packed)
+    padded, (h, w) = pad_to_stride(packed, stride)
     ph, pw = padded.shape[-2:]
-    tile = tile // PACKED_STRIDE * PACKED_STRIDE
+    tile = tile // stride * stride
     if tile <= 0 or (tile >= ph and tile >= pw):
         out = model(padded)
         return out[..., : h * scale, : w * scale]
@@ -84,7 +85,7 @@ def run_tiled(
         raise ValueError(f"overlap {overlap} must be smaller than the tile {tile}")
 
     tile_h, tile_w = min(tile, ph), min(tile, pw)
-    rows, cols = tile_starts(ph, tile_h, overlap), tile_starts(pw, tile_w, overlap)
+    rows, cols = tile_starts(ph, tile_h, overlap, stride), tile_starts(pw, tile_w, overlap, stride)
     out: torch.Tensor | None = None
     weight_sum = torch.zeros(1, 1, ph * scale, pw * scale, device=packed.device, dtype=torch.float32)
     for i, y in enumerate(rows):
