@@ -17,13 +17,11 @@ import rawpy
 
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.errors import RawDecodeError, UnsupportedRawError
+from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
 
 #: LibRaw colour indices (0=R, 1=G, 2=B, 3=second G) → CFA letters.
 _COLOUR_LETTERS = {0: "R", 1: "G", 2: "B", 3: "G"}
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
-
-#: EXIF Orientation → LibRaw `sizes.flip`.
-EXIF_ORIENTATION_TO_FLIP = {1: 0, 2: 1, 3: 3, 4: 2, 5: 4, 6: 6, 7: 7, 8: 5}
 
 #: below this a file cannot hold its mosaic (the Kodak DC50's lossy KDC is ~1.9 bits/pixel).
 _MIN_BITS_PER_PIXEL = 0.25
@@ -57,6 +55,62 @@ class BayerFrame:
         """(height, width) of the full-resolution RGB after orientation."""
         h, w = self.mosaic.shape
         return (w, h) if self.flip & 4 else (h, w)
+
+
+@dataclass(frozen=True)
+class EmbeddedPreview:
+    """The camera's own rendering embedded in the RAW: JPEG bytes, or an RGB bitmap."""
+
+    format: str  # "jpeg" or "bitmap"
+    data: bytes | np.ndarray
+
+
+class RawFile:
+    """One RAW file opened once: its Bayer frame, its photo metadata and its embedded preview.
+
+        with RawFile(path) as raw:
+            frame, metadata = raw.frame, raw.metadata
+
+    Opening decodes the mosaic (raising `RawDecodeError`/`UnsupportedRawError` with one line);
+    metadata and preview are read on first use from the same open LibRaw handle.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.frame, self._raw = decode_raw(self.path, keep_open=True)
+        self._metadata: PhotoMetadata | None = None
+
+    def __enter__(self) -> "RawFile":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def libraw(self) -> rawpy.RawPy:
+        """The open rawpy handle, for readers that need more than the frame (noise, margins)."""
+        return self._raw
+
+    @property
+    def metadata(self) -> PhotoMetadata:
+        if self._metadata is None:
+            self._metadata = read_photo_metadata(self.path, self._raw)
+        return self._metadata
+
+    def preview(self) -> EmbeddedPreview | None:
+        """The largest embedded preview LibRaw finds, or None when the file has none it can read."""
+        try:
+            thumb = self._raw.extract_thumb()
+        except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+            return None
+        except (rawpy.LibRawError, OSError):
+            return None  # a damaged preview does not make the RAW unusable
+        if thumb.format == rawpy.ThumbFormat.JPEG:
+            return EmbeddedPreview("jpeg", bytes(thumb.data))
+        return EmbeddedPreview("bitmap", np.asarray(thumb.data))
 
 
 def decode_raw(path: str | Path, *, keep_open: bool = False) -> BayerFrame | tuple[BayerFrame, rawpy.RawPy]:
