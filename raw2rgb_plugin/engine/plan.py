@@ -1,10 +1,13 @@
-"""Which files are RAW, how command-line inputs expand, and where each output goes."""
+"""Planning a batch: which files are RAW, how inputs expand, where each output goes, and which
+jobs cannot run (two inputs with one output, an output that would replace an input)."""
 
 from __future__ import annotations
 
 import glob
 from dataclasses import dataclass
 from pathlib import Path
+
+from raw2rgb_plugin.engine.jobs import ConvertJob
 
 #: camera RAW extensions (lower case) that LibRaw reads; matched case-insensitively.
 RAW_EXTENSIONS = frozenset(
@@ -66,7 +69,35 @@ def expand_inputs(arguments: list[str], *, recursive: bool = False) -> tuple[lis
     return found, problems
 
 
-def output_path_for(input_path: Path, output_dir: Path | None) -> Path:
-    """`<stem>.tif` in `output_dir`, or beside the input."""
+def output_path_for(input_path: Path, output_dir: Path | None, suffix: str = ".tif") -> Path:
+    """`<stem><suffix>` in `output_dir`, or beside the input."""
     directory = output_dir if output_dir is not None else input_path.parent
-    return directory / f"{input_path.stem}.tif"
+    return directory / f"{input_path.stem}{suffix}"
+
+
+@dataclass
+class Plan:
+    jobs: list[ConvertJob]
+    #: inputs that get no job, with the reason (one line each, for the user).
+    refused: list[tuple[Path, str]]
+
+
+def plan_jobs(inputs: list[Path], output_dir: Path | None, suffix: str = ".tif") -> Plan:
+    """One job per input, except where two inputs would write one output or an output would
+    replace an input (a RAW named `x.tif` converted beside itself): those are refused up front,
+    so no --overwrite can ever destroy a source."""
+    jobs: list[ConvertJob] = []
+    refused: list[tuple[Path, str]] = []
+    sources = {path.resolve() for path in inputs}
+    claimed: dict[Path, Path] = {}
+    for path in inputs:
+        target = output_path_for(path, output_dir, suffix)
+        key = target.resolve()
+        if key in sources:
+            refused.append((path, f"its output {target} would replace an input file — use -o to write elsewhere"))
+        elif key in claimed:
+            refused.append((path, f"its output {target} is also the output of {claimed[key]} — convert them into different folders"))
+        else:
+            claimed[key] = path
+            jobs.append(ConvertJob(path, target))
+    return Plan(jobs, refused)

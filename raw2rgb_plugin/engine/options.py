@@ -1,0 +1,30 @@
+"""The settings of one conversion run, with their defaults in one place (the CLI reads them here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.runtime.settings import DEFAULT_OVERLAP
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    tile: int | None = None  # packed pixels; None = whole frame when memory allows; 0 = whole frame
+    overlap: int = DEFAULT_OVERLAP  # packed pixels between neighbouring tiles
+    half_size: bool = False
+    compress: bool = False
+    overwrite: bool = False
+    decode_workers: int = 2
+
+    def check(self) -> None:
+        """One-line errors for settings that cannot work (before any model is loaded)."""
+        if self.tile is not None and self.tile < 0:
+            raise Raw2RgbError(f"--tile {self.tile} is negative", "use 0 for the whole frame or a size such as 512")
+        if self.overlap < 0:
+            raise Raw2RgbError(f"--overlap {self.overlap} is negative", f"use e.g. {DEFAULT_OVERLAP}")
+        if self.tile and self.overlap >= self.tile:
+            raise Raw2RgbError(f"--overlap {self.overlap} must be smaller than --tile {self.tile}",
+                               f"use e.g. --tile {max(512, 4 * self.overlap)}")
+        if self.decode_workers < 1:
+            raise Raw2RgbError(f"--jobs {self.decode_workers} must be at least 1", "use e.g. 2")
