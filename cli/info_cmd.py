@@ -14,14 +14,10 @@ from .console import error_line, out, print_json
 
 def describe_raw(path: Path) -> dict:
     """The engine's view of a RAW file, as a JSON-able dict (raises Raw2RgbError)."""
-    from raw2rgb_plugin.io.exif_read import read_photo_metadata
-    from raw2rgb_plugin.io.raw_file import decode_raw
+    from raw2rgb_plugin.io.raw_file import RawFile
 
-    frame, raw = decode_raw(path, keep_open=True)
-    try:
-        metadata = read_photo_metadata(path, raw)
-    finally:
-        raw.close()
+    with RawFile(path) as raw:
+        frame, metadata = raw.frame, raw.metadata
     out_h, out_w = frame.output_size
     return {
         "file": str(path),

@@ -24,15 +24,33 @@ convolution and is the same on every device.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
-from raw2rgb_plugin.io.raw_file import BayerFrame
 
 INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")
+
+
+class MosaicFrame(Protocol):
+    """What normalisation reads from a decoded frame (`io.raw_file.BayerFrame` has it all);
+    a protocol so this layer does not import the io layer above it."""
+
+    mosaic: np.ndarray  # uint16 (H, W)
+    cfa_pattern: str
+    black_level_per_site: np.ndarray  # (2, 2)
+    white_level: float
+    wb_gains_rgb: np.ndarray  # (3,)
+    camera_to_srgb: np.ndarray  # (3, 3)
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +63,16 @@ def levels_normalize(mosaic: torch.Tensor, black_level_per_site: np.ndarray, whi
     """uint16/float (H, W) mosaic → float32 in [0, 1] using per-site black and the white level."""
     h, w = mosaic.shape
     black = site_tile(torch.as_tensor(black_level_per_site, dtype=torch.float32, device=mosaic.device), h, w)
-    scaled = (mosaic.to(torch.float32) - black) / (float(white_level) - black)
+    return _scale_levels(mosaic, black, white_level)
+
+
+def levels_normalize_packed(packed: torch.Tensor, black_per_channel: torch.Tensor, white_level: float) -> torch.Tensor:
+    """The same on packed (…, 4, h, w) integers, with black as a (4, 1, 1) tensor for [R, Gr, Gb, B]."""
+    return _scale_levels(packed, black_per_channel, white_level)
+
+
+def _scale_levels(values: torch.Tensor, black: torch.Tensor, white_level: float) -> torch.Tensor:
+    scaled = (values.to(torch.float32) - black) / (float(white_level) - black)
     return scaled.clamp_(0.0, 1.0)
 
 
@@ -74,7 +101,7 @@ def apply_color_normalization(
     return torch.stack([out_red, out_gr, out_gb, out_blue], dim=-3).clamp_(0.0, 1.0)
 
 
-def network_input(frame: BayerFrame, mode: str, device: torch.device | str = "cpu") -> NetworkInput:
+def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "cpu") -> NetworkInput:
     """Upload the uint16 mosaic to `device`, then normalise and pack it there."""
     # uint16 has only bare-bones support on some backends; the same bits as int16 upload and
     # widen everywhere, and the mask restores the unsigned value on the device.

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS, apply_color_normalization
+from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS, apply_color_normalization, levels_normalize_packed
 from raw2rgb_plugin.pipeline.packing import pack_rggb, unpack_rggb
 
 FORMAT_NAME = "raw2rgb-dataset"
@@ -148,8 +148,7 @@ class ShardLevels:
 
     def normalise(self, packed: torch.Tensor, mode: str) -> torch.Tensor:
         """uint16-valued packed (4, h, w) → the engine's normalised input in [0, 1]."""
-        black = self.black_per_channel
-        levelled = ((packed.to(torch.float32) - black) / (self.white_level - black)).clamp_(0.0, 1.0)
+        levelled = levels_normalize_packed(packed, self.black_per_channel, self.white_level)
         return apply_color_normalization(levelled, mode, self.wb_gains_rgb, self.camera_to_srgb)
 
 
