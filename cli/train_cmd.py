@@ -16,7 +16,8 @@ from rich.table import Table
 
 from .console import err, error_line, print_json, progress_bar
 
-# Defaults come from TrainConfig so the help and the engine never disagree (it imports no torch).
+# Every option that mirrors a TrainConfig field takes its default from TrainConfig, so the help
+# and the engine never disagree (config.py imports no torch: `raw2rgb --help` stays fast).
 from raw2rgb_plugin.training.config import TrainConfig
 
 _D = TrainConfig()
@@ -28,15 +29,15 @@ def train(
     profile_name: Optional[str] = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
     variant: str = typer.Option(_D.variant, "--variant", help="G1 width: base (64, the seed's), slim (32) or lite (16)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
-    keep_best: bool = typer.Option(False, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
-    perceptual: bool = typer.Option(True, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
-    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
+    max_steps: Optional[int] = typer.Option(_D.max_steps, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
+    keep_best: bool = typer.Option(_D.keep_best, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
+    perceptual: bool = typer.Option(_D.perceptual, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
+    vgg_weights: Optional[Path] = typer.Option(_D.vgg_weights, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output exactly where its checkpoint left it (its saved settings apply)."),
-    init: Optional[str] = typer.Option(None, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it; its width wins over --variant."),
+    init: Optional[str] = typer.Option(_D.init_profile, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it; its width wins over --variant."),
     device: str = typer.Option(_D.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", min=1, help="Patches per step (per process under torchrun)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),
+    workers: Optional[int] = typer.Option(_D.workers, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),
     stage1_epochs: int = typer.Option(_D.stage1_epochs, "--stage1-epochs", min=0, help="Epochs of stage 1 (L1 + attention)."),
     stage2_epochs: int = typer.Option(_D.stage2_epochs, "--stage2-epochs", min=0, help="Epochs of stage 2 (all losses, D trained)."),
     lr_stage1: float = typer.Option(_D.lr_stage1, "--lr-stage1", help="Generator learning rate in stage 1."),
@@ -48,7 +49,7 @@ def train(
     lambda_perc: float = typer.Option(_D.lambda_perc, "--lambda-perc", help="Weight of the VGG16 perceptual loss."),
     lambda_gan: float = typer.Option(_D.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
     d_width: int = typer.Option(_D.d_width, "--d-width", min=1, help="Discriminator base width."),
-    input_normalization: Optional[str] = typer.Option(None, "--input-normalization", help="raw, wb, wb+ccm or linear-srgb (default: the dataset's)."),
+    input_normalization: Optional[str] = typer.Option(_D.input_normalization, "--input-normalization", help="raw, wb, wb+ccm or linear-srgb (default: the dataset's)."),
     residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel) or auto (mhc-srgb-gated for linear-srgb input; an --init profile keeps its own)."),
     amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision on CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. Never on the CPU."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seed of weights, data order and augmentation."),
@@ -84,29 +85,40 @@ def train(
         error_line("raw2rgb train", str(exc))
         raise typer.Exit(2)
 
+    result = _run_with_display(trainer, display)
+    if json_output:
+        print_json(_summary(result, output, display))
+    if display.stop_reason == "requested":
+        raise typer.Exit(130)
+
+
+def _run_with_display(trainer, display: _TrainDisplay):
+    """Run with the progress display and the Ctrl-C handler; a training error exits with 1."""
+    from raw2rgb_plugin.errors import Raw2RgbError
+
     previous = _install_stop_handler(trainer, display)
     try:
         with display.progress:
-            result = trainer.run()
+            return trainer.run()
     except Raw2RgbError as exc:
         error_line("raw2rgb train", str(exc))
         raise typer.Exit(1)
     finally:
         signal.signal(signal.SIGINT, previous)
 
-    if json_output:
-        print_json({
-            "run": str(output),
-            "steps": result.global_step,
-            "epochs": result.epoch,
-            "completed": result.completed,
-            "validation": result.validation,
-            "profile": str(result.profile_path) if result.profile_path else None,
-            "installed": str(result.installed_profile_path) if result.installed_profile_path else None,
-            "seconds": round(time.perf_counter() - display.started, 3),
-        })
-    if display.stop_reason == "requested":
-        raise typer.Exit(130)
+
+def _summary(result, output: Path, display: _TrainDisplay) -> dict:
+    """The `--json` summary of a finished (or stopped) run."""
+    return {
+        "run": str(output),
+        "steps": result.global_step,
+        "epochs": result.epoch,
+        "completed": result.completed,
+        "validation": result.validation,
+        "profile": str(result.profile_path) if result.profile_path else None,
+        "installed": str(result.installed_profile_path) if result.installed_profile_path else None,
+        "seconds": round(time.perf_counter() - display.started, 3),
+    }
 
 
 class _TrainDisplay:
@@ -163,7 +175,7 @@ def _install_stop_handler(trainer, display: _TrainDisplay):
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame):
-        if trainer._stop_requested:
+        if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.request_stop()
         display.print("[yellow]stopping after this step[/yellow] (Ctrl-C again aborts without a checkpoint)")

@@ -54,6 +54,21 @@ def invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def test_train_options_take_their_defaults_from_train_config():
+    import dataclasses
+    import inspect
+
+    from raw2rgb_cli import train_cmd
+    from raw2rgb_plugin.training.config import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    field_of = {"init": "init_profile"}  # the one option named unlike its field
+    options = {field_of.get(name, name): p.default.default for name, p in inspect.signature(train_cmd.train).parameters.items()}
+    mirrored = {name: value for name, value in options.items() if name in defaults}
+    assert mirrored == {name: defaults[name] for name in mirrored}
+    assert set(defaults) - set(mirrored) == {"width", "betas", "lr_decay_factor"}  # not CLI options
+
+
 def test_synth_train_convert_evaluate(tmp_path, dataset):
     install_vgg_weights(make_vgg_state())
     trained = invoke("train", dataset, "-o", tmp_path / "run", "--profile-name", "mine", "--json", *TRAIN)

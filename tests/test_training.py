@@ -153,7 +153,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
             for key, value in expected[name].items():
                 assert torch.equal(value, got[name][key]), f"stop at {stop}: {name}.{key} differs"
         for opt in ("opt_g", "opt_d"):
-            a, b = getattr(whole, opt).state_dict(), getattr(resumed, opt).state_dict()
+            a, b = getattr(whole.gan, opt).state_dict(), getattr(resumed.gan, opt).state_dict()
             assert all(torch.equal(a["state"][i]["exp_avg_sq"], b["state"][i]["exp_avg_sq"]) for i in a["state"])
         # The log tells one story: every step once, in order, across the interruption.
         records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
