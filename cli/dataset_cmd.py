@@ -90,7 +90,8 @@ def build(
     json_output: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
 ) -> None:
     """Align RAW/RGB pairs and store patches for `raw2rgb train` (resumable)."""
-    from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset, find_pairs
+    from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset
+    from raw2rgb_plugin.training.data.sources import pair_source
     from raw2rgb_plugin.errors import Raw2RgbError
 
     started = time.perf_counter()
@@ -102,9 +103,9 @@ def build(
     progress, on_event = _progress(quiet, "pairs")
     try:
         options.check()
-        pairs, unmatched = find_pairs(raw_dir, rgb_dir, manifest)
+        source = pair_source(raw_dir, rgb_dir, manifest)
         with progress:
-            report = build_dataset(pairs, output, options, progress=on_event, unmatched=unmatched)
+            report = build_dataset(source, output, options, progress=on_event)
     except Raw2RgbError as exc:
         error_line("raw2rgb dataset build", str(exc))
         raise typer.Exit(2)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset, find_pairs
+from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset
+from raw2rgb_plugin.training.data.sources import CsvPairs, FolderPairs, SyntheticPairs, find_pairs
 from raw2rgb_plugin.training.data.store import DatasetError, assign_splits, augment_patch, open_dataset
 from raw2rgb_plugin.training.data.synth import SynthOptions, synthesize_dataset
 from raw2rgb_plugin.pipeline.normalization import network_input
@@ -104,8 +105,7 @@ def test_split_never_shares_a_scene(pairs_dataset, tmp_path):
     csv = tmp_path / "pairs.csv"
     csv.write_text("raw,rgb,scene\na_aligned.dng,a_aligned.png,s1\nb_aligned.dng,b_aligned.png,s1\n"
                    "c_misaligned.dng,c_misaligned.png,s2\na_aligned.dng,b_aligned.png,s3\n")
-    pairs, _ = find_pairs(raw, rgb, csv)
-    report = build_dataset(pairs, tmp_path / "ds", BuildOptions(patch_size=PATCH, val_fraction=0.5, previews=0, jobs=2))
+    report = build_dataset(CsvPairs(csv, raw, rgb), tmp_path / "ds", BuildOptions(patch_size=PATCH, val_fraction=0.5, previews=0, jobs=2))
     ds = open_dataset(tmp_path / "ds")
     train, val = ds.split("train"), ds.split("val")
     assert len(train) and len(val)
@@ -251,7 +251,7 @@ def test_targets_are_read_upright_and_at_full_depth(tmp_path, orientation):
     import tifffile
     from PIL import Image, ImageOps
 
-    from raw2rgb_plugin.training.data.build import load_rgb
+    from raw2rgb_plugin.training.data.images import load_rgb
 
     pixels = (np.random.default_rng(orientation).random((6, 9, 3)) * 65535).astype(np.uint16)
     exif = Image.Exif()
@@ -269,3 +269,69 @@ def test_targets_are_read_upright_and_at_full_depth(tmp_path, orientation):
     got, bits = load_rgb(tmp_path / "t.tif")
     assert bits == 16
     np.testing.assert_array_equal(np.rint(got * 65535).astype(np.uint16) >> 8, upright)
+
+
+def test_pair_sources_list_match_and_refuse(tmp_path):
+    raw, rgb = tmp_path / "raw", tmp_path / "rgb"
+    for name in ("IMG_1", "IMG_2"):
+        (raw / f"{name}.dng").parent.mkdir(exist_ok=True)
+        (raw / f"{name}.dng").write_bytes(b"")
+    save_srgb(rgb / "img_1.png", np.zeros((4, 4, 3)))  # stems match case-insensitively
+    save_srgb(rgb / "other.jpg", np.zeros((4, 4, 3)))
+    folders = FolderPairs(raw, rgb)
+    assert [(p.raw.name, p.rgb.name, p.scene) for p in folders.pairs()] == [("IMG_1.dng", "img_1.png", "IMG_1")]
+    assert folders.unmatched() == {"raw_without_rgb": ["IMG_2.dng"], "rgb_without_raw": ["other.jpg"]}
+    assert folders.prepare(folders.pairs()[0]) == (folders.pairs()[0], None)
+    save_srgb(rgb / "IMG_1.jpg", np.zeros((4, 4, 3)))
+    with pytest.raises(DatasetError, match="share the stem"):
+        FolderPairs(raw, rgb)
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(f"raw,rgb,scene\nIMG_1.dng,other.jpg,\n{raw / 'IMG_2.dng'},img_1.png,hall\n", encoding="utf-8-sig")
+    listed = CsvPairs(csv, raw, rgb)
+    assert [(p.raw.name, p.rgb.name, p.scene) for p in listed.pairs()] == [("IMG_1.dng", "other.jpg", "IMG_1"), ("IMG_2.dng", "img_1.png", "hall")]
+    assert listed.unmatched() == {}
+    csv.write_text("raw,rgb\nIMG_3.dng,other.jpg\n")
+    with pytest.raises(DatasetError, match=":2: .*IMG_3.dng does not exist"):
+        CsvPairs(csv, raw, rgb)
+
+
+def test_synthetic_source_writes_each_dng_in_prepare(tmp_path):
+    save_srgb(tmp_path / "images" / "sub" / "a.png", textured_scene(40, 48, seed=1))
+    save_srgb(tmp_path / "images" / "b.jpg", textured_scene(40, 48, seed=2))
+    source = SyntheticPairs(tmp_path / "images", tmp_path / "dngs", cameras=2, seed=3, keep_raw=False)
+    pairs = source.pairs()
+    assert [p.scene for p in pairs] == ["b", "b", "sub/a", "sub/a"]
+    assert len({p.raw for p in pairs}) == 4 and not (tmp_path / "dngs").exists()  # nothing written yet
+    prepared, cleanup = source.prepare(pairs[2])
+    assert prepared.raw == pairs[2].raw and prepared.raw.is_file() and prepared.shard_name == pairs[2].shard_name
+    assert prepared.extra["raw_kept"] is False and prepared.extra["synthetic"]["cfa_pattern"] in ("RGGB", "BGGR", "GRBG", "GBRG")
+    assert decode_raw(prepared.raw).width == 48
+    again, _ = SyntheticPairs(tmp_path / "images", tmp_path / "dngs", cameras=2, seed=3).prepare(pairs[2])
+    assert again.extra["synthetic"] == prepared.extra["synthetic"]  # seeded by the run and the DNG's name
+    cleanup()
+    assert not prepared.raw.exists()
+    with pytest.raises(DatasetError, match="holds no PNG"):
+        SyntheticPairs(tmp_path / "dngs", tmp_path / "x")
+
+
+def test_png_orientation_is_found_after_the_image_data(tmp_path):
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from raw2rgb_plugin.training.data.images import load_rgb
+
+    pixels = (np.random.default_rng(0).random((5, 7, 3)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    png = buffer.getvalue()
+    exif = Image.Exif()
+    exif[274] = 6
+    chunk = struct.pack(">I", len(exif.tobytes())) + b"eXIf" + exif.tobytes() + struct.pack(">I", zlib.crc32(b"eXIf" + exif.tobytes()))
+    (tmp_path / "late.png").write_bytes(png[:-12] + chunk + png[-12:])  # before IEND, after IDAT
+    got, bits = load_rgb(tmp_path / "late.png")
+    assert bits == 8
+    np.testing.assert_array_equal(np.rint(got * 255).astype(np.uint8), np.rot90(pixels, -1))

@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import rawpy
 
-from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset, find_pairs
+from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset
+from raw2rgb_plugin.training.data.sources import find_pairs
 from raw2rgb_plugin.training.data.store import open_dataset
 
 from scene_images import save_srgb
