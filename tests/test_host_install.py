@@ -6,8 +6,10 @@ All in temporary config folders; the real hosts are driven in tests/hosts/.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -156,9 +158,27 @@ def test_gimp_install_puts_an_executable_plug_in_in_its_own_folder(tmp_path, set
     assert snapshot(profile) == {}
 
 
+def gimp2_build_tools_missing() -> str | None:
+    """Why `raw2rgb install gimp2` cannot build here (as install.py looks for its tools), or None."""
+    if not any(name and shutil.which(name) for name in (os.environ.get("CC"), "cc", "gcc", "clang")):
+        return "no C compiler (apt install gcc)"
+    if shutil.which("gimptool-2.0"):
+        command = ["gimptool-2.0", "--cflags-noui", "--libs-noui"]
+    elif shutil.which("pkg-config"):
+        command = ["pkg-config", "--cflags", "--libs", "gimp-2.0"]
+    else:
+        return "neither gimptool-2.0 nor pkg-config: GIMP 2's development files are not installed"
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return (f"`{' '.join(command)}` fails: GIMP 2's development files are not installed "
+                f"(apt install libgimp2.0-dev): {done.stderr.strip()}")
+    return None
+
+
 def test_gimp2_dry_run_builds_nothing(tmp_path, settings):
-    if shutil.which("gimptool-2.0") is None and shutil.which("pkg-config") is None:
-        pytest.skip("no gimptool-2.0: a dry run reports the missing tool instead")
+    missing = gimp2_build_tools_missing()
+    if missing:
+        pytest.skip(missing)
     profile = tmp_path / "GIMP" / "2.10"
     profile.mkdir(parents=True)
     lines = install("gimp2", profile, settings, dry_run=True)
@@ -178,6 +198,176 @@ def test_gimp2_config_header_compiles_to_the_recorded_bytes(tmp_path, settings):
     subprocess.run([compiler, "-include", str(header), "-o", str(tmp_path / "print"), str(source)], check=True)
     printed = subprocess.run([str(tmp_path / "print")], capture_output=True, check=True).stdout
     assert printed == os.fsencode(str(settings.executable)) + b"\0my profile"
+
+
+# The GIMP 2.10 plug-in reads `raw2rgb convert --json` with its own small JSON reader (libgimp
+# brings no JSON parser). A harness compiles the plug-in's source with MAIN() emptied and feeds
+# read_summary documents; Python's json module, with the GIMP 3 plug-in's rules, is the reference.
+SUMMARY_HARNESS = r"""
+#include <stdio.h>
+#include <libgimp/gimp.h>
+#undef MAIN
+#define MAIN()
+#include SOURCE
+
+static void
+show (const gchar *value)
+{
+  const gchar *c;
+
+  if (! value)
+    {
+      puts ("-");
+      return;
+    }
+  putchar ('=');
+  for (c = value; *c; c++)
+    printf ("%02x", (guchar) *c);
+  putchar ('\n');
+}
+
+int
+main (void)
+{
+  GString    *text = g_string_new (NULL);
+  gchar       buffer[4096];
+  gsize       n;
+  FileReport  report;
+  gboolean    found;
+
+  while ((n = fread (buffer, 1, sizeof buffer, stdin)) > 0)
+    g_string_append_len (text, buffer, n);
+  found = read_summary (text->str, text->len, &report);
+  puts (found ? "found" : "none");
+  show (report.status);
+  show (report.output);
+  show (report.error);
+  file_report_clear (&report);
+  g_string_free (text, TRUE);
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def summary_reader(tmp_path_factory) -> Path:
+    missing = gimp2_build_tools_missing()
+    if missing:
+        pytest.skip(missing)
+    folder = tmp_path_factory.mktemp("summary-reader")
+    source = folder / "harness.c"
+    source.write_text(SUMMARY_HARNESS)
+    plug_in = host_install.integrations_dir() / "gimp2" / "file-raw2rgb.c"
+    binary = folder / "harness"
+    flags = shlex.split(subprocess.run(["gimptool-2.0", "--cflags-noui", "--libs-noui"] if shutil.which("gimptool-2.0")
+                                       else ["pkg-config", "--cflags", "--libs", "gimp-2.0"],
+                                       capture_output=True, text=True, check=True).stdout)
+    compiler = host_install.c_compiler()
+    base = [compiler, "-O1", "-g", "-Wall", f"-DSOURCE={c_string_literal(str(plug_in))}", "-o", str(binary), str(source)]
+    # with the sanitizers where the compiler has them: the reader walks raw bytes
+    built = subprocess.run([*base, "-fsanitize=address,undefined", "-fno-sanitize-recover=all", *flags],
+                           capture_output=True, text=True, check=False)
+    if built.returncode != 0:
+        built = subprocess.run([*base, *flags], capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stderr
+    return binary
+
+
+def read_with_plug_in(binary: Path, document: bytes) -> tuple[bool, bytes | None, bytes | None, bytes | None]:
+    done = subprocess.run([str(binary)], input=document, capture_output=True, check=False,
+                          env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1"))
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    found, *fields = done.stdout.decode("ascii").split("\n")[:4]
+    return (found == "found", *(None if f == "-" else bytes.fromhex(f[1:]) for f in fields))
+
+
+def representable(value) -> bool:
+    """Whether the C plug-in can hold every string in `value`: no NUL, and no surrogate but the
+    ones Python's surrogateescape makes of undecodable bytes (U+DC80-U+DCFF)."""
+    if isinstance(value, str):
+        return "\0" not in value and not any(0xD800 <= ord(c) < 0xDC80 or 0xDD00 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, dict):
+        return all(representable(k) and representable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(representable(v) for v in value)
+    return True
+
+
+def read_with_python(document: bytes) -> tuple[bool, bytes | None, bytes | None, bytes | None]:
+    """The GIMP 3 plug-in's reading: the first `files` entry, its strings as file-system bytes."""
+    try:
+        summary = json.loads(document.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return (False, None, None, None)
+    files = summary.get("files") if isinstance(summary, dict) else None
+    if not isinstance(files, list) or not files or not isinstance(files[0], dict) or not representable(summary):
+        return (False, None, None, None)
+    return (True, *(os.fsencode(v) if isinstance(v, str) else None
+                    for v in (files[0].get(k) for k in ("status", "output", "error"))))
+
+
+HOSTILE_TIFF = "/tmp/raw2rgb-gimp-x/it's \"q\" \\ back\\slash /slash 写真 😀 tab\t nl\n \x7f é.tif"
+
+
+def raw2rgb_summary(*entries: dict, ensure_ascii: bool = False) -> bytes:
+    """A summary as `raw2rgb convert --json` prints it (its json.dumps call, indent 2)."""
+    document = {"profile": "default", "device": "cpu", "dtype": "float32", "converted": 1, "skipped": 0,
+                "failed": 0, "seconds": 1.5, "files": list(entries)}
+    return (json.dumps(document, indent=2, ensure_ascii=ensure_ascii) + "\n").encode("utf-8", "surrogateescape")
+
+
+def entry(output, status="converted", error=None) -> dict:
+    return {"input": "/raws/it's \"q\".dng", "output": output, "status": status, "error": error,
+            "seconds": 0.5, "size": [192, 128], "timings": {"decoding": 0.1, "rendering": 0.3e-2}}
+
+
+SUMMARIES = {
+    "converted": raw2rgb_summary(entry(HOSTILE_TIFF), entry("/second.tif")),
+    "converted, ASCII escapes and surrogate pairs": raw2rgb_summary(entry(HOSTILE_TIFF), ensure_ascii=True),
+    "failed, reason with escapes": raw2rgb_summary(
+        entry(None, "failed", 'cannot open the RAW file ("bad" \\ 写真 😀) — the file may be damaged'), ensure_ascii=True),
+    "failed, raw UTF-8 reason": raw2rgb_summary(entry(None, "failed", "écrit « mal » 😀")),
+    "undecodable file-name bytes, raw": raw2rgb_summary(entry(os.fsdecode(b"/tmp/\xff\xfe name.tif"))),
+    "undecodable file-name bytes, escaped": raw2rgb_summary(entry(os.fsdecode(b"/tmp/\xff\xfe name.tif")), ensure_ascii=True),
+    "every short escape": b'{"files": [{"output": "\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\u20AC \\uD834\\uDD1E", "status": "converted"}]}',
+    "keys in another order, repeated": b'{"files":[{"error":null,"output":"/a.tif","status":"failed","output":"/b.tif","status":"skipped"}],"profile":"x"}',
+    "a later files key wins": b'{"files": [{"output": "/a.tif"}], "files": [{"output": "/b.tif", "status": "converted"}]}',
+    "non-string values": b'{"files": [{"output": 12, "status": ["converted"], "error": {"a": [1, -2.5e+3, true, false, null]}}]}',
+    "first entry not an object": b'{"files": [null, {"output": "/a.tif"}]}',
+    "no files": b'{"files": []}',
+    "files not an array": b'{"files": {"output": "/a.tif"}}',
+    "not an object": b'[{"files": []}]',
+    "empty": b"",
+    "truncated": raw2rgb_summary(entry(HOSTILE_TIFF))[:-40],
+    "trailing text": raw2rgb_summary(entry("/a.tif")) + b"done\n",
+    "lone high surrogate": b'{"files": [{"output": "/a\\ud83d.tif"}]}',
+    "high surrogate then no low one": b'{"files": [{"output": "/a\\ud83d\\u0041.tif"}]}',
+    "lone low surrogate below the escaped bytes": b'{"files": [{"output": "/a\\udc41.tif"}]}',
+    "escaped NUL": b'{"files": [{"output": "/a\\u0000.tif"}]}',
+    "short \\u escape": b'{"files": [{"output": "/a\\u12"}]}',
+    "unknown escape": b'{"files": [{"output": "/a\\x41.tif"}]}',
+    "raw control character": b'{"files": [{"output": "/a\n.tif"}]}',
+    "bad number": b'{"files": [{"output": "/a.tif", "seconds": 01}]}',
+    "bad literal": b'{"files": [{"output": "/a.tif", "error": nul}]}',
+    "missing comma": b'{"files": [{"output": "/a.tif" "status": "converted"}]}',
+    "trailing comma": b'{"files": [{"output": "/a.tif",}]}',
+    "deep nesting": b'{"files": [{"output": "/a.tif", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}]}",
+    "open nesting": b'{"files": [{"output": "/a.tif", "x": ' + b"[" * 100000,
+}
+
+
+def test_gimp2_plug_in_reads_the_summary_as_python_does(summary_reader):
+    for name, document in SUMMARIES.items():
+        if name == "deep nesting":
+            expected = (False, None, None, None)  # deeper than the plug-in follows (and Python's stack)
+        else:
+            expected = read_with_python(document)
+        assert read_with_plug_in(summary_reader, document) == expected, name
+    # the cases mean what they say
+    assert read_with_python(SUMMARIES["converted, ASCII escapes and surrogate pairs"])[2] == HOSTILE_TIFF.encode()
+    assert b"\\u" in SUMMARIES["converted, ASCII escapes and surrogate pairs"]
+    assert read_with_python(SUMMARIES["undecodable file-name bytes, escaped"])[2] == b"/tmp/\xff\xfe name.tif"
+    assert read_with_python(SUMMARIES["every short escape"])[2] == '" \\ / \b \f \n \r \t é € 𝄞'.encode()
 
 
 def test_uninstall_with_nothing_installed_does_nothing(tmp_path):

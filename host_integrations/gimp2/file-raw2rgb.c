@@ -4,9 +4,10 @@
  * Copyright (c) the raw2rgb developers. MIT licence.
  *
  * GIMP 2.10 has no Python, and Script-Fu cannot start programs, so this small C plug-in does it:
- * it runs `raw2rgb convert` into a temporary folder, opens the 16-bit TIFF it writes (with its
- * ICC profile and EXIF) through GIMP's TIFF loader, names the image after the RAW and removes
- * the temporary files.
+ * it runs `raw2rgb convert --json` into a temporary folder, opens the 16-bit TIFF whose path
+ * raw2rgb reports in its JSON summary (with its ICC profile and EXIF) through GIMP's TIFF loader,
+ * names the image after the RAW and removes the temporary files. A failed conversion shows the
+ * reason the summary gives for the file.
  *
  * Procedures
  *   file-raw2rgb-raw-load  the RAW loader (pick it under Edit > Preferences > Image Import & Export >
@@ -147,16 +148,416 @@ last_line (const gchar *text)
   return result;
 }
 
-/* `name` without its last extension. */
-static gchar *
-stem_of (const gchar *filename)
-{
-  gchar *base = g_path_get_basename (filename);
-  gchar *dot  = strrchr (base, '.');
+/*
+ * Reading `raw2rgb convert --json`.
+ *
+ * raw2rgb reports the path of each TIFF it wrote, or why it could not, in the JSON summary it
+ * prints on stdout: {"profile": ..., "files": [{"input": ..., "output": ..., "status": ...,
+ * "error": ...}, ...]}. The plug-in reads the first entry of `files` instead of guessing the TIFF's
+ * name, as darktable's storage does.
+ *
+ * libgimp 2.0 brings GLib but no JSON parser. json-glib does reach this compiler line, but only
+ * because GEGL's pkg-config file requires it: gimp-2.0.pc does not name it, so a plug-in that used
+ * it would build or not depending on how GEGL was packaged. The summary is small and comes from
+ * Python's json module, so this file carries a strict reader of just what it needs: the whole
+ * document must be well-formed JSON (else it counts as no summary), and the strings of the first
+ * file entry are decoded with every JSON escape (\" \\ \/ \b \f \n \r \t \uXXXX, surrogate pairs
+ * joined into one UTF-8 character). Bytes outside escapes are kept as they are: a file name need not
+ * be UTF-8, and raw2rgb passes such names through undecoded (Python's surrogateescape); a lone
+ * \uDC80-\uDCFF escape, Python's spelling of such a byte, becomes that byte again.
+ */
 
-  if (dot && dot != base)
-    *dot = '\0';
-  return base;
+#define SUMMARY_MAX_DEPTH 64
+
+typedef struct
+{
+  const gchar *at;
+  const gchar *end;
+} JsonCursor;
+
+/* What the summary says of the first file; NULL where it gave no string. */
+typedef struct
+{
+  gchar *status;
+  gchar *output;
+  gchar *error;
+} FileReport;
+
+static void
+file_report_clear (FileReport *report)
+{
+  g_clear_pointer (&report->status, g_free);
+  g_clear_pointer (&report->output, g_free);
+  g_clear_pointer (&report->error, g_free);
+}
+
+static void
+json_skip_space (JsonCursor *cursor)
+{
+  while (cursor->at < cursor->end &&
+         (*cursor->at == ' ' || *cursor->at == '\t' || *cursor->at == '\n' || *cursor->at == '\r'))
+    cursor->at++;
+}
+
+/* Consume `c` (after white space) if it comes next. */
+static gboolean
+json_take (JsonCursor *cursor,
+           gchar       c)
+{
+  json_skip_space (cursor);
+  if (cursor->at < cursor->end && *cursor->at == c)
+    {
+      cursor->at++;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static gint
+json_hex4 (const gchar *text)
+{
+  gint value = 0;
+  gint i;
+
+  for (i = 0; i < 4; i++)
+    {
+      gint digit = g_ascii_xdigit_value (text[i]);
+
+      if (digit < 0)
+        return -1;
+      value = value * 16 + digit;
+    }
+  return value;
+}
+
+/* A string at the cursor (after white space), decoded into `out` unless that is NULL. */
+static gboolean
+json_read_string (JsonCursor *cursor,
+                  GString    *out)
+{
+  json_skip_space (cursor);
+  if (cursor->at >= cursor->end || *cursor->at != '"')
+    return FALSE;
+  cursor->at++;
+
+  while (cursor->at < cursor->end)
+    {
+      guchar c = (guchar) *cursor->at++;
+
+      if (c == '"')
+        return TRUE;
+      if (c < 0x20)
+        return FALSE;  /* control characters must be escaped */
+      if (c != '\\')
+        {
+          if (out)
+            g_string_append_c (out, (gchar) c);
+          continue;
+        }
+
+      if (cursor->at >= cursor->end)
+        return FALSE;
+      c = (guchar) *cursor->at++;
+      switch (c)
+        {
+        case '"':  case '\\': case '/':
+          if (out) g_string_append_c (out, (gchar) c);
+          break;
+        case 'b':  if (out) g_string_append_c (out, '\b'); break;
+        case 'f':  if (out) g_string_append_c (out, '\f'); break;
+        case 'n':  if (out) g_string_append_c (out, '\n'); break;
+        case 'r':  if (out) g_string_append_c (out, '\r'); break;
+        case 't':  if (out) g_string_append_c (out, '\t'); break;
+        case 'u':
+          {
+            gint unit;
+            gunichar code;
+
+            if (cursor->end - cursor->at < 4 || (unit = json_hex4 (cursor->at)) < 0)
+              return FALSE;
+            cursor->at += 4;
+            code = (gunichar) unit;
+
+            if (unit >= 0xD800 && unit <= 0xDBFF)
+              {
+                gint low;
+
+                /* a high surrogate must be followed by \u and a low one */
+                if (cursor->end - cursor->at < 6 || cursor->at[0] != '\\' || cursor->at[1] != 'u' ||
+                    (low = json_hex4 (cursor->at + 2)) < 0xDC00 || low > 0xDFFF)
+                  return FALSE;
+                cursor->at += 6;
+                code = 0x10000 + (((gunichar) unit - 0xD800) << 10) + ((gunichar) low - 0xDC00);
+              }
+            else if (unit >= 0xDC80 && unit <= 0xDCFF)
+              {
+                /* a lone low surrogate from Python's surrogateescape: an undecodable byte */
+                if (out)
+                  g_string_append_c (out, (gchar) (unit - 0xDC00));
+                break;
+              }
+            else if ((unit >= 0xDC00 && unit <= 0xDFFF) || unit == 0)
+              {
+                return FALSE;  /* a lone low surrogate, or a NUL no C string or path can hold */
+              }
+
+            if (out)
+              g_string_append_unichar (out, code);
+            break;
+          }
+        default:
+          return FALSE;
+        }
+    }
+  return FALSE;  /* the text ended inside the string */
+}
+
+static gboolean
+json_skip_number (JsonCursor *cursor)
+{
+  const gchar *at = cursor->at;
+  const gchar *end = cursor->end;
+
+  if (at < end && *at == '-')
+    at++;
+  if (at < end && *at == '0')
+    at++;
+  else if (at < end && *at >= '1' && *at <= '9')
+    while (at < end && g_ascii_isdigit (*at))
+      at++;
+  else
+    return FALSE;
+  if (at < end && *at == '.')
+    {
+      at++;
+      if (at >= end || ! g_ascii_isdigit (*at))
+        return FALSE;
+      while (at < end && g_ascii_isdigit (*at))
+        at++;
+    }
+  if (at < end && (*at == 'e' || *at == 'E'))
+    {
+      at++;
+      if (at < end && (*at == '+' || *at == '-'))
+        at++;
+      if (at >= end || ! g_ascii_isdigit (*at))
+        return FALSE;
+      while (at < end && g_ascii_isdigit (*at))
+        at++;
+    }
+  cursor->at = at;
+  return TRUE;
+}
+
+static gboolean
+json_skip_word (JsonCursor  *cursor,
+                const gchar *word)
+{
+  gsize length = strlen (word);
+
+  if ((gsize) (cursor->end - cursor->at) < length || strncmp (cursor->at, word, length) != 0)
+    return FALSE;
+  cursor->at += length;
+  return TRUE;
+}
+
+/* Any value at the cursor, checked and passed over. */
+static gboolean
+json_skip_value (JsonCursor *cursor,
+                 gint        depth)
+{
+  json_skip_space (cursor);
+  if (cursor->at >= cursor->end || depth > SUMMARY_MAX_DEPTH)
+    return FALSE;
+
+  switch (*cursor->at)
+    {
+    case '"':
+      return json_read_string (cursor, NULL);
+    case '{':
+      cursor->at++;
+      if (json_take (cursor, '}'))
+        return TRUE;
+      do
+        {
+          if (! json_read_string (cursor, NULL) || ! json_take (cursor, ':') ||
+              ! json_skip_value (cursor, depth + 1))
+            return FALSE;
+        }
+      while (json_take (cursor, ','));
+      return json_take (cursor, '}');
+    case '[':
+      cursor->at++;
+      if (json_take (cursor, ']'))
+        return TRUE;
+      do
+        {
+          if (! json_skip_value (cursor, depth + 1))
+            return FALSE;
+        }
+      while (json_take (cursor, ','));
+      return json_take (cursor, ']');
+    case 't':
+      return json_skip_word (cursor, "true");
+    case 'f':
+      return json_skip_word (cursor, "false");
+    case 'n':
+      return json_skip_word (cursor, "null");
+    default:
+      return json_skip_number (cursor);
+    }
+}
+
+/* A string value into *slot (replacing what a repeated key put there), or any other value skipped. */
+static gboolean
+json_read_member (JsonCursor  *cursor,
+                  gchar      **slot,
+                  gint         depth)
+{
+  GString *text;
+
+  json_skip_space (cursor);
+  if (cursor->at >= cursor->end || *cursor->at != '"')
+    {
+      g_clear_pointer (slot, g_free);  /* null or not a string: no value, as a later key decides */
+      return json_skip_value (cursor, depth);
+    }
+  text = g_string_new (NULL);
+  if (! json_read_string (cursor, text))
+    {
+      g_string_free (text, TRUE);
+      return FALSE;
+    }
+  g_free (*slot);
+  *slot = g_string_free (text, FALSE);
+  return TRUE;
+}
+
+/* The object of a file entry: its status, output and error strings. */
+static gboolean
+json_read_file_entry (JsonCursor *cursor,
+                      FileReport *report,
+                      gint        depth)
+{
+  if (! json_take (cursor, '{'))
+    return FALSE;
+  if (json_take (cursor, '}'))
+    return TRUE;
+  do
+    {
+      GString  *key = g_string_new (NULL);
+      gchar   **slot = NULL;
+      gboolean  ok;
+
+      ok = json_read_string (cursor, key) && json_take (cursor, ':');
+      if (ok && strcmp (key->str, "status") == 0 && key->len == 6)
+        slot = &report->status;
+      else if (ok && strcmp (key->str, "output") == 0 && key->len == 6)
+        slot = &report->output;
+      else if (ok && strcmp (key->str, "error") == 0 && key->len == 5)
+        slot = &report->error;
+      g_string_free (key, TRUE);
+
+      if (! ok || ! (slot ? json_read_member (cursor, slot, depth + 1) : json_skip_value (cursor, depth + 1)))
+        return FALSE;
+    }
+  while (json_take (cursor, ','));
+  return json_take (cursor, '}');
+}
+
+/* The `files` array: the first entry read into `report` (if it is an object), the rest checked. */
+static gboolean
+json_read_files (JsonCursor *cursor,
+                 FileReport *report,
+                 gboolean   *found,
+                 gint        depth)
+{
+  gboolean first = TRUE;
+
+  file_report_clear (report);
+  *found = FALSE;
+  if (! json_take (cursor, '['))
+    return json_skip_value (cursor, depth);  /* not an array: no files */
+  if (json_take (cursor, ']'))
+    return TRUE;
+  do
+    {
+      json_skip_space (cursor);
+      if (first && cursor->at < cursor->end && *cursor->at == '{')
+        {
+          if (! json_read_file_entry (cursor, report, depth + 1))
+            return FALSE;
+          *found = TRUE;
+        }
+      else if (! json_skip_value (cursor, depth + 1))
+        {
+          return FALSE;
+        }
+      first = FALSE;
+    }
+  while (json_take (cursor, ','));
+  return json_take (cursor, ']');
+}
+
+/*
+ * Read raw2rgb's JSON summary `text` (`length` bytes). TRUE when it is one well-formed JSON object
+ * whose `files` array starts with an object; that entry's strings are then in `report` (free them
+ * with file_report_clear). FALSE leaves `report` empty.
+ */
+static gboolean
+read_summary (const gchar *text,
+              gsize        length,
+              FileReport  *report)
+{
+  JsonCursor cursor = { text, text + length };
+  gboolean   found  = FALSE;
+  gboolean   ok;
+
+  memset (report, 0, sizeof *report);
+  if (! text)
+    return FALSE;
+  ok = json_take (&cursor, '{');
+  if (ok && ! json_take (&cursor, '}'))
+    {
+      do
+        {
+          GString  *key   = g_string_new (NULL);
+          gboolean  files;
+
+          ok = json_read_string (&cursor, key) && json_take (&cursor, ':');
+          files = ok && key->len == 5 && strcmp (key->str, "files") == 0;
+          g_string_free (key, TRUE);
+          ok = ok && (files ? json_read_files (&cursor, report, &found, 1) : json_skip_value (&cursor, 1));
+        }
+      while (ok && json_take (&cursor, ','));
+      ok = ok && json_take (&cursor, '}');
+    }
+  json_skip_space (&cursor);
+  if (ok && found && cursor.at == cursor.end)
+    return TRUE;
+  file_report_clear (report);
+  return FALSE;
+}
+
+/* The TIFF each file leaves in the temporary folder, and whatever else it wrote there, go. */
+static void
+remove_folder (const gchar *folder)
+{
+  GDir        *dir = g_dir_open (folder, 0, NULL);
+  const gchar *name;
+
+  if (dir)
+    {
+      while ((name = g_dir_read_name (dir)))
+        {
+          gchar *path = g_build_filename (folder, name, NULL);
+
+          g_unlink (path);
+          g_free (path);
+        }
+      g_dir_close (dir);
+    }
+  g_rmdir (folder);
 }
 
 static gint32
@@ -167,13 +568,13 @@ load_with_raw2rgb (const gchar  *filename,
 {
   const gchar *executable = setting ("RAW2RGB_EXECUTABLE", RAW2RGB_RECORDED_EXECUTABLE);
   gchar       *basename   = g_path_get_basename (filename);
-  gchar       *stem       = stem_of (filename);
   gchar       *tmpdir     = NULL;
-  gchar       *tiff       = NULL;
+  gchar       *output     = NULL;
   gchar       *errors     = NULL;
   gint         status     = 0;
   gint32       image      = -1;
   GError      *spawn_error = NULL;
+  FileReport   report     = { NULL, NULL, NULL };
   GPtrArray   *argv;
 
   if (! executable)
@@ -198,14 +599,14 @@ load_with_raw2rgb (const gchar  *filename,
     }
   g_ptr_array_add (argv, "--overwrite");
   g_ptr_array_add (argv, "--quiet");
+  g_ptr_array_add (argv, "--json");
   g_ptr_array_add (argv, NULL);
 
   gimp_progress_init_printf ("Developing '%s' with raw2rgb", basename);
 
   /* An argument vector, no shell: file names need no quoting. */
-  if (! g_spawn_sync (NULL, (gchar **) argv->pdata, NULL,
-                      G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
-                      NULL, NULL, NULL, &errors, &status, &spawn_error))
+  if (! g_spawn_sync (NULL, (gchar **) argv->pdata, NULL, G_SPAWN_SEARCH_PATH,
+                      NULL, NULL, &output, &errors, &status, &spawn_error))
     {
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
                    "raw2rgb: cannot run %s (%s) — run `raw2rgb install gimp2` again "
@@ -217,23 +618,37 @@ load_with_raw2rgb (const gchar  *filename,
     }
   g_ptr_array_free (argv, TRUE);
 
-#if GLIB_CHECK_VERSION (2, 70, 0)
-  if (! g_spawn_check_wait_status (status, NULL))
-#else
-  if (! g_spawn_check_exit_status (status, NULL))
-#endif
+  /* The summary, not the exit status, says what became of the file; without one (no converter,
+   * a bad profile) the converter's last line on stderr says why. */
+  if (! read_summary (output, output ? strlen (output) : 0, &report) ||
+      ! report.status || ! report.output || ! *report.output ||
+      (strcmp (report.status, "converted") != 0 && strcmp (report.status, "skipped") != 0))
     {
-      gchar *reason = last_line (errors);
+      gchar *reason = NULL;
 
-      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
-                   "raw2rgb could not convert %s: %s", basename,
-                   reason ? reason : "the converter failed without a message");
+      if (report.error)
+        reason = g_strstrip (g_strdup (report.error));
+      if (! reason || ! *reason)
+        {
+          g_free (reason);
+          reason = last_line (errors);
+        }
+#if GLIB_CHECK_VERSION (2, 70, 0)
+      if (! reason && g_spawn_check_wait_status (status, NULL))
+#else
+      if (! reason && g_spawn_check_exit_status (status, NULL))
+#endif
+        g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                     "raw2rgb reported success but wrote no TIFF for %s", basename);
+      else
+        g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+                     "raw2rgb could not convert %s: %s", basename,
+                     reason ? reason : "the converter failed without a message");
       g_free (reason);
       goto out;
     }
 
-  tiff = g_strdup_printf ("%s%s%s.tif", tmpdir, G_DIR_SEPARATOR_S, stem);
-  image = gimp_file_load (GIMP_RUN_NONINTERACTIVE, tiff, tiff);
+  image = gimp_file_load (GIMP_RUN_NONINTERACTIVE, report.output, report.output);
   if (image == -1)
     {
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
@@ -244,14 +659,12 @@ load_with_raw2rgb (const gchar  *filename,
   gimp_progress_update (1.0);
 
 out:
-  if (tiff)
-    g_unlink (tiff);
   if (tmpdir)
-    g_rmdir (tmpdir);
-  g_free (tiff);
+    remove_folder (tmpdir);
+  file_report_clear (&report);
   g_free (tmpdir);
+  g_free (output);
   g_free (errors);
-  g_free (stem);
   g_free (basename);
   return image;
 }

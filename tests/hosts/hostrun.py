@@ -143,6 +143,53 @@ EXPECTED_TIFF = {
 }
 
 
+#: what `write_converter_wrapper(rename=True)` calls each TIFF: characters that JSON escapes
+#: (quotes, backslash) or that `ensure_ascii` writes as \u escapes, one beyond the BMP (a
+#: surrogate pair). {stem} is the RAW's own stem.
+RENAMED_TIFF = 'developed "{stem}" \\ 写真 😀.tif'
+
+_CONVERTER_WRAPPER = r"""
+import json, os, subprocess, sys
+
+done = subprocess.run([REAL_RAW2RGB, *sys.argv[1:]], stdout=subprocess.PIPE)
+output = done.stdout
+if RENAME_TO and output.strip():
+    summary = json.loads(output.decode("utf-8", "surrogateescape"))
+    for entry in summary["files"]:
+        if entry["status"] == "converted":
+            folder, name = os.path.split(entry["output"])
+            renamed = os.path.join(folder, RENAME_TO.format(stem=os.path.splitext(name)[0]))
+            os.rename(entry["output"], renamed)
+            entry["output"] = renamed
+    output = (json.dumps(summary, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+with open(__file__ + ".stdout", "wb") as copy:
+    copy.write(output)
+sys.stdout.buffer.write(output)
+sys.exit(done.returncode)
+"""
+
+
+def write_converter_wrapper(folder: Path, raw2rgb_exe: Path, *, rename: bool = False) -> Path:
+    """An executable that runs the real raw2rgb with its arguments and keeps its stdout.
+
+    The stdout (the `--json` summary when asked for) is copied to `<wrapper>.stdout`, so a test
+    can compare what a plug-in shows with what raw2rgb said. With `rename`, every TIFF raw2rgb
+    reports is moved to RENAMED_TIFF in the same folder and the summary reports that path
+    instead, written with every non-ASCII character as a \\u escape: a loader that guesses
+    `<stem>.tif`, or decodes the JSON's escapes wrongly, cannot open it.
+    """
+    wrapper = folder / ("raw2rgb renaming" if rename else "raw2rgb recording")
+    wrapper.write_text(
+        f"#!{sys.executable}\n"
+        f"REAL_RAW2RGB = {str(raw2rgb_exe)!r}\n"
+        f"RENAME_TO = {RENAMED_TIFF if rename else ''!r}\n"
+        + _CONVERTER_WRAPPER,
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def install_integration(raw2rgb_exe: Path, host: str, config_dir: Path, *extra: str) -> str:
     """`raw2rgb install HOST --config-dir DIR ...` through the real console script; its stdout."""
     done = subprocess.run(

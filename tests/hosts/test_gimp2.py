@@ -7,13 +7,22 @@ GIMP exits 0 even when a batch command fails, so the tests read its output and t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from hostrun import EXPECTED_TIFF, install_integration, run_bounded, tiff_summary, write_test_raw
+from hostrun import (
+    EXPECTED_TIFF,
+    RENAMED_TIFF,
+    install_integration,
+    run_bounded,
+    tiff_summary,
+    write_converter_wrapper,
+    write_test_raw,
+)
 
 pytestmark = pytest.mark.hosts
 
@@ -52,8 +61,11 @@ def scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def run_gimp2(profile: Path, *commands: str):
-    env = dict(os.environ, GIMP2_DIRECTORY=str(profile), HOME=str(profile.parent))
+def run_gimp2(profile: Path, *commands: str, env: dict | None = None):
+    """Run the Script-Fu `commands`; the plug-in makes its temporary folders in <test folder>/tmp."""
+    tmp = profile.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, GIMP2_DIRECTORY=str(profile), HOME=str(profile.parent), TMPDIR=str(tmp), **(env or {}))
     command = ["gimp-console-2.10", "-i", "-d", "-f", "-n"]
     for batch in (*commands, "(gimp-quit 0)"):
         command += ["-b", batch]
@@ -62,11 +74,13 @@ def run_gimp2(profile: Path, *commands: str):
     return finished
 
 
-def test_gimp2_opens_a_raw_through_raw2rgb(profile, tmp_path):
-    raw = write_test_raw(tmp_path / "it's a \"raw\" $(touch pwned) café.dng")
-    saved = tmp_path / "saved.tif"
+def left_behind(profile: Path) -> list[Path]:
+    return list((profile.parent / "tmp").glob("raw2rgb-gimp-*"))
 
-    finished = run_gimp2(profile, f"""
+
+def open_and_save(raw: Path, saved: Path) -> str:
+    """Script-Fu: open `raw` through GIMP's RAW importer, describe the image, save it as `saved`."""
+    return f"""
         (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE {scheme_string(str(raw))} "raw")))
                (drawable (car (gimp-image-get-active-drawable image))))
           (gimp-message (string-append "raw2rgb-test size "
@@ -74,28 +88,62 @@ def test_gimp2_opens_a_raw_through_raw2rgb(profile, tmp_path):
                                        (number->string (car (gimp-image-height image)))
                                        " precision " (number->string (car (gimp-image-get-precision image)))
                                        " name " (car (gimp-image-get-filename image))))
-          (file-tiff-save RUN-NONINTERACTIVE image drawable {scheme_string(str(saved))} "saved" 0))""")
+          (file-tiff-save RUN-NONINTERACTIVE image drawable {scheme_string(str(saved))} "saved" 0))"""
+
+
+def test_gimp2_opens_a_raw_through_raw2rgb(profile, tmp_path):
+    # raw2rgb's JSON summary escapes the quotes and the backslash of the TIFF's path
+    raw = write_test_raw(tmp_path / "it's a \"raw\" \\ $(touch pwned) café 写真.dng")
+    saved = tmp_path / "saved.tif"
+
+    finished = run_gimp2(profile, open_and_save(raw, saved))
 
     assert f"raw2rgb-test size 192x128 precision {GIMP_PRECISION_U16_NON_LINEAR} name {raw}" in finished.output, finished.output
     assert tiff_summary(saved)["shape"] == EXPECTED_TIFF["shape"]
     assert tiff_summary(saved)["dtype"] == "uint16"
     assert not list(tmp_path.rglob("pwned"))
+    assert not left_behind(profile), "the temporary TIFF was left behind"
 
 
-def test_gimp2_reports_a_failed_conversion(profile, tmp_path):
-    bad = tmp_path / "broken.dng"
+def test_gimp2_opens_the_tiff_that_raw2rgb_reports(profile, tmp_path, raw2rgb_exe):
+    """The TIFF lands under another name than <stem>.tif, reported in \\u escapes: only a plug-in
+    that reads the path from the JSON summary, and decodes it right, opens it."""
+    renaming = write_converter_wrapper(tmp_path, raw2rgb_exe, rename=True)
+    raw = write_test_raw(tmp_path / "renamed é.dng")
+    saved = tmp_path / "saved.tif"
+
+    finished = run_gimp2(profile, open_and_save(raw, saved), env={"RAW2RGB_EXECUTABLE": str(renaming)})
+
+    summary = Path(f"{renaming}.stdout").read_text(encoding="ascii")
+    reported = json.loads(summary)["files"][0]["output"]
+    assert Path(reported).name == RENAMED_TIFF.format(stem="renamed é") and "\\ud83d\\ude00" in summary
+    assert f"raw2rgb-test size 192x128 precision {GIMP_PRECISION_U16_NON_LINEAR} name {raw}" in finished.output, finished.output
+    assert tiff_summary(saved)["shape"] == EXPECTED_TIFF["shape"]
+    assert not left_behind(profile), "the renamed TIFF was left behind"
+
+
+def test_gimp2_reports_a_failed_conversion(profile, tmp_path, raw2rgb_exe):
+    recording = write_converter_wrapper(tmp_path, raw2rgb_exe)
+    bad = tmp_path / "broken \"q\" \\ é.dng"
     bad.write_bytes(b"II*\x00" + os.urandom(4000))
     saved = tmp_path / "saved.tif"
 
     finished = run_gimp2(profile, f"""
         (let* ((image (car (gimp-file-load RUN-NONINTERACTIVE {scheme_string(str(bad))} "raw")))
                (drawable (car (gimp-image-get-active-drawable image))))
-          (file-tiff-save RUN-NONINTERACTIVE image drawable {scheme_string(str(saved))} "saved" 0))""")
+          (file-tiff-save RUN-NONINTERACTIVE image drawable {scheme_string(str(saved))} "saved" 0))""",
+        env={"RAW2RGB_EXECUTABLE": str(recording)})
 
     assert finished.returncode == 0  # this GIMP says nothing by its exit status
-    assert "Procedure execution of gimp-file-load failed: raw2rgb could not convert broken.dng: " in finished.output, finished.output
-    assert str(bad) in finished.output  # the converter's own one-line reason names the file
+    # the reason is the summary's `error` for the file, not raw2rgb's stderr line ("error: <path>: ...")
+    reason = json.loads(Path(f"{recording}.stdout").read_text(encoding="utf-8"))["files"][0]["error"]
+    assert reason
+    message = f"raw2rgb could not convert {bad.name}: {reason}"
+    lines = [line.strip() for line in finished.output.splitlines()]
+    assert f"Error: Procedure execution of gimp-file-load failed: {message}" in lines, finished.output
+    assert message in lines  # GIMP's own report of the error, the message alone on its line
     assert not saved.exists()
+    assert not left_behind(profile)
 
 
 def test_gimp2_batch_procedure_takes_profile_and_device(profile, tmp_path, tiny_profile):

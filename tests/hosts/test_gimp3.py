@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from hostrun import EXPECTED_TIFF, install_integration, run_bounded, tiff_summary, write_test_raw
+from hostrun import (
+    EXPECTED_TIFF,
+    RENAMED_TIFF,
+    install_integration,
+    run_bounded,
+    tiff_summary,
+    write_converter_wrapper,
+    write_test_raw,
+)
 
 pytestmark = pytest.mark.hosts
 
@@ -51,12 +59,17 @@ def gimp3() -> Path:
     return CHROOT
 
 
+def run_on_host(wrapper: Path, program: Path) -> Path:
+    """A two-line script for the chroot that starts `program` (a host path) on the host."""
+    wrapper.write_text(f"#!/bin/sh\nexec /usr/sbin/chroot {HOST_ROOT} {shlex.quote(str(program))} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 @pytest.fixture
 def work(tmp_path, raw2rgb_exe, tiny_profile, gimp3) -> Path:
     """The test folder, with a GIMP 3 profile holding the plug-in as `raw2rgb install gimp` puts it."""
-    wrapper = tmp_path / "raw2rgb via host"
-    wrapper.write_text(f"#!/bin/sh\nexec /usr/sbin/chroot {HOST_ROOT} {shlex.quote(str(raw2rgb_exe))} \"$@\"\n")
-    wrapper.chmod(0o755)
+    wrapper = run_on_host(tmp_path / "raw2rgb via host", raw2rgb_exe)
     profile = tmp_path / "gimp3 profile"
     profile.mkdir()
     install_integration(raw2rgb_exe, "gimp", profile, "--executable", str(wrapper),
@@ -69,7 +82,7 @@ def work(tmp_path, raw2rgb_exe, tiny_profile, gimp3) -> Path:
     return tmp_path
 
 
-def run_gimp3(work: Path, code: str) -> dict:
+def run_gimp3(work: Path, code: str, env: dict | None = None) -> dict:
     """Run `code` in GIMP 3's python-fu batch interpreter; it fills the dict `out`, returned here."""
     result_file = work / "batch-result.json"
     script = (
@@ -81,6 +94,7 @@ def run_gimp3(work: Path, code: str) -> dict:
         "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", ENTER_CHROOT, "sh",
         str(CHROOT), str(work),
         "/usr/bin/env", f"GIMP3_DIRECTORY={work / 'gimp3 profile'}", f"TMPDIR={work / 'tmp'}", f"HOME={work}",
+        *(f"{name}={value}" for name, value in (env or {}).items()),
         "timeout", "-k", "5", str(GIMP_TIMEOUT_S),
         "gimp-console-3.0", "-i", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", script, "--quit",
     ]
@@ -101,18 +115,23 @@ def describe(image):
 """
 
 
-def test_gimp3_opens_a_raw_through_raw2rgb(work):
-    raw = write_test_raw(work / "it's a \"raw\" $(touch pwned) café.dng")
-    saved = work / "saved.tif"
-
-    out = run_gimp3(work, DESCRIBE_IMAGE + f"""
+def open_and_save(raw: Path, saved: Path) -> str:
+    return DESCRIBE_IMAGE + f"""
 image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path({str(raw)!r}))
 if image is None:
     out["error"] = Gimp.get_pdb().get_last_error()
 else:
     out.update(describe(image))
     Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path({str(saved)!r}), None)
-""")
+"""
+
+
+def test_gimp3_opens_a_raw_through_raw2rgb(work):
+    # raw2rgb's JSON summary escapes the quotes and the backslash of the TIFF's path
+    raw = write_test_raw(work / "it's a \"raw\" \\ $(touch pwned) café 写真.dng")
+    saved = work / "saved.tif"
+
+    out = run_gimp3(work, open_and_save(raw, saved))
 
     assert "error" not in out, out.get("error")
     assert (out["width"], out["height"]) == (192, 128)
@@ -126,19 +145,41 @@ else:
     assert not list((work / "tmp").glob("raw2rgb-gimp-*")), "the temporary TIFF was left behind"
 
 
-def test_gimp3_reports_a_failed_conversion(work):
-    bad = work / "broken.dng"
+def test_gimp3_opens_the_tiff_that_raw2rgb_reports(work, raw2rgb_exe):
+    """The TIFF lands under another name than <stem>.tif, reported in \\u escapes: only a plug-in
+    that reads the path from the JSON summary opens it."""
+    renaming = write_converter_wrapper(work, raw2rgb_exe, rename=True)
+    raw = write_test_raw(work / "renamed é.dng")
+    saved = work / "saved.tif"
+
+    out = run_gimp3(work, open_and_save(raw, saved),
+                    env={"RAW2RGB_EXECUTABLE": run_on_host(work / "renaming via host", renaming)})
+
+    summary = Path(f"{renaming}.stdout").read_text(encoding="ascii")
+    assert Path(json.loads(summary)["files"][0]["output"]).name == RENAMED_TIFF.format(stem="renamed é")
+    assert "error" not in out, out.get("error")
+    assert (out["width"], out["height"], out["precision"]) == (192, 128, "u16-non-linear")
+    assert tiff_summary(saved)["shape"] == EXPECTED_TIFF["shape"]
+    assert not list((work / "tmp").glob("raw2rgb-gimp-*")), "the renamed TIFF was left behind"
+
+
+def test_gimp3_reports_a_failed_conversion(work, raw2rgb_exe):
+    recording = write_converter_wrapper(work, raw2rgb_exe)
+    bad = work / "broken \"q\" \\ é.dng"
     bad.write_bytes(b"II*\x00" + os.urandom(4000))
 
     out = run_gimp3(work, f"""
 image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path({str(bad)!r}))
 out["loaded"] = image is not None
 out["error"] = Gimp.get_pdb().get_last_error()
-""")
+""", env={"RAW2RGB_EXECUTABLE": run_on_host(work / "recording via host", recording)})
 
     assert out["loaded"] is False
-    assert out["error"].startswith("raw2rgb could not convert broken.dng: ")
-    assert str(bad) in out["error"]  # the converter's own one-line reason names the file
+    # the reason is the summary's `error` for the file, not raw2rgb's stderr line ("error: <path>: ...")
+    reason = json.loads(Path(f"{recording}.stdout").read_text(encoding="utf-8"))["files"][0]["error"]
+    assert reason
+    assert out["error"] == f"raw2rgb could not convert {bad.name}: {reason}"
+    assert not list((work / "tmp").glob("raw2rgb-gimp-*"))
 
 
 def test_gimp3_batch_procedure_takes_profile_and_device(work, tiny_profile):

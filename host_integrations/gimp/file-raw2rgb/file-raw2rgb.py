@@ -3,8 +3,9 @@
 
 Copyright (c) the raw2rgb developers. MIT licence.
 
-It runs `raw2rgb convert` into a temporary folder, opens the 16-bit TIFF that raw2rgb writes (with
-its ICC profile and EXIF) through GIMP's TIFF loader, and removes the temporary files.
+It runs `raw2rgb convert --json` into a temporary folder, opens the 16-bit TIFF whose path raw2rgb
+reports in its JSON summary (with its ICC profile and EXIF) through GIMP's TIFF loader, and removes
+the temporary files.
 
 Procedures
   file-raw2rgb-raw-load  the RAW loader: pick it under Edit > Preferences > Image Import & Export >
@@ -17,6 +18,7 @@ installer records the absolute path of the raw2rgb executable below, because GIM
 desktop menu does not see the PATH of the user's shell.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -66,18 +68,36 @@ def _last_line(text):
     return lines[-1] if lines else ""
 
 
+def _summary_entry(stdout):
+    """The first `files` entry of `raw2rgb convert --json`'s summary, or None without one.
+
+    raw2rgb reports each file's output path (and a failure's reason) there; the TIFF's name is not
+    guessed from the RAW's, as darktable's storage does not guess it either. No summary comes when
+    raw2rgb stops before converting anything (no converter, a bad profile: exit status 2).
+    """
+    try:
+        # undecodable bytes of a file name come back as they were (os functions re-encode them)
+        summary = json.loads(stdout.decode("utf-8", "surrogateescape"))
+    except (ValueError, RecursionError):
+        return None
+    files = summary.get("files") if isinstance(summary, dict) else None
+    if not isinstance(files, list) or not files or not isinstance(files[0], dict):
+        return None
+    return files[0]
+
+
 def convert_to_tiff(source, folder, profile, device):
-    """Run `raw2rgb convert` on `source` into `folder`; the path of the TIFF it wrote."""
+    """Run `raw2rgb convert --json` on `source` into `folder`; the path of the TIFF it wrote."""
     executable = raw2rgb_executable()
     command = [executable, "convert", source, "--output-dir", folder, "--device", device or "auto"]
     if profile:
         command += ["--profile", profile]
-    command += ["--overwrite", "--quiet"]
+    command += ["--overwrite", "--quiet", "--json"]
     name = os.path.basename(source)
     Gimp.progress_init(f"Developing {name} with raw2rgb")
     try:
         # an argument list, no shell: file names need no quoting
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
     except OSError as exc:
         raise ConversionError(
@@ -86,19 +106,26 @@ def convert_to_tiff(source, folder, profile, device):
         ) from exc
     while True:
         try:
-            _, errors = process.communicate(timeout=0.25)
+            output, errors = process.communicate(timeout=0.25)
             break
         except subprocess.TimeoutExpired:
             Gimp.progress_pulse()  # raw2rgb reports no fraction: show that it is alive
-    if process.returncode != 0:
+    entry = _summary_entry(output)
+    status = entry.get("status") if entry else None
+    tiff = entry.get("output") if entry else None
+    if status in ("converted", "skipped") and isinstance(tiff, str) and tiff:
+        if not os.path.isfile(tiff):
+            raise ConversionError(f"raw2rgb reported {tiff} for {name}, but there is no such file")
+        return tiff
+    reason = entry.get("error") if entry else None
+    if not isinstance(reason, str) or not reason.strip():
+        # no summary (or no reason in it): the converter's last word on stderr
         reason = _last_line(errors.decode("utf-8", "replace"))
-        raise ConversionError(
-            f"raw2rgb could not convert {name}: {reason or 'the converter failed without a message'}"
-        )
-    tiff = os.path.join(folder, os.path.splitext(name)[0] + ".tif")
-    if not os.path.isfile(tiff):
+    if not reason and process.returncode == 0:
         raise ConversionError(f"raw2rgb reported success but wrote no TIFF for {name}")
-    return tiff
+    raise ConversionError(
+        f"raw2rgb could not convert {name}: {reason or 'the converter failed without a message'}"
+    )
 
 
 def load_with_raw2rgb(gfile, profile, device):
