@@ -24,7 +24,11 @@ _D = TrainConfig()
 
 
 def train(
-    dataset: Path = typer.Argument(..., help="Dataset folder from `raw2rgb dataset build` or `synth`.", show_default=False),
+    dataset: Optional[Path] = typer.Argument(None, help="Dataset folder from `raw2rgb dataset build` or `synth` (or use --synthetic).", show_default=False),
+    synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="Folder of sRGB images: make pairs on the fly with random cameras and camera-realistic noise (no dataset on disk); G1 reads a noise map.", file_okay=False),
+    patch_size: int = typer.Option(_D.synthetic_patch_size, "--patch-size", min=32, help="With --synthetic: patch size in sensor pixels (a multiple of 16)."),
+    patches_per_image: int = typer.Option(_D.synthetic_patches_per_image, "--patches-per-image", min=1, help="With --synthetic: patches per image per epoch."),
+    clean_fraction: float = typer.Option(_D.synthetic_clean_fraction, "--clean-fraction", help="With --synthetic: share of training patches without noise."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
     profile_name: Optional[str] = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
@@ -59,7 +63,6 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end."),
 ) -> None:
     """Train a profile (G1 with G2 and D, two stages) on a dataset, and install it for `convert`."""
-    from raw2rgb_plugin.training.data.store import open_dataset
     from raw2rgb_plugin.errors import Raw2RgbError
     from raw2rgb_plugin.training.trainer import Trainer
 
@@ -70,15 +73,22 @@ def train(
         perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
         input_normalization=input_normalization, residual_base=residual_base, init_profile=init, seed=seed, amp=amp, device=device,
         workers=workers, max_steps=max_steps, keep_best=keep_best, checkpoint_every=checkpoint_every, log_every=log_every,
+        noise_map=synthetic is not None, synthetic_patch_size=patch_size, synthetic_patches_per_image=patches_per_image,
+        synthetic_clean_fraction=clean_fraction,
     )
+    if (dataset is None) == (synthetic is None):
+        error_line("raw2rgb train", "give a DATASET folder or --synthetic RGB_DIR (one of them) — see raw2rgb train --help")
+        raise typer.Exit(2)
     # Under torchrun every rank runs this command; rank 0 speaks for all of them.
     main_rank = int(os.environ.get("RANK", "0")) == 0
     json_output = json_output and main_rank
     display = _TrainDisplay(quiet or not main_rank)
     try:
+        source = dataset if dataset is not None else synthetic
+        assert source is not None
         trainer = Trainer(
-            config, open_dataset(dataset), output, resume=resume, profile_name=profile_name,
-            overwrite_profile=overwrite, dataset_path=dataset.resolve(), command_line=_command_line(),
+            config, _open_training_data(dataset, synthetic, config), output, resume=resume, profile_name=profile_name,
+            overwrite_profile=overwrite, dataset_path=source.resolve(), command_line=_command_line(),
             on_event=display.on_event,
         )
     except Raw2RgbError as exc:
@@ -90,6 +100,21 @@ def train(
         print_json(_summary(result, output, display))
     if display.stop_reason == "requested":
         raise typer.Exit(130)
+
+
+def _open_training_data(dataset: Path | None, synthetic: Path | None, config: TrainConfig):
+    """A stored dataset, or pairs made on the fly from a folder of sRGB images."""
+    if dataset is not None:
+        from raw2rgb_plugin.training.data.store import open_dataset
+
+        return open_dataset(dataset)
+    from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptions
+
+    assert synthetic is not None
+    return OnTheFlyDataset(synthetic, OnTheFlyOptions(
+        patch_size=config.synthetic_patch_size, patches_per_image=config.synthetic_patches_per_image,
+        clean_fraction=config.synthetic_clean_fraction, noise_map=config.noise_map, seed=config.seed,
+    ))
 
 
 def _run_with_display(trainer, display: _TrainDisplay):

@@ -64,6 +64,10 @@ class G1Config:
     in_channels: int = 4
     out_channels: int = 3
     residual_base: str = "none"
+    #: extra input channels after the packed image: 0, or the 4-channel noise map
+    #: (`pipeline/noise_map.py`) of a noise-conditioned G1 that keeps detail where the input is
+    #: clean and denoises where it is not.
+    noise_channels: int = 0
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> "G1Config":
@@ -134,7 +138,7 @@ class G1(nn.Module):
             raise ValueError(f"unknown residual base {config.residual_base!r}; known: {', '.join(RESIDUAL_BASES)}")
         self.config = config
         w, n, sn = config.width, config.norm, config.spectral_norm
-        self.e1 = ConvBlock(config.in_channels, w, 7, norm="none", spectral=sn)
+        self.e1 = ConvBlock(config.in_channels + config.noise_channels, w, 7, norm="none", spectral=sn)
         self.e2 = ConvBlock(w, 2 * w, 4, stride=2, norm=n, spectral=sn)
         self.e3 = ConvBlock(2 * w, 4 * w, 4, stride=2, norm=n, spectral=sn)
         self.e4 = ConvBlock(4 * w, 8 * w, 4, stride=2, norm=n, spectral=sn)
@@ -168,13 +172,14 @@ class G1(nn.Module):
         d3 = torch.cat([self.d3(d2), e1], dim=1)
         out = self.d4(d3)
         base = self.config.residual_base
+        image_in = packed[:, : self.config.in_channels]  # the noise map is not part of the image
         if base == "mhc-srgb":
             residual = F.pixel_shuffle(out, 2) * self.residual_gain
-            return (mhc_srgb_rendering(packed) + residual).clamp(0.0, 1.0), [d1, d2, d3]
+            return (mhc_srgb_rendering(image_in) + residual).clamp(0.0, 1.0), [d1, d2, d3]
         image = (F.pixel_shuffle(torch.tanh(out[:, : 4 * self.config.out_channels]), 2) + 1) / 2
         if base == "mhc-srgb-gated":
             gate = torch.sigmoid(F.pixel_shuffle(out[:, 4 * self.config.out_channels :], 2))
-            classical = mhc_srgb_rendering(packed)
+            classical = mhc_srgb_rendering(image_in)
             return classical + gate * (image - classical), [d1, d2, d3]
         return image, [d1, d2, d3]
 
@@ -201,6 +206,18 @@ def adapt_plain_state(state: dict[str, torch.Tensor], from_base: str, to_base: s
     state.pop("residual_gain", None)
     if to_base == "mhc-srgb":
         state["residual_gain"] = torch.zeros(())
+    return state
+
+
+def add_noise_channels(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
+    """Plain weights of a G1 without a noise map → the same G1 reading `channels` more inputs.
+
+    The new input weights start at zero, so the network first renders exactly as before and
+    fine-tuning teaches it what the noise map means.
+    """
+    state = dict(state)
+    weight = state["e1.conv.weight"]
+    state["e1.conv.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], channels, *weight.shape[2:])], dim=1)
     return state
 
 
@@ -308,7 +325,8 @@ def count_parameters(model: nn.Module) -> int:
 #: inclusive bounds of every integer field of a G1 block. The seed's G1 is width 64 with 4
 #: residual blocks; the bounds leave room for research variants while keeping a hostile profile
 #: (width 100000, 10⁷ blocks) from asking the allocator for terabytes.
-G1_BOUNDS = {"width": (1, 256), "residual_blocks": (0, 32), "in_channels": (1, 16), "out_channels": (1, 4)}
+G1_BOUNDS = {"width": (1, 256), "residual_blocks": (0, 32), "in_channels": (1, 16), "out_channels": (1, 4),
+             "noise_channels": (0, 4)}
 G1_NORMS = ("batch", "none")
 
 
@@ -332,6 +350,7 @@ def g1_from_block(block: dict) -> G1:
         in_channels=int(block.get("in_channels", 4)),
         out_channels=int(block.get("out_channels", 3)),
         residual_base=str(block.get("residual_base", "none")),
+        noise_channels=int(block.get("noise_channels", 0)),  # profiles before noise conditioning: 0
     )
     return G1(config)
 
@@ -341,6 +360,8 @@ def g1_to_block(model: nn.Module) -> dict:
         raise TypeError("not a G1")
     block = model.config.to_dict()
     block["spectral_norm"] = False  # what a profile stores is already W/σ
+    if not block["noise_channels"]:
+        del block["noise_channels"]  # profiles without a noise map keep the format they always had
     return block
 
 

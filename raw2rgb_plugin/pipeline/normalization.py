@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
+from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
 
 INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")
@@ -51,6 +52,16 @@ class MosaicFrame(Protocol):
 
     @property
     def width(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class NoiseLevels:
+    """Poisson–Gaussian noise of a frame (variance a·x + b on the levelled RAW) and how strongly
+    the network is told about it (`convert --denoise`)."""
+
+    shot: float
+    read: float
+    strength: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,8 +112,12 @@ def apply_color_normalization(
     return torch.stack([out_red, out_gr, out_gb, out_blue], dim=-3).clamp_(0.0, 1.0)
 
 
-def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "cpu") -> NetworkInput:
-    """Upload the uint16 mosaic to `device`, then normalise and pack it there."""
+def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "cpu", *,
+                  noise: NoiseLevels | None = None) -> NetworkInput:
+    """Upload the uint16 mosaic to `device`, then normalise and pack it there.
+
+    With `noise`, the 4-channel noise map of a noise-conditioned profile follows the image.
+    """
     # uint16 has only bare-bones support on some backends; the same bits as int16 upload and
     # widen everywhere, and the mask restores the unsigned value on the device.
     as_int16 = torch.from_numpy(frame.mosaic.view(np.int16))
@@ -111,6 +126,9 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
     mosaic = as_int16.to(device, non_blocking=True).to(torch.int32).bitwise_and_(0xFFFF)
     levelled = levels_normalize(mosaic, frame.black_level_per_site, frame.white_level)
     padding = rggb_padding(frame.cfa_pattern, frame.height, frame.width)
-    packed = pack_rggb(pad_mosaic(levelled, padding))
-    packed = apply_color_normalization(packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb)
+    raw_packed = pack_rggb(pad_mosaic(levelled, padding))
+    packed = apply_color_normalization(raw_packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb)
+    if noise is not None:
+        sigma_map = noise_map(raw_packed[None], noise.shot, noise.read, site_gains_rgb(frame.wb_gains_rgb), noise.strength)
+        packed = torch.cat([packed[None], sigma_map], dim=1)[0]
     return NetworkInput(packed=packed[None].contiguous(), padding=padding)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from raw2rgb_plugin.models.g1 import G1, G1Config, VARIANT_WIDTHS, adapt_plain_state, load_plain_state_dict
+from raw2rgb_plugin.models.g1 import G1, G1Config, VARIANT_WIDTHS, adapt_plain_state, add_noise_channels, load_plain_state_dict
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
 
@@ -149,11 +149,17 @@ def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoin
         )
     old = profile.model.config
     base = old.residual_base if config.residual_base == "auto" else config.residual_base
-    g1_config = dataclasses.replace(old, spectral_norm=True, residual_base=base)
+    # A profile that reads a noise map keeps it; one that does not gains one when the run's
+    # data carries noise levels (its new input weights start at zero: it renders as before).
+    config.noise_map = config.noise_map or bool(old.noise_channels)
+    noise_channels = 4 if config.noise_map else 0
+    g1_config = dataclasses.replace(old, spectral_norm=True, residual_base=base, noise_channels=noise_channels)
     config.width = g1_config.width
     if profile.variant in VARIANT_WIDTHS:
         config.variant = profile.variant
     state = adapt_plain_state(profile.model.state_dict(), old.residual_base, base, old.out_channels)
+    if noise_channels > old.noise_channels:
+        state = add_noise_channels(state, noise_channels - old.noise_channels)
     return StartingPoint(g1_config, profile.name, state)
 
 

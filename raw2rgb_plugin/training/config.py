@@ -59,14 +59,23 @@ class TrainConfig:
     keep_best: bool = False  # export the epoch with the best validation PSNR, not the last
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at each epoch's end
     log_every: int = 10  # steps between JSONL step records
+    #: G1 reads a per-site noise map beside the image (`pipeline/noise_map.py`). On for pairs made
+    #: on the fly (they know their noise), off for stored datasets (their patches do not).
+    noise_map: bool = False
+    #: pairs made on the fly from sRGB images (`train --synthetic`): patch size in sensor px,
+    #: patches per image per epoch, and the share of training samples without noise.
+    synthetic_patch_size: int = 192
+    synthetic_patches_per_image: int = 16
+    synthetic_clean_fraction: float = 0.1
 
     def g1_config(self, residual_base: str) -> "G1Config":
         """G1's architecture with `residual_base` resolved (the Trainer knows the input that `auto` needs)."""
         from raw2rgb_plugin.models.g1 import G1Config
 
+        noise_channels = 4 if self.noise_map else 0  # pipeline.noise_map.NOISE_MAP_CHANNELS (no torch here)
         if self.width is not None:
-            return G1Config(width=self.width, residual_base=residual_base)
-        return G1Config.for_variant(self.variant, residual_base=residual_base)
+            return G1Config(width=self.width, residual_base=residual_base, noise_channels=noise_channels)
+        return G1Config.for_variant(self.variant, residual_base=residual_base, noise_channels=noise_channels)
 
     @property
     def uses_perceptual(self) -> bool:
@@ -102,6 +111,10 @@ class TrainConfig:
             raise TrainingError(f"unknown input normalisation {self.input_normalization!r}", f"use one of {', '.join(INPUT_NORMALIZATIONS)}")
         if self.residual_base not in ("auto", *RESIDUAL_BASES):
             raise TrainingError(f"unknown residual base {self.residual_base!r}", f"use auto, {', '.join(RESIDUAL_BASES)}")
+        if not 0 <= self.synthetic_clean_fraction <= 1:
+            raise TrainingError(f"--clean-fraction {self.synthetic_clean_fraction} is not in [0, 1]", "use e.g. 0.1")
+        if self.synthetic_patch_size % 16 or self.synthetic_patch_size < 32:
+            raise TrainingError(f"--patch-size {self.synthetic_patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise TrainingError(f"unknown --amp {self.amp!r}", "use auto, bf16, fp16 or off")
         for name in ("lambda_l1", "lambda_attn", "lambda_perc", "lambda_gan", "lr_stage1", "lr_g", "lr_d"):

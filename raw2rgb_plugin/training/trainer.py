@@ -154,6 +154,7 @@ class Trainer:
         if len(self.train_items) == 0:
             raise TrainingError("the dataset has no training patches", "build it from more pairs")
         raw = SeededItems(self.train_items)[(0, self.config.seed)]["raw"]
+        self.input_channels = int(raw.shape[0])
         packed = int(raw.shape[-1])
         if packed % PACKED_STRIDE or int(raw.shape[-2]) % PACKED_STRIDE:
             raise TrainingError(
@@ -175,6 +176,13 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         start = starting_point(cfg, self.input_normalization, progress)
         self.g1_config, self.init_profile_name = start.g1_config, start.init_profile_name
+        expected = start.g1_config.in_channels + start.g1_config.noise_channels
+        if self.input_channels != expected:
+            raise TrainingError(
+                f"the data gives G1 {self.input_channels} input channels, this G1 reads {expected}"
+                f" ({start.g1_config.noise_channels} of them a noise map)",
+                "a noise-conditioned profile trains on pairs made on the fly (--synthetic RGB_DIR)",
+            )
         self.g1, self._notes = initial_g1(start)
         self.g2 = G2(start.g1_config)
         self.d = PatchDiscriminator(cfg.d_width)

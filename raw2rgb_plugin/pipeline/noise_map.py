@@ -1,0 +1,45 @@
+"""The noise map a noise-conditioned G1 reads beside its packed input (as FFDNet does).
+
+Four channels, one per site of the packed RGGB cell: the expected noise standard deviation of
+that sample, σ = √(a·x + b) on the levelled RAW x (Poisson–Gaussian, `a` shot, `b` read), times
+the site's white-balance gain (the network sees white-balanced values), times the user's
+strength (`convert --denoise S`: 0 = tell the network the image is clean, 2 = twice as noisy).
+
+σ spans four decades between a base-ISO highlight (~1e-4) and a high-ISO shadow (~5e-2), so the
+network gets log₁₀ σ mapped to [0, 1] over [1e-4, 1e-1]: equal steps in ISO are equal steps in
+the map, and σ = 0 (a clean frame, or --denoise 0) reads as 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NOISE_MAP_CHANNELS = 4
+_LOG_FLOOR, _LOG_SPAN = -4.0, 3.0  # log10 σ from 1e-4 … 1e-1 → 0 … 1
+
+
+def encode_sigma(sigma: torch.Tensor) -> torch.Tensor:
+    """σ ≥ 0 → the map's [0, 1] encoding (monotonic; 0 stays 0)."""
+    encoded = (torch.log10(sigma.clamp_min(1e-6)) - _LOG_FLOOR) / _LOG_SPAN
+    return encoded.clamp_(0.0, 1.0)
+
+
+def noise_map(levelled_packed: torch.Tensor, shot: torch.Tensor | float, read: torch.Tensor | float,
+              site_gains: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """(N, 4, h, w) levelled, not white-balanced packed RAW → (N, 4, h, w) encoded noise map.
+
+    `shot`/`read`: floats or (N,) tensors; `site_gains`: (4,) or (N, 4) gains of [R, Gr, Gb, B].
+    """
+    n = levelled_packed.shape[0]
+    a = torch.as_tensor(shot, dtype=torch.float32, device=levelled_packed.device).reshape(-1, 1, 1, 1).expand(n, 1, 1, 1)
+    b = torch.as_tensor(read, dtype=torch.float32, device=levelled_packed.device).reshape(-1, 1, 1, 1).expand(n, 1, 1, 1)
+    gains = site_gains.to(levelled_packed.device, torch.float32).reshape(-1, 4, 1, 1)
+    variance = a * levelled_packed.float().clamp(min=0.0) + b
+    sigma = variance.clamp_min(0.0).sqrt() * gains * float(strength)
+    return encode_sigma(sigma)
+
+
+def site_gains_rgb(wb_gains_rgb) -> torch.Tensor:
+    """[R, G, B] white-balance gains → the (4,) gains of the packed sites [R, Gr, Gb, B]."""
+    r, g, b = (float(v) for v in wb_gains_rgb)
+    return torch.tensor([r, g, g, b], dtype=torch.float32)

@@ -1,0 +1,173 @@
+"""Synthetic training pairs made on the fly from sRGB images, with camera-realistic noise.
+
+`raw2rgb train --synthetic RGB_DIR` trains on this instead of a dataset folder: every patch is
+cut from an sRGB image, unprocessed with a random camera (Brooks et al. 2019, `unprocess.py`:
+inverse tone curve, sRGB decode, camera matrix, inverse white balance), mosaicked, given
+Poisson–Gaussian noise drawn from real cameras' calibrated range (`camera_noise.py`: base ISO to
+ISO 25600-like, plus clean samples), quantised to the camera's bit depth, then normalised
+exactly as the engine normalises a decoded RAW (levels, white balance, `linear-srgb`). Nothing
+is written to disk, and each epoch sees new cameras, noise and crops of the same images.
+
+Why not a dataset on disk: the noise range is the point of training, and a stored dataset
+freezes one draw of it per patch (the shipped `default-lite` was trained on one draw of
+Brooks' range, 1e-4 … 1.2e-2 shot noise, which starts where a median camera is at ISO
+3200–6400 — so it learned to smooth base-ISO photographs).
+
+Each item is what the trainer reads from a stored dataset — `raw` (4 packed channels, plus the
+4-channel noise map when `noise_map` is on), `rgb` (the sRGB crop, the target), `saliency`
+(the built-in estimator on the target) and `scene` — so the trainer needs no special path.
+Training items draw from the RNGs that `SeededItems` seeds per sample (resumable, identical on
+rerun); validation items seed themselves from their index, so every epoch validates on the
+same cameras and noise, drawn to cover clean input and ISO 100 to 12800 evenly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
+from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
+from raw2rgb_plugin.pipeline.normalization import apply_color_normalization
+from raw2rgb_plugin.io.noise_profile import iso_prior
+from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
+from raw2rgb_plugin.training.data.images import load_rgb
+from raw2rgb_plugin.training.data.sources import find_images
+from raw2rgb_plugin.training.data.store import DatasetError, assign_splits
+from raw2rgb_plugin.training.data.unprocess import UnprocessParams, protected_inverse_gains, random_params, scene_linear
+from raw2rgb_plugin.training.saliency import builtin_saliency
+
+#: validation noise, cycled over the validation items: clean, then darktable's median camera at
+#: ISO 100, 1600, 6400 and 12800 in raw units (`io.noise_profile.iso_prior`).
+VALIDATION_ISOS = (0, 100, 1600, 6400, 12800)
+
+
+@dataclass(frozen=True)
+class OnTheFlyOptions:
+    patch_size: int = 192  # sensor pixels (packed: half); a multiple of 16
+    patches_per_image: int = 16  # per epoch
+    clean_fraction: float = 0.1  # training samples without noise
+    noise_map: bool = True  # append the 4-channel noise map (a noise-conditioned G1)
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+class OnTheFlyDataset:
+    """The trainer's dataset interface (`.manifest`, `.split()`) over a folder of sRGB images."""
+
+    def __init__(self, rgb_dir: str | Path, options: OnTheFlyOptions = OnTheFlyOptions()):
+        if options.patch_size % 16 or options.patch_size < 32:
+            raise DatasetError(f"patch size {options.patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
+        self.rgb_dir = Path(rgb_dir)
+        self.options = options
+        self.images = find_images(self.rgb_dir)
+        scenes = {path: _scene(path, self.rgb_dir) for path in self.images}
+        splits = assign_splits(list(scenes.values()), options.val_fraction, options.seed)
+        self._by_split = {name: [p for p in self.images if splits[scenes[p]] == name] for name in ("train", "val")}
+        self.manifest = {
+            "kind": "synthetic-on-the-fly",
+            "rgb_dir": str(self.rgb_dir),
+            "input_normalization": "linear-srgb",
+            "output_color_space": "srgb",
+            "images": len(self.images),
+            "scenes": {name: sorted(scenes[p] for p in paths) for name, paths in self._by_split.items()},
+            "options": asdict(options),
+            "noise": {"sampler": "camera_noise.sample_camera_noise_np", "validation_isos": list(VALIDATION_ISOS)},
+        }
+
+    def split(self, name: str, augment: bool = False, *, input_normalization: str | None = None) -> "OnTheFlySplit":
+        if input_normalization not in (None, "linear-srgb"):
+            raise DatasetError(f"on-the-fly pairs are made for linear-srgb input, not {input_normalization!r}",
+                               "drop --input-normalization")
+        return OnTheFlySplit(self._by_split[name], self.rgb_dir, self.options, validation=(name == "val"))
+
+
+class OnTheFlySplit(Dataset):
+    def __init__(self, images: list[Path], root: Path, options: OnTheFlyOptions, *, validation: bool):
+        self.images = images
+        self.root = root
+        self.options = options
+        self.validation = validation
+        self._cache: dict[int, np.ndarray] = {}  # uint8/uint16 images, loaded once per process
+
+    def __len__(self) -> int:
+        return len(self.images) * self.options.patches_per_image
+
+    def _image(self, k: int) -> np.ndarray:
+        if k not in self._cache:
+            image, _ = load_rgb(self.images[k])
+            if min(image.shape[:2]) < self.options.patch_size:
+                raise DatasetError(f"{self.images[k].name} is smaller than the {self.options.patch_size}-px patches",
+                                   "use larger images or a smaller --patch-size")
+            self._cache[k] = image
+        return self._cache[k]
+
+    def __getitem__(self, index: int) -> dict:
+        k = index // self.options.patches_per_image
+        if self.validation:  # the same patch, camera and noise every epoch
+            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"val:{self.options.seed}:{index}".encode()).digest()[:8], "little"))
+            iso = VALIDATION_ISOS[index % len(VALIDATION_ISOS)]
+            noise = (0.0, 0.0) if iso == 0 else _green(iso_prior(iso))
+        else:  # SeededItems seeded numpy's global RNG for this sample: derive ours from it
+            rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+            noise = sample_camera_noise_np(rng, clean_fraction=self.options.clean_fraction)
+        crop = _random_crop(self._image(k), self.options.patch_size, rng, augment=not self.validation)
+        item = synthesize_pair(crop, random_params(rng, cfa_pattern="RGGB", noise=False), noise, rng,
+                               with_noise_map=self.options.noise_map)
+        item["scene"] = _scene(self.images[k], self.root)
+        return item
+
+
+def _green(model) -> tuple[float, float]:
+    return float(model.a[1 if len(model.a) == 3 else 0]), float(model.b[1 if len(model.b) == 3 else 0])
+
+
+def _scene(path: Path, root: Path) -> str:
+    return str(path.relative_to(root).with_suffix(""))
+
+
+def _random_crop(image: np.ndarray, size: int, rng: np.random.Generator, *, augment: bool) -> np.ndarray:
+    h, w = image.shape[:2]
+    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    crop = image[y : y + size, x : x + size]
+    if augment:  # before unprocessing, so every orientation meets every CFA phase
+        crop = np.rot90(crop, int(rng.integers(0, 4)))
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop, dtype=np.float32)
+
+
+def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[float, float], rng: np.random.Generator,
+                    *, with_noise_map: bool, sample_normal: Callable[..., np.ndarray] | None = None) -> dict:
+    """sRGB (2p, 2p, 3) in [0, 1] → the network input the engine would make of its RAW, and targets.
+
+    The mosaic is RGGB-phase packed directly (the engine pads every order to that phase), noise
+    is Gaussian with variance a·x + b (the Poisson–Gaussian model at these counts), and values
+    are quantised to the camera's bit depth and clipped at black and white as a sensor does.
+    """
+    linear = scene_linear(srgb, params)
+    camera = np.clip(linear @ params.camera_from_srgb.T, 0.0, 1.0)
+    camera = np.clip(protected_inverse_gains(camera, params), 0.0, 1.0)
+    packed = np.stack([camera[0::2, 0::2, 0], camera[0::2, 1::2, 1], camera[1::2, 0::2, 1], camera[1::2, 1::2, 2]])
+    shot, read = noise
+    if shot > 0 or read > 0:
+        normal = (sample_normal or rng.standard_normal)(packed.shape)
+        packed = packed + normal * np.sqrt(packed * shot + read)
+    span = float(params.white_level - params.black_level)
+    packed = np.clip(np.rint(packed * span) / span, 0.0, 1.0).astype(np.float32)
+
+    levelled = torch.from_numpy(packed)
+    camera_to_srgb = camera_to_srgb_from_xyz_to_camera(np.asarray(params.xyz_to_camera, dtype=np.float64))
+    net = apply_color_normalization(levelled.clone(), "linear-srgb", params.wb_gains_rgb, camera_to_srgb.astype(np.float32))
+    if with_noise_map:
+        net = torch.cat([net, noise_map(levelled[None], shot, read, site_gains_rgb(params.wb_gains_rgb))[0]])
+    target = torch.from_numpy(np.ascontiguousarray(srgb.transpose(2, 0, 1), dtype=np.float32))
+    saliency = torch.from_numpy(builtin_saliency(srgb.astype(np.float32)))[None]
+    return {"raw": net.contiguous(), "rgb": target.contiguous(), "saliency": saliency.contiguous(),
+            "noise": torch.tensor([shot, read], dtype=torch.float32)}

@@ -1,0 +1,55 @@
+"""Pairs made on the fly equal what the engine makes of the same synthetic RAW written as a DNG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from raw2rgb_plugin.io.raw_file import decode_raw
+from raw2rgb_plugin.pipeline.normalization import NoiseLevels, network_input
+from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptions, synthesize_pair
+from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
+from raw2rgb_plugin.training.sampling import SeededItems
+
+from helpers import smooth_scene
+
+
+@pytest.mark.parametrize("noise", [(0.0, 0.0), (2.5e-4, 1.8e-6)])
+def test_synthesized_input_matches_the_engine_on_the_same_raw(tmp_path, noise):
+    rng = np.random.default_rng(3)
+    srgb = smooth_scene(64, 96, seed=3)
+    params = random_params(rng, cfa_pattern="RGGB", noise=False)
+    # The DNG gets the same noise draw: unprocess adds it with the same formula.
+    dng_params = params.__class__(**{**params.__dict__, "shot_noise": noise[0], "read_noise": noise[1]})
+    write_synthetic_dng(srgb, tmp_path / "s.dng", np.random.default_rng(7), params=dng_params)
+    levels = NoiseLevels(*noise) if noise[0] else NoiseLevels(0.0, 0.0)
+    engine = network_input(decode_raw(tmp_path / "s.dng"), "linear-srgb", noise=levels).packed[0]
+    item = synthesize_pair(srgb, params, noise, np.random.default_rng(7), with_noise_map=True,
+                           sample_normal=lambda shape: _unprocess_normals(np.random.default_rng(7), shape))
+    assert item["raw"].shape == engine.shape == (8, 32, 48)
+    assert torch.allclose(item["raw"], engine, atol=2e-3), (item["raw"] - engine).abs().max()
+    assert torch.equal(item["rgb"], torch.from_numpy(srgb.transpose(2, 0, 1)).float())
+
+
+def _unprocess_normals(rng: np.random.Generator, packed_shape: tuple[int, ...]) -> np.ndarray:
+    """The normals unprocess draws for its (H, W) mosaic, rearranged into packed order."""
+    c, h, w = packed_shape
+    full = rng.normal(size=(2 * h, 2 * w))
+    return np.stack([full[0::2, 0::2], full[0::2, 1::2], full[1::2, 0::2], full[1::2, 1::2]])
+
+
+def test_dataset_splits_by_image_and_validation_is_fixed(tmp_path):
+    from PIL import Image
+
+    for i in range(5):
+        Image.fromarray((smooth_scene(80, 96, seed=i) * 255).astype(np.uint8)).save(tmp_path / f"img{i}.png")
+    data = OnTheFlyDataset(tmp_path, OnTheFlyOptions(patch_size=64, patches_per_image=3, val_fraction=0.2))
+    train, val = data.split("train", augment=True), data.split("val")
+    assert len(train) == 12 and len(val) == 3
+    assert set(data.manifest["scenes"]["train"]).isdisjoint(data.manifest["scenes"]["val"])
+    a, b = val[1], val[1]
+    assert torch.equal(a["raw"], b["raw"]) and a["raw"].shape == (8, 32, 32)
+    seeded = SeededItems(train)
+    assert torch.equal(seeded[(4, 11)]["raw"], seeded[(4, 11)]["raw"])
+    assert not torch.equal(seeded[(4, 11)]["raw"], seeded[(4, 12)]["raw"])
