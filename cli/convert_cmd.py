@@ -27,6 +27,7 @@ def convert(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     tile: Optional[int] = typer.Option(D.tile, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
     overlap: int = typer.Option(D.overlap, "--overlap", help="Tile overlap in packed pixels."),
+    denoise: float = typer.Option(D.denoise, "--denoise", help="Denoising strength of a noise-aware profile, 0 (keep all detail and grain) to 2 (strong); it scales the noise level the network is told."),
     half_size: bool = typer.Option(D.half_size, "--half-size", help="Write at half sensor resolution (the packed grid)."),
     compress: bool = typer.Option(D.compress, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),
     overwrite: bool = typer.Option(D.overwrite, "--overwrite/--skip-existing", help="Replace existing TIFFs, or skip them."),
@@ -44,7 +45,7 @@ def convert(
 
     started = time.perf_counter()
     options = ConvertOptions(tile=tile, overlap=overlap, half_size=half_size, compress=compress,
-                             overwrite=overwrite, decode_workers=jobs)
+                             overwrite=overwrite, decode_workers=jobs, denoise=denoise)
     paths, problems = expand_inputs(inputs, recursive=recursive)
     for problem in problems:
         error_line(problem.argument, problem.problem)
@@ -57,7 +58,7 @@ def convert(
         torch_device = choose_device(device)
         converter = Converter(
             load_profile(profile or default_profile_name(torch_device.type)),
-            device=torch_device, tile=options.tile, overlap=options.overlap,
+            device=torch_device, tile=options.tile, overlap=options.overlap, denoise=options.denoise,
         )
     except Raw2RgbError as exc:
         error_line("raw2rgb", str(exc))
@@ -137,6 +138,7 @@ def _report(results: list, refused: list[tuple[str, str]], *, quiet: bool, json_
                 "profile": converter.profile.name,
                 "device": converter.device.type,
                 "dtype": str(converter.dtype).removeprefix("torch."),
+                "denoise": converter.denoise if converter.reads_noise else None,
                 "converted": len(converted),
                 "skipped": len(skipped),
                 "failed": failed_count,

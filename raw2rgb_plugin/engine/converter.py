@@ -24,7 +24,9 @@ from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile
 from raw2rgb_plugin.io.writers import TiffWriter, Writer
 from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
-from raw2rgb_plugin.pipeline.normalization import network_input
+from raw2rgb_plugin.io.noise_profile import noise_model_for
+from raw2rgb_plugin.pipeline.noise import NoiseModel
+from raw2rgb_plugin.pipeline.normalization import NoiseLevels, network_input
 from raw2rgb_plugin.pipeline.orientation import orient
 from raw2rgb_plugin.profiles.store import Profile
 from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device, inference_dtype
@@ -32,6 +34,9 @@ from raw2rgb_plugin.runtime.runner import Runner, TorchRunner
 from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP
 
 __all__ = ["Converter", "ConvertJob", "FileResult"]
+
+#: `--denoise` range: the noise level the network is told is multiplied by this strength.
+MAX_DENOISE = 2.0
 
 
 class RenderError(Raw2RgbError):
@@ -42,11 +47,19 @@ class RenderError(Raw2RgbError):
 class Decoded:
     frame: BayerFrame
     metadata: PhotoMetadata
+    noise: NoiseModel | None = None  # read only for profiles that are told the noise
 
 
-def decode(job: ConvertJob) -> Decoded:
+def decode(job: ConvertJob, *, with_noise: bool = False) -> Decoded:
     with RawFile(job.input) as raw:
-        return Decoded(raw.frame, raw.metadata)
+        noise = noise_model_for(raw.frame, raw.metadata, raw.libraw) if with_noise else None
+        return Decoded(raw.frame, raw.metadata, noise)
+
+
+def noise_levels(model: NoiseModel, strength: float) -> NoiseLevels:
+    """The green channel's (a, b): the network's noise map is scaled per site by white balance."""
+    green = 1 if len(model.a) == 3 else 0
+    return NoiseLevels(shot=model.a[green], read=model.b[green if len(model.b) == 3 else 0], strength=strength)
 
 
 class Converter:
@@ -61,8 +74,13 @@ class Converter:
         overlap: int = DEFAULT_OVERLAP,
         dtype: torch.dtype | None = None,
         threads: int | None = None,
+        denoise: float = 1.0,
     ):
+        if not 0.0 <= denoise <= MAX_DENOISE:
+            raise Raw2RgbError(f"--denoise {denoise:g} is outside 0 … {MAX_DENOISE:g}",
+                               "0 keeps all detail and grain, 1 is the default, 2 is strong")
         self.profile = profile
+        self.denoise = float(denoise)
         self.device = device if isinstance(device, torch.device) else choose_device(device)
         self.dtype = dtype or inference_dtype(self.device)
         self.threads = bound_cpu_threads(threads) if self.device.type == "cpu" else None
@@ -74,10 +92,22 @@ class Converter:
     def tiff_writer(self, *, compress: bool = False) -> TiffWriter:
         return TiffWriter(icc=self.icc, software=self.software, compress=compress)
 
+    @property
+    def reads_noise(self) -> bool:
+        """Whether the profile's network is told each frame's noise (a noise-conditioned G1)."""
+        return int(self.profile.metadata["architecture"].get("noise_channels", 0)) > 0
+
     @torch.inference_mode()
-    def render(self, frame: BayerFrame, *, half_size: bool = False) -> np.ndarray:
-        """Full-resolution (or half-size) oriented RGB of `frame` as uint16 (H, W, 3)."""
-        net_in = network_input(frame, self.profile.input_normalization, self.device)
+    def render(self, frame: BayerFrame, *, half_size: bool = False, noise: NoiseModel | None = None) -> np.ndarray:
+        """Full-resolution (or half-size) oriented RGB of `frame` as uint16 (H, W, 3).
+
+        A noise-conditioned profile is told `noise` (estimated from the frame when not given),
+        scaled by the converter's `denoise` strength.
+        """
+        levels = None
+        if self.reads_noise:
+            levels = noise_levels(noise or noise_model_for(frame), self.denoise)
+        net_in = network_input(frame, self.profile.input_normalization, self.device, noise=levels)
         rgb = net_in.padding.crop(self.runner.run(net_in.packed))
         if half_size:
             # Mean of each 2×2 block; an odd last row/column is dropped, as LibRaw's half_size does.
@@ -89,7 +119,7 @@ class Converter:
 
     def _render_stage(self, decoded: Decoded, half_size: bool) -> np.ndarray:
         try:
-            return self.render(decoded.frame, half_size=half_size)
+            return self.render(decoded.frame, half_size=half_size, noise=decoded.noise)
         except torch.cuda.OutOfMemoryError:
             raise RenderError("the GPU ran out of memory", "use a smaller --tile (e.g. 512) or --device cpu") from None
         except RuntimeError as exc:  # e.g. the CPU allocator failing on a huge frame
@@ -109,7 +139,7 @@ class Converter:
         """Convert `jobs` (any iterable, consumed lazily); yield each result as its file finishes."""
         out = writer or self.tiff_writer()
         stages: Stages[Decoded] = Stages(
-            decode=decode,
+            decode=lambda job: decode(job, with_noise=self.reads_noise),
             render=lambda decoded: self._render_stage(decoded, half_size),
             write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite),
         )

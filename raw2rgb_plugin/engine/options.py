@@ -16,6 +16,8 @@ class ConvertOptions:
     compress: bool = False
     overwrite: bool = False
     decode_workers: int = 2
+    #: how strongly a noise-aware profile denoises: the noise level it is told, ×this (0 … 2).
+    denoise: float = 1.0
 
     def check(self) -> None:
         """One-line errors for settings that cannot work (before any model is loaded)."""
@@ -26,5 +28,8 @@ class ConvertOptions:
         if self.tile and self.overlap >= self.tile:
             raise Raw2RgbError(f"--overlap {self.overlap} must be smaller than --tile {self.tile}",
                                f"use e.g. --tile {max(512, 4 * self.overlap)}")
+        if not 0.0 <= self.denoise <= 2.0:
+            raise Raw2RgbError(f"--denoise {self.denoise:g} is outside 0 … 2",
+                               "0 keeps all detail and grain, 1 is the default, 2 is strong")
         if self.decode_workers < 1:
             raise Raw2RgbError(f"--jobs {self.decode_workers} must be at least 1", "use e.g. 2")
