@@ -14,10 +14,12 @@ from .console import error_line, out, print_json
 
 def describe_raw(path: Path) -> dict:
     """The engine's view of a RAW file, as a JSON-able dict (raises Raw2RgbError)."""
+    from raw2rgb_plugin.io.noise_profile import noise_model_for
     from raw2rgb_plugin.io.raw_file import RawFile
 
     with RawFile(path) as raw:
         frame, metadata = raw.frame, raw.metadata
+        noise = noise_model_for(frame, metadata, raw.libraw)
     out_h, out_w = frame.output_size
     return {
         "file": str(path),
@@ -31,6 +33,9 @@ def describe_raw(path: Path) -> dict:
         "white_balance": {"rgb_gains": np.asarray(frame.wb_gains_rgb).round(4).tolist(), "source": frame.wb_source},
         "camera_to_srgb": {"matrix": np.asarray(frame.camera_to_srgb).round(4).tolist(), "source": frame.matrix_source},
         "orientation": {"libraw_flip": frame.flip},
+        # variance = a·x + b on the levelled RAW (x in [0, 1]); green values (a noise-aware profile reads these).
+        "noise": {"a": float(f"{noise.shot:.4g}"), "b": float(f"{noise.read:.4g}"), "source": noise.source,
+                  "iso": noise.iso, "detail": noise.detail},
         "exif": metadata.summary(),
         "notes": frame.notes,
     }
@@ -71,6 +76,8 @@ def info(
             table.add_row("white balance", f"{wb['rgb_gains']} ({wb['source']})")
             table.add_row("colour matrix", f"{doc['camera_to_srgb']['matrix']} ({doc['camera_to_srgb']['source']})")
             table.add_row("orientation", f"LibRaw flip {doc['orientation']['libraw_flip']}")
+            noise = doc["noise"]
+            table.add_row("noise", f"shot a {noise['a']:.3g}, read b {noise['b']:.3g} ({noise['source']}: {escape(noise['detail'])})")
             for key, value in doc["exif"].items():
                 if value not in (None, "", [], {}):
                     table.add_row(key, escape(str(value)))

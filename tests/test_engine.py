@@ -134,3 +134,24 @@ def test_converter_stream_writes_tiffs_as_they_finish(tmp_path, tiny_profile):
         seen.append(result.input)
     assert sorted(seen) == sorted(inputs)
     assert json.dumps([str(p) for p in seen])
+
+
+def test_info_reports_the_noise_model_of_a_file(tmp_path):
+    """A synthetic RAW with known shot/read noise: `info --json` carries its noise model."""
+    from typer.testing import CliRunner
+
+    from raw2rgb_cli.main import app
+    from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
+
+    from helpers import smooth_scene
+
+    rng = np.random.default_rng(5)
+    params = random_params(rng, cfa_pattern="RGGB", noise=False)
+    params = params.__class__(**{**params.__dict__, "shot_noise": 4e-4, "read_noise": 4e-6, "bits": 14,
+                                 "black_level": 0, "white_level": 16383})
+    write_synthetic_dng(smooth_scene(512, 768, seed=5), tmp_path / "n.dng", rng, params=params)
+    result = CliRunner().invoke(app, ["info", "--json", str(tmp_path / "n.dng")])
+    assert result.exit_code == 0, result.output
+    noise = json.loads(result.stdout)[0]["noise"]
+    assert noise["source"] == "image estimate"
+    assert 0.7 * 4e-4 < noise["a"] < 1.3 * 4e-4
