@@ -17,9 +17,10 @@ The baseline is the classical rendering of the *same* pixels:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -176,6 +177,11 @@ def evaluate_profile(
         if on_progress is not None:
             on_progress(indices[-1] + 1, total)
 
+    return _summarise(per_image, profile.name, dataset_label or str(getattr(dataset, "root", "")), split, mode)
+
+
+def _summarise(per_image: dict[int, dict], profile_name: str, dataset_label: str, split: str, mode: str) -> Evaluation:
+    """Per-image rows of scores → the evaluation, with means over all patches."""
     images: list[ImageScore] = []
     kinds: dict[str, int] = {}
     all_scores, all_baseline = [], []
@@ -185,12 +191,12 @@ def evaluate_profile(
         b = torch.stack(row["baseline"]) if row["baseline"] else None
         if b is not None:
             all_baseline.append(b)
-        kind = "+".join(sorted(row["kinds"])) or None
-        if kind:
-            kinds[kind] = kinds.get(kind, 0) + len(row["scores"])
+        baseline_kind = "+".join(sorted(row["kinds"])) or None
+        if baseline_kind:
+            kinds[baseline_kind] = kinds.get(baseline_kind, 0) + len(row["scores"])
         images.append(ImageScore(
             image=row["image"], scene=row["scene"], patches=len(row["scores"]),
-            psnr=float(s[:, 0].mean()), ssim=float(s[:, 1].mean()), baseline=kind,
+            psnr=float(s[:, 0].mean()), ssim=float(s[:, 1].mean()), baseline=baseline_kind,
             baseline_psnr=float(b[:, 0].mean()) if b is not None else None,
             baseline_ssim=float(b[:, 1].mean()) if b is not None else None,
             note="; ".join(sorted(n for n in row["notes"] if n)) or None,
@@ -198,8 +204,8 @@ def evaluate_profile(
     scores = torch.cat(all_scores) if all_scores else torch.zeros(0, 2)
     base = torch.cat(all_baseline) if all_baseline else None
     return Evaluation(
-        profile=profile.name,
-        dataset=dataset_label or str(getattr(dataset, "root", "")),
+        profile=profile_name,
+        dataset=dataset_label,
         split=split,
         input_normalization=mode,
         patches=int(scores.shape[0]),
