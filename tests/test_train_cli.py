@@ -12,11 +12,12 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
-from train_helpers import install_vgg_weights, make_vgg_state
 from typer.testing import CliRunner
 
 from raw2rgb_cli.main import app
 from raw2rgb_plugin.profiles.store import load_profile
+
+from train_helpers import install_vgg_weights, make_vgg_state
 
 TRAIN = ["--variant", "lite", "--max-steps", "5", "--batch-size", "2", "--stage1-epochs", "1",
          "--stage2-epochs", "1", "--d-width", "8", "--device", "cpu"]
@@ -62,13 +63,16 @@ def test_train_options_take_their_defaults_from_train_config():
     from raw2rgb_plugin.training.config import TrainConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    field_of = {"init": "init_profile"}  # the one option named unlike its field
+    field_of = {"init": "init_profile", "patch_size": "synthetic_patch_size",  # options named unlike their field
+                "patches_per_image": "synthetic_patches_per_image", "clean_fraction": "synthetic_clean_fraction"}
     options = {field_of.get(name, name): p.default.default for name, p in inspect.signature(train_cmd.train).parameters.items()}
     mirrored = {name: value for name, value in options.items() if name in defaults}
     assert mirrored == {name: defaults[name] for name in mirrored}
-    assert set(defaults) - set(mirrored) == {"width", "betas", "lr_decay_factor"}  # not CLI options
+    # not CLI options (noise_map follows from --synthetic)
+    assert set(defaults) - set(mirrored) == {"width", "betas", "lr_decay_factor", "noise_map"}
 
 
+@pytest.mark.slow
 def test_synth_train_convert_evaluate(tmp_path, dataset):
     install_vgg_weights(make_vgg_state())
     trained = invoke("train", dataset, "-o", tmp_path / "run", "--profile-name", "mine", "--json", *TRAIN)
