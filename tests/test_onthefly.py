@@ -53,3 +53,43 @@ def test_dataset_splits_by_image_and_validation_is_fixed(tmp_path):
     seeded = SeededItems(train)
     assert torch.equal(seeded[(4, 11)]["raw"], seeded[(4, 11)]["raw"])
     assert not torch.equal(seeded[(4, 11)]["raw"], seeded[(4, 12)]["raw"])
+
+
+@pytest.mark.slow
+def test_train_synthetic_makes_a_noise_aware_profile_that_convert_uses(tmp_path, isolated_profile_dir):
+    """train --synthetic → a profile whose G1 reads a noise map; convert --denoise changes its output."""
+    import json
+
+    import tifffile
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from raw2rgb_cli.main import app
+    from raw2rgb_plugin.profiles.store import load_profile
+
+    images = tmp_path / "rgb"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray((smooth_scene(96, 96, seed=i) * 255).astype(np.uint8)).save(images / f"im{i}.png")
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--synthetic", str(images), "-o", str(tmp_path / "run"), "--variant", "lite",
+                                  "--profile-name", "nc", "--no-perceptual", "--stage1-epochs", "1", "--stage2-epochs", "0",
+                                  "--patch-size", "64", "--patches-per-image", "2", "--batch-size", "2", "--max-steps", "2",
+                                  "--json"])
+    assert trained.exit_code == 0, trained.output
+    profile = load_profile("nc")
+    assert profile.metadata["architecture"]["noise_channels"] == 4
+    assert profile.metadata["training"]["dataset"]["manifest"]["kind"] == "synthetic-on-the-fly"
+
+    rng = np.random.default_rng(1)
+    params = random_params(rng, cfa_pattern="RGGB", noise=False)
+    params = params.__class__(**{**params.__dict__, "shot_noise": 1e-3, "read_noise": 1e-5})
+    write_synthetic_dng(smooth_scene(64, 64, seed=9), tmp_path / "noisy.dng", rng, params=params)
+    outputs = {}
+    for strength in ("0", "2"):
+        done = runner.invoke(app, ["convert", str(tmp_path / "noisy.dng"), "-o", str(tmp_path / strength),
+                                   "--profile", "nc", "--denoise", strength, "--json", "-q"])
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.stdout)["denoise"] == float(strength)
+        outputs[strength] = tifffile.imread(tmp_path / strength / "noisy.tif")
+    assert not np.array_equal(outputs["0"], outputs["2"])
