@@ -34,6 +34,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
     variant: str = typer.Option(_D.variant, "--variant", help="G1 width: base (64, the seed's), slim (32) or lite (16)."),
     max_steps: Optional[int] = typer.Option(_D.max_steps, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
+    max_minutes: Optional[float] = typer.Option(_D.max_minutes, "--max-minutes", help="Stop after this many minutes of training in this invocation; a checkpoint and a profile are still written (--resume continues)."),
     keep_best: bool = typer.Option(_D.keep_best, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
     perceptual: bool = typer.Option(_D.perceptual, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
     vgg_weights: Optional[Path] = typer.Option(_D.vgg_weights, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
@@ -72,7 +73,7 @@ def train(
         lambda_l1=lambda_l1, lambda_attn=lambda_attn, lambda_perc=lambda_perc, lambda_gan=lambda_gan,
         perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
         input_normalization=input_normalization, residual_base=residual_base, init_profile=init, seed=seed, amp=amp, device=device,
-        workers=workers, max_steps=max_steps, keep_best=keep_best, checkpoint_every=checkpoint_every, log_every=log_every,
+        workers=workers, max_steps=max_steps, max_minutes=max_minutes, keep_best=keep_best, checkpoint_every=checkpoint_every, log_every=log_every,
         noise_map=synthetic is not None, synthetic_patch_size=patch_size, synthetic_patches_per_image=patches_per_image,
         synthetic_clean_fraction=clean_fraction,
     )
@@ -188,7 +189,7 @@ class _TrainDisplay:
             self.print(f"[yellow]note[/yellow]: {escape(event['message'])}")
         elif kind == "stop":
             self.stop_reason = event["reason"]
-            why = "--max-steps reached" if event["reason"] == "max_steps" else "stopped on request"
+            why = {"max_steps": "--max-steps reached", "max_minutes": "--max-minutes reached"}.get(event["reason"], "stopped on request")
             self.print(f"{why} at step {event['step']}; checkpoint written (continue with --resume)")
         elif kind == "profile":
             where = f", installed as {escape(event['installed'])}" if event.get("installed") else ""

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import PairDatasetInMemory, install_vgg_weights, make_vgg_state
 
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.models.g1 import G1, G1Config
 from raw2rgb_plugin.profiles.store import load_profile, save_profile
 from raw2rgb_plugin.training.trainer import TrainConfig, Trainer, TrainingError
+
+from train_helpers import PairDatasetInMemory, install_vgg_weights, make_vgg_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,8 +85,9 @@ def test_both_stages_train_g1_g2_and_d_with_every_loss(tmp_path, monkeypatch, vg
     assert all(e["lr_g"] == 2e-4 and e["lr_d"] is None for e in stage1)
     assert all(e["lr_g"] == 1e-4 and e["lr_d"] == 4e-4 for e in stage2)
     for e in stage2:  # the generator's objective is the weighted sum of its four terms
-        l = e["losses"]
-        assert l["g"] == pytest.approx(l["l1"] + 0.5 * l["attn"] + l["perc"] + 0.01 * l["gan"], rel=1e-5)
+        losses = e["losses"]
+        assert losses["g"] == pytest.approx(
+            losses["l1"] + 0.5 * losses["attn"] + losses["perc"] + 0.01 * losses["gan"], rel=1e-5)
 
     epochs = [e for e in events if e["event"] == "epoch"]
     assert [e["stage"] for e in epochs] == [1, 2]
@@ -132,6 +134,7 @@ def test_each_stage_and_network_keeps_its_own_learning_rate_schedule(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
     config = dataclasses.replace(TINY, stage2_epochs=2, checkpoint_every=3, log_every=1)
     whole = Trainer(config, PairDatasetInMemory(), tmp_path / "whole", install_profile=False)
@@ -233,7 +236,8 @@ def test_init_from_a_profile_fine_tunes_its_weights(tmp_path):
     assert load_profile(result.profile_path).metadata["training"]["init_profile"] == "start"
     assert not [e for e in events if e["event"] == "note"]
     # Weights that never saw spectral norm cannot be reproduced under it: the run says so.
-    plain = save_profile(tmp_path / "plain.safetensors", G1(G1Config(width=8, spectral_norm=False)), {"input_normalization": "wb+ccm"})
+    plain = save_profile(tmp_path / "plain.safetensors", G1(G1Config(width=8, spectral_norm=False)),
+                         {"input_normalization": "wb+ccm"})
     events.clear()
     Trainer(dataclasses.replace(config, init_profile=str(plain)), PairDatasetInMemory(), tmp_path / "plain-run",
             install_profile=False, on_event=events.append).run()
@@ -263,8 +267,8 @@ def test_the_seed_values_are_the_defaults():
 
 
 def test_torch_free_config_agrees_with_the_engine():
-    from raw2rgb_plugin.profiles import store as profiles
     from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS
+    from raw2rgb_plugin.profiles import store as profiles
     from raw2rgb_plugin.training.config import INPUT_NORMALIZATIONS, VARIANTS
 
     assert set(VARIANTS) == set(VARIANT_WIDTHS) and set(INPUT_NORMALIZATIONS) == set(profiles.INPUT_NORMALIZATIONS)
@@ -273,6 +277,7 @@ def test_torch_free_config_agrees_with_the_engine():
     assert done.stdout.strip() == "False"  # `raw2rgb --help` stays fast
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_stay_in_sync(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -364,3 +369,12 @@ def test_init_can_add_a_residual_base_to_a_plain_profile(tmp_path):
     with torch.no_grad():  # the same encoder/decoder weights either way
         for model in (added, gated):
             assert torch.allclose(model.forward_features(x)[1][-1], kept.forward_features(x)[1][-1], atol=1e-5)
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_a_profile(tmp_path):
+    config = dataclasses.replace(TINY, stage1_epochs=50, max_minutes=1e-6)  # out of time after the first step
+    events: list[dict] = []
+    result = Trainer(config, PairDatasetInMemory(), tmp_path / "run", install_profile=False, on_event=events.append).run()
+    assert result.global_step == 1 and not result.completed and result.profile_path.is_file()
+    assert [e["reason"] for e in events if e["event"] == "stop"] == ["max_minutes"]
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()

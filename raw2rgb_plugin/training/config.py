@@ -56,6 +56,9 @@ class TrainConfig:
     device: str = "auto"
     workers: int | None = None  # None: 0 on the CPU, a few on CUDA
     max_steps: int | None = None
+    #: stop (checkpoint + profile) once this invocation has trained this long: a GPU lent for
+    #: ten minutes, a background CPU run that must end before its session does
+    max_minutes: float | None = None
     keep_best: bool = False  # export the epoch with the best validation PSNR, not the last
     checkpoint_every: int = 1000  # steps; a checkpoint is also written at each epoch's end
     log_every: int = 10  # steps between JSONL step records
@@ -105,6 +108,8 @@ class TrainConfig:
             raise TrainingError("no epochs to train", "give --stage1-epochs and/or --stage2-epochs a positive value")
         if self.lr_decay_every < 1:
             raise TrainingError("--lr-decay-every must be at least 1 epoch", "use 10 (the seed's)")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise TrainingError(f"--max-minutes {self.max_minutes} is not positive", "use e.g. 8")
         if self.max_steps is not None and self.max_steps < 1:
             raise TrainingError(f"--max-steps {self.max_steps} is not positive", "use 1 or more")
         if self.input_normalization not in (None, *INPUT_NORMALIZATIONS):

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class Trainer:
         self.on_event = on_event
         self.install_profile = install_profile
         self._stop_requested = False
+        self._deadline: float | None = None  # monotonic time of --max-minutes, set when run() starts
         checkpoint = open_run(self.run_dir, resume)
         progress = json.loads(checkpoint["progress"]) if checkpoint is not None else {}
         self.config = run_config(config, checkpoint)
@@ -227,6 +229,8 @@ class Trainer:
             leave_distributed(self.dist)
 
     def _run(self) -> TrainResult:
+        if self.config.max_minutes:
+            self._deadline = time.monotonic() + 60.0 * self.config.max_minutes
         train_loader = make_loader(SeededItems(self.train_items), self.config, self.device, self.dist.world_size,
                                    sampler=self.train_sampler, drop_last=True)
         self.log.open()
@@ -303,6 +307,8 @@ class Trainer:
     def _should_stop(self) -> bool:
         if self.config.max_steps is not None and self.global_step >= self.config.max_steps:
             return True  # the same step on every rank
+        if self._out_of_time():
+            self._stop_requested = True  # ranks agree on it below, like a Ctrl-C on one of them
         if not self.dist.enabled:
             return self._stop_requested
         # A stop request may reach one rank only; all must stop after the same step. Agreeing
@@ -311,10 +317,13 @@ class Trainer:
             return False
         return any_rank(self._stop_requested, self.dist, self.device)
 
+    def _out_of_time(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
     def _stop_reason(self) -> str:
         if self.config.max_steps is not None and self.global_step >= self.config.max_steps:
             return "max_steps"
-        return "requested"
+        return "max_minutes" if self._out_of_time() else "requested"
 
     def _end_epoch(self) -> None:
         self.gan.end_epoch()
