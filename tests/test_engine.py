@@ -155,3 +155,10 @@ def test_info_reports_the_noise_model_of_a_file(tmp_path):
     noise = json.loads(result.stdout)[0]["noise"]
     assert noise["source"] == "image estimate"
     assert 0.7 * 4e-4 < noise["a"] < 1.3 * 4e-4
+
+
+def test_the_script_api_is_importable_from_the_package():
+    import raw2rgb_plugin
+
+    for name in ("Converter", "ConvertJob", "FileResult", "load_profile", "RawFile", "decode_raw", "Raw2RgbError"):
+        assert getattr(raw2rgb_plugin, name).__name__ == name
