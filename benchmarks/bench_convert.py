@@ -30,14 +30,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from raw2rgb_plugin.runtime.device import choose_device, inference_dtype
-from raw2rgb_plugin.io.dng_write import write_bayer_dng
 from raw2rgb_plugin.engine.converter import Converter, ConvertJob
+from raw2rgb_plugin.io.dng_write import write_bayer_dng
 from raw2rgb_plugin.io.icc import icc_profile_bytes
-from raw2rgb_plugin.models.g1 import G1, G1Config
-from raw2rgb_plugin.profiles.store import load_profile, save_profile
 from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.io.tiff_write import write_rgb16_tiff
+from raw2rgb_plugin.models.g1 import G1, G1Config
+from raw2rgb_plugin.profiles.store import load_profile, save_profile
+from raw2rgb_plugin.runtime.device import choose_device, inference_dtype
 
 SIZES = {"12MP": (3000, 4000), "24MP": (4000, 6000)}
 XYZ_TO_CAMERA = np.array([[0.6722, -0.0635, -0.0963], [-0.4287, 1.2460, 0.2028], [-0.0908, 0.2162, 0.5668]])
@@ -97,7 +97,8 @@ def main() -> None:
             ahd_s = timed(ahd, repeat=2)
             console.print(f"{size_name}: decode {decode_s:.2f} s, LibRaw AHD {ahd_s:.2f} s")
             rows.append({"frame": size_name, "stage": "decode (rawpy + BayerFrame)", "device": "cpu", "seconds": decode_s})
-            rows.append({"frame": size_name, "stage": "baseline: LibRaw postprocess AHD 16-bit", "device": "cpu", "seconds": ahd_s})
+            rows.append({"frame": size_name, "stage": "baseline: LibRaw postprocess AHD 16-bit", "device": "cpu",
+                         "seconds": ahd_s})
 
             pixels = np.random.default_rng(1).integers(0, 65535, (height, width, 3), dtype=np.uint16)
             icc = icc_profile_bytes("srgb")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raw2rgb_plugin.pipeline.colour import XYZ_TO_SRGB
 from raw2rgb_plugin.io.dng_write import write_bayer_dng
+from raw2rgb_plugin.pipeline.colour import XYZ_TO_SRGB
 
 MOSAIC_FILE = "bayer_small.png"
 CFA = "GRBG"

@@ -100,7 +100,8 @@ def read_sample_bytes(wheel: Path, name: str) -> bytes:
         with zipfile.ZipFile(wheel) as archive:
             data = archive.read(image.member)
     except (zipfile.BadZipFile, KeyError, OSError) as exc:
-        raise WheelError(f"cannot read {image.member} from {wheel} ({exc}) — pass a scikit_image-{SKIMAGE_VERSION} wheel") from None
+        raise WheelError(f"cannot read {image.member} from {wheel} ({exc}) — "
+                         f"pass a scikit_image-{SKIMAGE_VERSION} wheel") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != image.sha256:
         raise WheelError(f"{image.member} in {wheel} has SHA-256 {digest[:12]}…, expected {image.sha256[:12]}… "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -72,10 +72,10 @@ def build(
     raw_dir: Path = typer.Argument(..., help="Folder of RAW files.", exists=True, file_okay=False, show_default=False),
     rgb_dir: Path = typer.Argument(..., help="Folder of target images (PNG, JPEG, TIFF) named like the RAWs.", exists=True, file_okay=False, show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Dataset folder (created, or resumed if it exists).", file_okay=False),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with columns raw,rgb[,scene] instead of matching by name.", dir_okay=False),
+    manifest: Path | None = typer.Option(None, "--manifest", help="CSV with columns raw,rgb[,scene] instead of matching by name.", dir_okay=False),
     input_normalization: str = typer.Option("linear-srgb", "--input-normalization", help="raw, wb, wb+ccm or linear-srgb (the last two: one profile for every camera)."),
     patch_size: int = typer.Option(224, "--patch-size", help="Patch size in packed pixels (×2 sensor pixels); a multiple of 8."),
-    stride: Optional[int] = typer.Option(None, "--stride", help="Step between patches in packed pixels (default: the patch size)."),
+    stride: int | None = typer.Option(None, "--stride", help="Step between patches in packed pixels (default: the patch size)."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of scenes held out for validation."),
     align: str = typer.Option("auto", "--align", help="auto, homography (other camera), crop (same camera) or none (already aligned)."),
     min_pair_score: float = typer.Option(0.3, "--min-pair-score", help="Drop a pair whose overall alignment score is below this."),
@@ -90,9 +90,9 @@ def build(
     json_output: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
 ) -> None:
     """Align RAW/RGB pairs and store patches for `raw2rgb train` (resumable)."""
+    from raw2rgb_plugin.errors import Raw2RgbError
     from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset
     from raw2rgb_plugin.training.data.sources import pair_source
-    from raw2rgb_plugin.errors import Raw2RgbError
 
     started = time.perf_counter()
     options = BuildOptions(
@@ -136,8 +136,8 @@ def synth(
     json_output: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
 ) -> None:
     """Make RAW/sRGB pairs by unprocessing sRGB images with random cameras (generic profiles)."""
-    from raw2rgb_plugin.training.data.synth import SynthOptions, synthesize_dataset
     from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.training.data.synth import SynthOptions, synthesize_dataset
 
     started = time.perf_counter()
     options = SynthOptions(

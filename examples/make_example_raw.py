@@ -24,10 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from skimage_wheel import SAMPLE_IMAGES, SKIMAGE_VERSION, WheelError, find_or_download_wheel, read_sample_image  # noqa: E402
-
 from raw2rgb_plugin.io.exif_read import PhotoMetadata  # noqa: E402
 from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng  # noqa: E402
+
+from skimage_wheel import SAMPLE_IMAGES, SKIMAGE_VERSION, WheelError, find_or_download_wheel, read_sample_image  # noqa: E402
 
 SEED = 20190615  # fixed, so the example is the same file on every run
 CFA = "GRBG"
@@ -71,7 +71,8 @@ def make_example(out: Path, wheel: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skimage-wheel", type=Path, help=f"a scikit_image-{SKIMAGE_VERSION} wheel (default: cached or pip-downloaded)")
+    parser.add_argument("--skimage-wheel", type=Path,
+                        help=f"a scikit_image-{SKIMAGE_VERSION} wheel (default: cached or pip-downloaded)")
     parser.add_argument("--out", type=Path, default=ROOT / "examples" / "astronaut.dng")
     args = parser.parse_args(argv)
     try:

@@ -2,9 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
+from raw2rgb_plugin.io.raw_file import decode_raw
+from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.training.data.align import (
-    AlignmentFailed,
     TEXTURE_THRESHOLD,
+    AlignmentFailed,
     PatchScorer,
     estimate_alignment,
     gradient_ncc,
@@ -12,8 +14,6 @@ from raw2rgb_plugin.training.data.align import (
     target_gray,
     warp_to_grid,
 )
-from raw2rgb_plugin.pipeline.normalization import network_input
-from raw2rgb_plugin.io.raw_file import decode_raw
 
 from scene_images import textured_scene, write_pair
 

@@ -19,14 +19,13 @@ import torch
 from typer.testing import CliRunner
 
 from raw2rgb_cli.main import app
-from raw2rgb_plugin.io.dng_write import write_bayer_dng
 from raw2rgb_plugin.engine.converter import Converter, ConvertJob
+from raw2rgb_plugin.io.dng_write import write_bayer_dng
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
+from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.profiles.store import load_profile
-from raw2rgb_plugin.io.raw_file import decode_raw
-
 from raw2rgb_plugin.training.data.unprocess import mosaic_rgb as bayer_from_rgb
 
 from helpers import TEST_XYZ_TO_CAMERA, smooth_scene
@@ -98,7 +97,7 @@ def test_every_order_sees_the_same_scene_in_the_same_place(tmp_path):
     reference = network_input(decode_raw(tmp_path / "RGGB.dng"), "raw").packed[0]
     # After the phase padding each order's packed pixel (i, j) covers the same scene sites as
     # the uncropped RGGB mosaic's, except the reflected first and last row/column.
-    full_packed = torch.from_numpy(((full.astype(np.float32) - BLACK) / (WHITE - BLACK)))
+    full_packed = torch.from_numpy((full.astype(np.float32) - BLACK) / (WHITE - BLACK))
     from raw2rgb_plugin.pipeline.packing import pack_rggb
 
     full_packed = pack_rggb(full_packed)
@@ -133,6 +132,7 @@ def test_full_and_half_resolution_sizes(tmp_path, converter, cfa):
     assert converter.render(frame, half_size=True).shape == (35, 51, 3)
 
 
+@pytest.mark.slow
 def test_tiled_conversion_matches_whole_frame(tmp_path, tiny_profile):
     frame = decode_raw(write_scene_dng(tmp_path / "t.dng", height=400, width=560))
     whole = Converter(load_profile(tiny_profile), device="cpu", tile=0).render(frame)
@@ -177,6 +177,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_batch_with_bad_files_skip_and_overwrite(tmp_path, tiny_profile):
     good = [write_scene_dng(tmp_path / f"good{i}.dng", cfa, seed=i) for i, cfa in enumerate(ORDERS[:2])]
     fake = tmp_path / "notes.NEF"
@@ -206,6 +207,7 @@ def test_batch_with_bad_files_skip_and_overwrite(tmp_path, tiny_profile):
     assert (out / "good0.tif").stat().st_mtime_ns != stamp
 
 
+@pytest.mark.slow
 def test_folders_globs_and_case_insensitive_extensions(tmp_path, tiny_profile):
     (tmp_path / "shoot" / "day2").mkdir(parents=True)
     write_scene_dng(tmp_path / "shoot" / "a.DNG")
@@ -255,7 +257,8 @@ def test_real_and_stripped_camera_files(tmp_path, shared_data, tiny_profile):
 
 
 def test_info_reports_the_engine_view(tmp_path, shared_data):
-    result = run_cli("info", shared_data / "raw" / "RAW_CANON_D30_SRGB.CRW", write_scene_dng(tmp_path / "i.dng", "GBRG", orientation=6), "--json")
+    result = run_cli("info", shared_data / "raw" / "RAW_CANON_D30_SRGB.CRW",
+                     write_scene_dng(tmp_path / "i.dng", "GBRG", orientation=6), "--json")
     assert result.exit_code == 0, result.stderr
     canon, synthetic = json.loads(result.stdout)
     assert canon["camera"]["make"] == "Canon" and canon["white_balance"]["source"] == "daylight"
@@ -276,6 +279,7 @@ def test_profiles_list_and_show(tiny_profile, isolated_profile_dir):
     assert shown.exit_code == 0 and json.loads(shown.stdout)["architecture"]["width"] == 8
 
 
+@pytest.mark.slow
 def test_interrupted_batch_leaves_no_partial_tiff_and_resumes(tmp_path, tiny_profile):
     count = 12
     inputs = [write_scene_dng(tmp_path / f"f{i}.dng", height=384, width=512, seed=i) for i in range(count)]

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from raw2rgb_plugin.io.raw_file import decode_raw
+from raw2rgb_plugin.pipeline.normalization import network_input
+from raw2rgb_plugin.pipeline.packing import pack_rggb, unpack_rggb
 from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset
 from raw2rgb_plugin.training.data.sources import CsvPairs, FolderPairs, SyntheticPairs, find_pairs
 from raw2rgb_plugin.training.data.store import DatasetError, assign_splits, augment_patch, open_dataset
 from raw2rgb_plugin.training.data.synth import SynthOptions, synthesize_dataset
-from raw2rgb_plugin.pipeline.normalization import network_input
-from raw2rgb_plugin.pipeline.packing import pack_rggb, unpack_rggb
-from raw2rgb_plugin.io.raw_file import decode_raw
 
 from scene_images import save_srgb, textured_scene, write_pair
 
@@ -105,7 +105,8 @@ def test_split_never_shares_a_scene(pairs_dataset, tmp_path):
     csv = tmp_path / "pairs.csv"
     csv.write_text("raw,rgb,scene\na_aligned.dng,a_aligned.png,s1\nb_aligned.dng,b_aligned.png,s1\n"
                    "c_misaligned.dng,c_misaligned.png,s2\na_aligned.dng,b_aligned.png,s3\n")
-    report = build_dataset(CsvPairs(csv, raw, rgb), tmp_path / "ds", BuildOptions(patch_size=PATCH, val_fraction=0.5, previews=0, jobs=2))
+    report = build_dataset(CsvPairs(csv, raw, rgb), tmp_path / "ds",
+                           BuildOptions(patch_size=PATCH, val_fraction=0.5, previews=0, jobs=2))
     ds = open_dataset(tmp_path / "ds")
     train, val = ds.split("train"), ds.split("val")
     assert len(train) and len(val)
@@ -289,7 +290,8 @@ def test_pair_sources_list_match_and_refuse(tmp_path):
     csv = tmp_path / "pairs.csv"
     csv.write_text(f"raw,rgb,scene\nIMG_1.dng,other.jpg,\n{raw / 'IMG_2.dng'},img_1.png,hall\n", encoding="utf-8-sig")
     listed = CsvPairs(csv, raw, rgb)
-    assert [(p.raw.name, p.rgb.name, p.scene) for p in listed.pairs()] == [("IMG_1.dng", "other.jpg", "IMG_1"), ("IMG_2.dng", "img_1.png", "hall")]
+    assert [(p.raw.name, p.rgb.name, p.scene) for p in listed.pairs()] == [("IMG_1.dng", "other.jpg", "IMG_1"),
+                                                                           ("IMG_2.dng", "img_1.png", "hall")]
     assert listed.unmatched() == {}
     csv.write_text("raw,rgb\nIMG_3.dng,other.jpg\n")
     with pytest.raises(DatasetError, match=":2: .*IMG_3.dng does not exist"):
@@ -330,7 +332,8 @@ def test_png_orientation_is_found_after_the_image_data(tmp_path):
     png = buffer.getvalue()
     exif = Image.Exif()
     exif[274] = 6
-    chunk = struct.pack(">I", len(exif.tobytes())) + b"eXIf" + exif.tobytes() + struct.pack(">I", zlib.crc32(b"eXIf" + exif.tobytes()))
+    chunk = (struct.pack(">I", len(exif.tobytes())) + b"eXIf" + exif.tobytes()
+             + struct.pack(">I", zlib.crc32(b"eXIf" + exif.tobytes())))
     (tmp_path / "late.png").write_bytes(png[:-12] + chunk + png[-12:])  # before IEND, after IDAT
     got, bits = load_rgb(tmp_path / "late.png")
     assert bits == 8

@@ -13,8 +13,8 @@ import pytest
 import rawpy
 import tifffile
 
-from raw2rgb_plugin.io.dng_write import CFA_ORDERS, write_bayer_dng
 from raw2rgb_plugin.errors import OutputError
+from raw2rgb_plugin.io.dng_write import CFA_ORDERS, write_bayer_dng
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
 
 F = Fraction

@@ -6,7 +6,6 @@ from raw2rgb_plugin.pipeline.mhc import demosaic, interpolate_missing_colours
 from raw2rgb_plugin.pipeline.normalization import apply_color_normalization, levels_normalize
 from raw2rgb_plugin.pipeline.orientation import orient
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, unpack_rggb
-
 from raw2rgb_plugin.training.data.unprocess import mosaic_rgb as bayer_from_rgb
 
 ORDERS = ["RGGB", "BGGR", "GRBG", "GBRG"]

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from raw2rgb_plugin.errors import ProfileError
-from raw2rgb_plugin.models.g1 import G1, G1Config, VARIANT_WIDTHS, count_parameters, load_plain_state_dict
+from raw2rgb_plugin.models.g1 import G1, VARIANT_WIDTHS, G1Config, count_parameters, load_plain_state_dict
 from raw2rgb_plugin.profiles.store import METADATA_KEY, list_profile_paths, load_profile, read_profile_metadata, save_profile
 
 from helpers import make_tiny_profile
@@ -52,6 +52,7 @@ def test_residual_base_g1_starts_as_the_classical_rendering_and_round_trips(tmp_
         save_profile(tmp_path / "mismatch", model, {"input_normalization": "wb+ccm"})
 
 
+@pytest.mark.slow
 def test_gated_g1_blends_its_image_with_the_classical_rendering(tmp_path):
     from raw2rgb_plugin.models.g1 import adapt_plain_state
     from raw2rgb_plugin.pipeline.classical import mhc_srgb_rendering
@@ -73,6 +74,7 @@ def test_gated_g1_blends_its_image_with_the_classical_rendering(tmp_path):
     assert torch.equal(back(x), plain(x))
 
 
+@pytest.mark.slow
 def test_round_trip_by_name_and_by_path(user_dir):
     path = make_tiny_profile(user_dir / "mine")
     meta = read_profile_metadata(path)
@@ -85,6 +87,7 @@ def test_round_trip_by_name_and_by_path(user_dir):
     assert path in list_profile_paths()
 
 
+@pytest.mark.slow
 def test_fp16_profile_reproduces_the_model(tmp_path):
     torch.manual_seed(1)
     model = G1(G1Config(width=8)).eval()
@@ -93,6 +96,7 @@ def test_fp16_profile_reproduces_the_model(tmp_path):
     assert (load_profile(path).model(x) - model(x)).abs().max() < 5e-3
 
 
+@pytest.mark.slow
 def test_spectral_norm_training_model_exports_its_effective_weights(tmp_path):
     torch.manual_seed(2)
     model = G1(G1Config(width=8, spectral_norm=True))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from raw2rgb_plugin.errors import RawDecodeError, UnsupportedRawError
-from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.io.raw_file import decode_raw
+from raw2rgb_plugin.pipeline.normalization import network_input
 
 
 def test_canon_d30_invalid_as_shot_wb_falls_back_to_daylight(shared_data):

@@ -7,8 +7,8 @@ import pytest
 import rawpy
 
 from raw2rgb_plugin.engine.converter import Converter
-from raw2rgb_plugin.profiles.store import SHIPPED_PROFILE_DIR, load_profile
 from raw2rgb_plugin.io.raw_file import decode_raw
+from raw2rgb_plugin.profiles.store import SHIPPED_PROFILE_DIR, load_profile
 
 SHIPPED = sorted(SHIPPED_PROFILE_DIR.glob("*.safetensors"))
 

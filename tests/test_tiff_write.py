@@ -17,8 +17,8 @@ import pytest
 import tifffile
 from PIL import ImageCms
 
-from raw2rgb_plugin.io import icc, tiff_write
 from raw2rgb_plugin.errors import OutputError
+from raw2rgb_plugin.io import icc, tiff_write
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.tiff_write import rational_values, write_rgb16_tiff

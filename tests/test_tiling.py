@@ -5,12 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from raw2rgb_plugin.models.g1 import G1_SPEC
-from raw2rgb_plugin.runtime.runner import prepare_for_inference
-from raw2rgb_plugin.models.g1 import G1, G1Config
+from raw2rgb_plugin.models.g1 import G1, G1_SPEC, PACKED_STRIDE as STRIDE, G1Config
 from raw2rgb_plugin.pipeline.normalization import levels_normalize
 from raw2rgb_plugin.pipeline.packing import pack_rggb, pad_mosaic, rggb_padding
-from raw2rgb_plugin.models.g1 import PACKED_STRIDE as STRIDE
+from raw2rgb_plugin.runtime.runner import prepare_for_inference
 from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP, pad_to_stride, run_tiled, tile_starts
 
 # Stated tolerance, on the [0, 1] output scale, at the default overlap: a random-weight G1

@@ -8,16 +8,15 @@ import torch
 from safetensors.torch import save_file
 from torch.nn.utils import parametrize
 
-from train_helpers import install_vgg_weights, make_vgg_state
-
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.training.losses import PerceptualLoss, attention_loss, lsgan_d_loss, lsgan_g_loss
-from raw2rgb_plugin.training.metrics import psnr, ssim
 from raw2rgb_plugin.models.discriminator import MIN_PACKED_SIZE, PatchDiscriminator
 from raw2rgb_plugin.models.g1 import G1, G1Config, count_parameters
 from raw2rgb_plugin.models.g2 import G2
 from raw2rgb_plugin.models.vgg import VGG16_URL, Vgg16Conv4_3, VggWeightsError, load_vgg16_conv4_3, vgg_cache_path
+from raw2rgb_plugin.training.losses import PerceptualLoss, attention_loss, lsgan_d_loss, lsgan_g_loss
+from raw2rgb_plugin.training.metrics import psnr, ssim
 
+from train_helpers import install_vgg_weights, make_vgg_state
 
 # Tiny networks gain nothing from intra-op threads (see conftest.one_torch_thread).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

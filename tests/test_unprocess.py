@@ -3,9 +3,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.pipeline.packing import rggb_padding
-from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.training.data.unprocess import (
     BAYER_ORDERS,
     XYZ_TO_CAMERA_TABLE,
@@ -89,12 +89,12 @@ def test_highlight_protection_keeps_white_white_and_dark_colours_exact():
 @pytest.mark.parametrize("cfa", ["RGGB", "GBRG"])
 def test_linear_srgb_input_is_closer_to_the_scene_than_wb_ccm(tmp_path, cfa):
     """Why `linear-srgb` exists: on a textured scene its mosaic is much nearer the ideal one."""
-    from scene_images import textured_scene
-
     import torch
 
     from raw2rgb_plugin.pipeline.packing import pack_rggb, pad_mosaic
     from raw2rgb_plugin.training.data.unprocess import mosaic_rgb
+
+    from scene_images import textured_scene
 
     rng = np.random.default_rng(11)
     srgb = textured_scene(96, 128, seed=3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class DoneEvent:
     result: FileResult
 
 
-Event = Union[StageEvent, DoneEvent]
+Event = StageEvent | DoneEvent
 
 #: Called from worker threads too (decoding, writing): keep it thread-safe and quick.
 EventCallback = Callable[[Event], None]

@@ -96,7 +96,8 @@ def plan_jobs(inputs: list[Path], output_dir: Path | None, suffix: str = ".tif")
         if key in sources:
             refused.append((path, f"its output {target} would replace an input file — use -o to write elsewhere"))
         elif key in claimed:
-            refused.append((path, f"its output {target} is also the output of {claimed[key]} — convert them into different folders"))
+            refused.append((path, f"its output {target} is also the output of {claimed[key]} — "
+                                  "convert them into different folders"))
         else:
             claimed[key] = path
             jobs.append(ConvertJob(path, target))

@@ -69,7 +69,7 @@ class _Writer:
             start = time.perf_counter()
             try:
                 self._write(job, pixels, decoded)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes that file's result
+            except Exception as exc:  # every failure becomes that file's result
                 self._finish(job, _failure(job, "write", exc, timings))
                 continue
             timings["write"] = time.perf_counter() - start
@@ -121,7 +121,7 @@ def schedule(jobs: Iterable[ConvertJob], stages: Stages, *, overwrite: bool = Fa
             job, future = pending.popleft()
             try:
                 decoded, decode_seconds = future.result()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 finish(job, _failure(job, "decoding", exc))
                 decoded = None
             fill()
@@ -147,7 +147,7 @@ def _render_one(job: ConvertJob, decoded: Any, decode_seconds: float, stages: St
     start = time.perf_counter()
     try:
         pixels = stages.render(decoded)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         finish(job, _failure(job, "rendering", exc, {"decode": decode_seconds}))
         return
     timings = {"decode": decode_seconds, "render": time.perf_counter() - start}

@@ -9,8 +9,9 @@ synthetic data exercises the same metadata path as real RAWs.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import cast
 
 import numpy as np
 import tifffile
@@ -99,7 +100,9 @@ def _check_mosaic(mosaic: np.ndarray, cfa: str) -> None:
 
 
 def _black_levels(black_level: float | Sequence[float]) -> list[float]:
-    values = [float(black_level)] if np.isscalar(black_level) else [float(v) for v in black_level]
+    # np.isscalar is no type guard: say what each branch holds.
+    values = ([float(cast(float, black_level))] if np.isscalar(black_level)
+              else [float(v) for v in cast(Sequence[float], black_level)])
     if len(values) not in (1, 4):
         raise ValueError(f"black level needs 1 value or 4 (one per 2×2 site), got {len(values)}")
     if any(not 0 <= v < 65535 for v in values):

@@ -14,11 +14,12 @@ import logging
 import mmap
 import re
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import exifread
 from exifread.tags.exif import GPS_TAGS
@@ -94,7 +95,7 @@ class PhotoMetadata:
         return out
 
 
-def read_photo_metadata(path: Path, raw: "rawpy.RawPy | None" = None) -> PhotoMetadata:
+def read_photo_metadata(path: Path, raw: rawpy.RawPy | None = None) -> PhotoMetadata:
     """Metadata of the RAW at `path`; `raw`, if given, is that file already opened by rawpy.
 
     Without `raw`, LibRaw is opened here only when EXIF left a gap that it could fill.
@@ -145,7 +146,7 @@ def _container_reader(head: bytes) -> Callable[[Any], Tags] | None:
 def _exifread(fh: Any) -> Tags:
     try:
         tags = exifread.process_file(fh, details=False, extract_thumbnail=False)
-    except Exception as exc:  # noqa: BLE001 - a third-party parser on untrusted bytes
+    except Exception as exc:  # a third-party parser on untrusted bytes
         log.debug("exifread failed: %s", exc)
         return {}
     return {name: tag for name, tag in tags.items() if hasattr(tag, "values")}
@@ -200,7 +201,7 @@ def _as_gps(tags: Tags) -> Tags:
     # exifread names GPS tag numbers found in a lone IFD by the IFD0 table; rename by number.
     out: Tags = {}
     for tag in tags.values():
-        known = GPS_TAGS.get(getattr(tag, "tag", None))
+        known = GPS_TAGS.get(getattr(tag, "tag", -1))  # -1: no tag number, like none known
         if known:
             out[f"GPS {known[0]}"] = tag
     return out
@@ -410,7 +411,7 @@ def _has_gaps_rawpy_fills(metadata: PhotoMetadata) -> bool:
 
 
 def _fill_from_libraw(metadata: PhotoMetadata, path: Path,
-                      raw: "rawpy.RawPy | None") -> PhotoMetadata:
+                      raw: rawpy.RawPy | None) -> PhotoMetadata:
     import rawpy
 
     try:
@@ -424,7 +425,7 @@ def _fill_from_libraw(metadata: PhotoMetadata, path: Path,
         return metadata
 
 
-def _libraw_metadata(raw: "rawpy.RawPy") -> PhotoMetadata:
+def _libraw_metadata(raw: rawpy.RawPy) -> PhotoMetadata:
     other = getattr(raw, "other", None)  # rawpy >= 0.28
     lens = getattr(raw, "lens", None)
     if other is None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from functools import lru_cache
+from functools import cache
+from typing import Literal
 
 from PIL import ImageCms
 
@@ -25,7 +26,7 @@ _HEADER_SIZE = 128
 _PINNED_DATE = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
 
 # Our names → the names LittleCMS knows.
-_LCMS_COLOR_SPACES = {"srgb": "sRGB"}
+_LCMS_COLOR_SPACES: dict[str, Literal["sRGB"]] = {"srgb": "sRGB"}
 
 
 def icc_profile_bytes(color_space: str = "srgb") -> bytes:
@@ -37,7 +38,7 @@ def icc_profile_bytes(color_space: str = "srgb") -> bytes:
     return _build(key)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build(key: str) -> bytes:
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile(_LCMS_COLOR_SPACES[key]))
     return _pin_creation_date(profile.tobytes())

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import rawpy
 
-from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.errors import RawDecodeError, UnsupportedRawError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
+from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 
 #: LibRaw colour indices (0=R, 1=G, 2=B, 3=second G) → CFA letters.
 _COLOUR_LETTERS = {0: "R", 1: "G", 2: "B", 3: "G"}
@@ -80,7 +81,7 @@ class RawFile:
         self.frame, self._raw = decode_raw(self.path, keep_open=True)
         self._metadata: PhotoMetadata | None = None
 
-    def __enter__(self) -> "RawFile":
+    def __enter__(self) -> RawFile:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -113,6 +114,14 @@ class RawFile:
         return EmbeddedPreview("bitmap", np.asarray(thumb.data))
 
 
+@overload
+def decode_raw(path: str | Path, *, keep_open: Literal[False] = False) -> BayerFrame: ...
+@overload
+def decode_raw(path: str | Path, *, keep_open: Literal[True]) -> tuple[BayerFrame, rawpy.RawPy]: ...
+@overload
+def decode_raw(path: str | Path, *, keep_open: bool) -> BayerFrame | tuple[BayerFrame, rawpy.RawPy]: ...
+
+
 def decode_raw(path: str | Path, *, keep_open: bool = False) -> BayerFrame | tuple[BayerFrame, rawpy.RawPy]:
     """Decode `path` into a `BayerFrame`.
 
@@ -127,7 +136,8 @@ def decode_raw(path: str | Path, *, keep_open: bool = False) -> BayerFrame | tup
     except rawpy.LibRawFileUnsupportedError:
         raise RawDecodeError("not a RAW format LibRaw knows", "pass a camera RAW file (CR2, NEF, ARW, DNG, …)") from None
     except (rawpy.LibRawError, OSError) as exc:
-        raise RawDecodeError(f"cannot open the RAW file ({_libraw_message(exc)})", "the file may be damaged or truncated") from None
+        raise RawDecodeError(f"cannot open the RAW file ({_libraw_message(exc)})",
+                             "the file may be damaged or truncated") from None
     try:
         frame = _frame_from_raw(path, raw)
     except BaseException:
@@ -145,7 +155,8 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
         pattern = raw.raw_pattern
         colour_desc = raw.color_desc
     except (rawpy.LibRawError, OSError) as exc:
-        raise RawDecodeError(f"cannot read the RAW data ({_libraw_message(exc)})", "the file may be damaged or truncated") from None
+        raise RawDecodeError(f"cannot read the RAW data ({_libraw_message(exc)})",
+                             "the file may be damaged or truncated") from None
 
     if raw_type == rawpy.RawType.Stack:
         raise UnsupportedRawError(
@@ -180,7 +191,8 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
         mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
         colours = np.array(raw.raw_colors_visible[:2, :2], dtype=np.int64)
     except (rawpy.LibRawError, OSError) as exc:
-        raise RawDecodeError(f"cannot decode the image data ({_libraw_message(exc)})", "the file may be damaged or truncated") from None
+        raise RawDecodeError(f"cannot decode the image data ({_libraw_message(exc)})",
+                             "the file may be damaged or truncated") from None
 
     cfa = "".join(_COLOUR_LETTERS[int(c)] for c in colours.ravel())
     if cfa not in BAYER_PATTERNS:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import io
 import os
 import secrets
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
@@ -50,14 +51,15 @@ def write_rgb16_tiff(path: Path, rgb: np.ndarray, *, icc: bytes, metadata: Photo
         raise ValueError("an ICC profile is required (see raw2rgb_plugin.io.icc)")
     ifd0 = photo_tags(metadata)
     ifd0[int(Tag.Software)] = _ascii(software)
+    compression: dict[str, Any] = (dict(compression="zlib", predictor=True, compressionargs={"level": _DEFLATE_LEVEL})
+                                   if compress else {})
     with atomic_output(Path(path), overwrite=overwrite) as out:
         encoded = io.BytesIO()
         tifffile.imwrite(
             encoded, rgb, photometric="rgb", planarconfig="contig", iccprofile=icc,
             software=False, metadata=None,
             extratags=[(int(Tag.Orientation), "H", 1, 1, True)],
-            **(dict(compression="zlib", predictor=True,
-                    compressionargs={"level": _DEFLATE_LEVEL}) if compress else {}),
+            **compression,
         )
         copy_with_tags(encoded, out, ifd0)
 
@@ -137,7 +139,7 @@ def rational_values(values: Sequence[float | Fraction], *, signed: bool = False)
         if (exact < 0 and not signed) or abs(exact) > limit:
             raise ValueError(f"{float(exact)} does not fit a TIFF {'S' if signed else ''}RATIONAL")
         if abs(exact.numerator) > limit or exact.denominator > limit:
-            exact = exact.limit_denominator(max(1, int((limit - 1) // max(1, abs(exact)))))
+            exact = exact.limit_denominator(max(1, int((limit - 1) // max(Fraction(1), abs(exact)))))
         flat += [exact.numerator, exact.denominator]
     return flat
 

@@ -18,8 +18,13 @@ from raw2rgb_plugin.io.tiff_write import write_rgb16_tiff
 
 
 class Writer(Protocol):
-    #: the output file's suffix, e.g. ".tif"; `engine.plan` names outputs with it.
-    suffix: str
+    @property
+    def suffix(self) -> str:
+        """The output file's suffix, e.g. ".tif"; `engine.plan` names outputs with it.
+
+        Read-only, so that frozen dataclasses (TiffWriter) satisfy the protocol.
+        """
+        ...
 
     def write(self, path: Path, pixels: np.ndarray, metadata: PhotoMetadata | None, *, overwrite: bool) -> None:
         """Write `pixels` to `path`; raises `OutputError` (exists, cannot write) with a one-line reason."""

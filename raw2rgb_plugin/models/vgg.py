@@ -40,6 +40,9 @@ class VggWeightsError(Raw2RgbError):
 class Vgg16Conv4_3(nn.Module):
     """φ(x): VGG16 `features[:22]` — conv4_3's output before its ReLU — on [0, 1] RGB."""
 
+    mean: torch.Tensor  # buffers registered in __init__
+    std: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         layers: list[nn.Module] = []

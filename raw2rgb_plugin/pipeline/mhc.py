@@ -14,10 +14,12 @@ from torch.nn import functional as F
 from raw2rgb_plugin.pipeline.packing import pack_rggb, unpack_rggb
 
 # Malvar–He–Cutler gradient-corrected bilinear filters (×8) on the mosaic: a colour a site lacks.
-_MHC_FILTERS = {
+_MHC_FILTERS: dict[str, list[list[float]]] = {
     "green at red/blue": [[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]],
-    "colour of the row's neighbours": [[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, 0.5, 0, 0]],
-    "colour of the column's neighbours": [[0, 0, -1, 0, 0], [0, -1, 4, -1, 0], [0.5, 0, 5, 0, 0.5], [0, -1, 4, -1, 0], [0, 0, -1, 0, 0]],
+    "colour of the row's neighbours":
+        [[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, 0.5, 0, 0]],
+    "colour of the column's neighbours":
+        [[0, 0, -1, 0, 0], [0, -1, 4, -1, 0], [0.5, 0, 5, 0, 0.5], [0, -1, 4, -1, 0], [0, 0, -1, 0, 0]],
     "red at blue, blue at red": [[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]],
 }
 _OWN_COLOUR = (0, 1, 1, 2)  # sites R, Gr, Gb, B → colours R, G, G, B

@@ -21,10 +21,9 @@ import platformdirs
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-
-from raw2rgb_plugin.errors import ProfileError
 from torch import nn
 
+from raw2rgb_plugin.errors import ProfileError
 from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS, plain_state_dict
 from raw2rgb_plugin.models.registry import block_of, build_model, check_block
 from raw2rgb_plugin.models.spec import ArchitectureSpec

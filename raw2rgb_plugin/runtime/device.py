@@ -15,8 +15,6 @@ from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.runtime.settings import DEVICE_CHOICES, DEVICE_HELP  # noqa: F401 - re-exported
 
 
-
-
 def choose_device(name: str = "auto") -> torch.device:
     name = name.lower()
     if name not in DEVICE_CHOICES and not name.startswith("cuda:"):

@@ -49,7 +49,8 @@ def available_memory_bytes(device: torch.device) -> int:
 def prepare_for_inference(model: nn.Module, spec: ArchitectureSpec, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """A device-resident copy with the architecture's inference rewrites, channels_last, in `dtype`."""
     model = spec.prepare_for_inference(copy.deepcopy(model).eval())
-    model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    # Module.to takes memory_format at runtime; torch's stubs leave it out.
+    model = model.to(device=device, dtype=dtype, memory_format=torch.channels_last)  # type: ignore[call-overload]
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # tiles have a fixed shape; frames repeat sizes
     for p in model.parameters():

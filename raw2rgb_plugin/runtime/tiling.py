@@ -17,7 +17,6 @@ from torch.nn import functional as F
 from raw2rgb_plugin.runtime.settings import DEFAULT_OVERLAP
 
 
-
 def pad_to_stride(packed: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Reflect-pad (N, C, h, w) at the bottom/right to multiples of `stride`."""
     h, w = packed.shape[-2:]
@@ -79,8 +78,7 @@ def run_tiled(
     ph, pw = padded.shape[-2:]
     tile = tile // stride * stride
     if tile <= 0 or (tile >= ph and tile >= pw):
-        out = model(padded)
-        return out[..., : h * scale, : w * scale]
+        return model(padded)[..., : h * scale, : w * scale]
     if overlap >= tile:
         raise ValueError(f"overlap {overlap} must be smaller than the tile {tile}")
 

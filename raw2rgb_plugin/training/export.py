@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from torch import nn
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.models.g1 import G1, VARIANT_WIDTHS
+from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS
 from raw2rgb_plugin.profiles.store import load_profile, read_profile_metadata, save_profile, user_profile_dir
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
 from raw2rgb_plugin.training.run_log import now
@@ -151,5 +151,5 @@ def best_record(history: list[dict], run_dir: Path) -> dict | None:
     return max(scored, key=lambda r: r["validation"]["psnr"])
 
 
-def load_best(run_dir: Path) -> G1:
+def load_best(run_dir: Path) -> nn.Module:
     return load_profile(run_dir / BEST_NAME).model

@@ -39,7 +39,7 @@ class PerceptualLoss(nn.Module):
         for p in self.features.parameters():
             p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         # φ is a fixed measuring instrument: it stays in eval mode whatever the trainer does.
         super().train(mode)
         self.features.eval()

@@ -102,7 +102,8 @@ class FolderSaliency:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise SaliencyError(f"saliency folder {self.folder} does not exist", "pass a folder of maps named like the RGB targets")
+            raise SaliencyError(f"saliency folder {self.folder} does not exist",
+                                "pass a folder of maps named like the RGB targets")
         self._by_stem: dict[str, Path] = {}
         for p in sorted(self.folder.iterdir()):
             if p.is_file() and p.suffix.lower() in MAP_SUFFIXES:

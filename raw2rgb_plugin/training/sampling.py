@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class ResumableSampler(DistributedSampler):
         self.set_epoch(epoch)
         self.skip = skip
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         for index in itertools.islice(super().__iter__(), self.skip, None):
             yield index, sample_seed(self.seed, self.epoch, index)
 

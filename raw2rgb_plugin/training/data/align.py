@@ -145,15 +145,15 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
 
 def _match_features(reference: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """SIFT keypoints matched with Lowe's ratio test → (N, 2) moving and reference points."""
-    sift = cv2.SIFT_create(nfeatures=4000)
+    sift = cv2.SIFT.create(nfeatures=4000)
     kr, dr = sift.detectAndCompute(_to_uint8(reference), None)
     km, dm = sift.detectAndCompute(_to_uint8(moving), None)
     if dr is None or dm is None or len(kr) < 2 or len(km) < 2:
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
     pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dm, dr, k=2)
     good = [m for m, n in (p for p in pairs if len(p) == 2) if m.distance < _RATIO_TEST * n.distance]
-    src = np.float32([km[m.queryIdx].pt for m in good]).reshape(-1, 2)
-    dst = np.float32([kr[m.trainIdx].pt for m in good]).reshape(-1, 2)
+    src = np.array([km[m.queryIdx].pt for m in good], dtype=np.float32).reshape(-1, 2)
+    dst = np.array([kr[m.trainIdx].pt for m in good], dtype=np.float32).reshape(-1, 2)
     return src, dst
 
 
@@ -164,7 +164,9 @@ def _ecc_refine(reference: np.ndarray, moving: np.ndarray, h_moving_to_ref: np.n
     w0 = w0 / w0[2, 2]
     warp = w0.astype(np.float32) if motion == cv2.MOTION_HOMOGRAPHY else w0[:2].astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-6)
-    cc, warp = cv2.findTransformECC(reference.astype(np.float32), moving.astype(np.float32), warp, motion, criteria, None, 5)
+    # The stubs want a mask in the 7-argument form; OpenCV takes None (no mask) there.
+    cc, warp = cv2.findTransformECC(  # type: ignore[call-overload]
+        reference.astype(np.float32), moving.astype(np.float32), warp, motion, criteria, None, 5)
     full = np.eye(3) if motion != cv2.MOTION_HOMOGRAPHY else np.zeros((3, 3))
     full[: warp.shape[0]] = warp
     return np.linalg.inv(full), float(cc)

@@ -96,12 +96,14 @@ def process_pair(pair: Pair, options: BuildOptions, saliency: SaliencySource, wa
     try:
         arrays, preview = _cut_pair(pair, options, saliency, want_preview, info)
     except _Dropped as drop:
-        return PairResult(pair.shard_name, {**info, "status": "dropped", "reason": drop.reason, "detail": drop.detail}, drop.preview)
+        return PairResult(pair.shard_name, {**info, "status": "dropped", "reason": drop.reason, "detail": drop.detail},
+                          drop.preview)
     info["status"] = "kept"
     return PairResult(pair.shard_name, info, preview, arrays)
 
 
-def _cut_pair(pair: Pair, options: BuildOptions, saliency: SaliencySource, want_preview: bool, info: dict) -> tuple[dict, dict | None]:
+def _cut_pair(pair: Pair, options: BuildOptions, saliency: SaliencySource, want_preview: bool,
+              info: dict) -> tuple[dict, dict | None]:
     """The shard's arrays and preview; fills `info` as it goes and raises _Dropped."""
     t0 = time.perf_counter()
     frame, target, bits = _read_pair(pair)
@@ -117,7 +119,8 @@ def _cut_pair(pair: Pair, options: BuildOptions, saliency: SaliencySource, want_
 
     checked = options.align != "none"
     if checked and alignment.score < options.min_pair_score:
-        raise _Dropped("poor global alignment", f"gradient correlation {alignment.score:.3f} < {options.min_pair_score}", preview([]))
+        raise _Dropped("poor global alignment", f"gradient correlation {alignment.score:.3f} < {options.min_pair_score}",
+                       preview([]))
     h, w = sensor.packed.shape[-2:]
     rng = np.random.default_rng(_pair_seed(options.seed, pair))
     positions = patch_positions(h, w, options.patch_size, options.stride, options.patches_per_pair, rng)
@@ -148,7 +151,8 @@ def _read_pair(pair: Pair) -> tuple[BayerFrame, np.ndarray, int]:
 
 def _read_sensor(frame: BayerFrame) -> _Sensor:
     packed, black, padding = packed_uint16(frame)
-    levels = ShardLevels(torch.from_numpy(black).view(4, 1, 1), float(frame.white_level), frame.wb_gains_rgb, frame.camera_to_srgb)
+    levels = ShardLevels(torch.from_numpy(black).view(4, 1, 1), float(frame.white_level), frame.wb_gains_rgb,
+                         frame.camera_to_srgb)
     levelled = levels.normalise(torch.from_numpy(packed.astype(np.int32)), "raw")
     return _Sensor(frame, packed, black, padding, levels, levelled, packed_gray(levelled))
 
@@ -270,15 +274,18 @@ def _resumed(out: Path, pairs: list[Pair], emit: ProgressCallback) -> dict[str, 
     return results
 
 
-def _process_safely(source: PairSource, pair: Pair, options: BuildOptions, saliency: SaliencySource, want_preview: bool) -> PairResult:
+def _process_safely(source: PairSource, pair: Pair, options: BuildOptions, saliency: SaliencySource,
+                    want_preview: bool) -> PairResult:
     """`process_pair` after the source's preparation; an error drops the pair, not the build."""
     cleanup = None
     try:
         pair, cleanup = source.prepare(pair)
         return process_pair(pair, options, saliency, want_preview)
     except (MemoryError, OSError, cv2.error, ValueError, RuntimeError) as exc:
-        return PairResult(pair.shard_name, {"name": pair.shard_name, "scene": pair.scene, "raw": str(pair.raw), "rgb": str(pair.rgb),
-                                            "count": 0, "status": "dropped", "reason": "processing error", "detail": f"{type(exc).__name__}: {exc}"})
+        return PairResult(pair.shard_name, {"name": pair.shard_name, "scene": pair.scene,
+                                            "raw": str(pair.raw), "rgb": str(pair.rgb),
+                                            "count": 0, "status": "dropped", "reason": "processing error",
+                                            "detail": f"{type(exc).__name__}: {exc}"})
     finally:
         if cleanup is not None:
             cleanup()

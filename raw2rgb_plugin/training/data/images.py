@@ -24,16 +24,17 @@ _ORIENTATION_TAG = 274
 def load_rgb(path: Path) -> tuple[np.ndarray, int]:
     """An RGB target in display orientation → (H, W, 3) float32 in [0, 1] and its bit depth."""
     suffix = path.suffix.lower()
+    image: np.ndarray | None = None
+    orientation = 1
     if suffix in (".tif", ".tiff"):
         image, orientation = _read_tiff(path)
     elif suffix == ".png":
         image, orientation = _read_png(path)
-    else:
-        image = orientation = None
     if image is None:  # not a PNG OpenCV could read, nor a TIFF
         return _read_with_pil(path)
     if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3):
-        raise Raw2RgbError(f"{path.name} holds {image.dtype} samples of shape {image.shape}", "save the target as 8- or 16-bit sRGB")
+        raise Raw2RgbError(f"{path.name} holds {image.dtype} samples of shape {image.shape}",
+                           "save the target as 8- or 16-bit sRGB")
     image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image[..., :3]
     bits = 16 if image.dtype == np.uint16 else 8
     return exif_orient_hwc(image, orientation).astype(np.float32) / (65535.0 if bits == 16 else 255.0), bits

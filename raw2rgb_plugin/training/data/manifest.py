@@ -26,7 +26,8 @@ from raw2rgb_plugin.training.data.store import (
 
 #: options that change how a build runs, not what it stores.
 _RUN_ONLY_OPTIONS = ("jobs", "previews", "trust_torchscript")
-_REPORT_KEYS = ("name", "scene", "raw", "rgb", "status", "reason", "detail", "count", "dropped", "unverified", "preview", "resumed")
+_REPORT_KEYS = ("name", "scene", "raw", "rgb", "status", "reason", "detail", "count", "dropped", "unverified", "preview",
+                "resumed")
 
 
 def check_build_options(out: Path, key: dict) -> None:

@@ -45,7 +45,8 @@ def packed_uint16(frame: BayerFrame) -> tuple[np.ndarray, np.ndarray, PhasePaddi
     mosaic = torch.from_numpy(frame.mosaic.astype(np.float32))  # uint16 values are exact in float32
     packed = pack_rggb(pad_mosaic(mosaic, padding)).round_().to(torch.int32).numpy().astype(np.uint16)
     # Padded site (i, j) holds a sample of the visible site (i − top, j − left), modulo 2.
-    black = [float(frame.black_level_per_site[(i - padding.top) % 2, (j - padding.left) % 2]) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1))]
+    black = [float(frame.black_level_per_site[(i - padding.top) % 2, (j - padding.left) % 2])
+             for i, j in ((0, 0), (0, 1), (1, 0), (1, 1))]
     return packed, np.asarray(black, dtype=np.float32), padding
 
 
@@ -86,7 +87,8 @@ def place_target(frame: BayerFrame, padding: PhasePadding, grid: tuple[int, int]
                                   "(use --align auto)")
         pads = (padding.top, padding.left, padding.bottom, padding.right)
         shift = np.array([[1, 0, padding.left], [0, 1, padding.top], [0, 0, 1]], dtype=np.float64)
-        return Placed(pad_to_grid(target, *pads), pad_to_grid(saliency, *pads), np.ones(grid, np.float32), Alignment(shift, "none"))
+        return Placed(pad_to_grid(target, *pads), pad_to_grid(saliency, *pads), np.ones(grid, np.float32),
+                      Alignment(shift, "none"))
     alignment = estimate_alignment(reference, target_gray(target, frame.camera_to_srgb), mode)
     warped, valid = warp_to_grid(target, alignment.matrix, grid)
     warped_saliency, _ = warp_to_grid(saliency.astype(np.float32), alignment.matrix, grid)
@@ -147,18 +149,21 @@ def choose_patches(positions: list[tuple[int, int]], patch_size: int, padding: P
         choice.kept.append((y, x))
         # The stored window in visible-mosaic coordinates (margin included).
         sensor_box = [2 * y - padding.top, 2 * x - padding.left, 2 * (y + n) - padding.top, 2 * (x + n) - padding.left]
-        choice.patches.append({"box_sensor": sensor_box, "score": round(float(score), 4), "shift": round(shift, 3), "verified": bool(verified)})
+        choice.patches.append({"box_sensor": sensor_box, "score": round(float(score), 4), "shift": round(shift, 3),
+                               "verified": bool(verified)})
         choice.boxes.append((box, "kept" if verified else "unverified"))
     return choice
 
 
-def cut_patches(packed: np.ndarray, placed: Placed, kept: list[tuple[int, int]], patch_size: int, bits: int) -> dict[str, np.ndarray]:
+def cut_patches(packed: np.ndarray, placed: Placed, kept: list[tuple[int, int]], patch_size: int,
+                bits: int) -> dict[str, np.ndarray]:
     """The shard's arrays: packed RAW, target at its own bit depth, and 8-bit saliency."""
     n = patch_size + MARGIN
     rgb_dtype, scale = (np.uint8, 255.0) if bits == 8 else (np.uint16, 65535.0)
     full = [(slice(2 * y, 2 * (y + n)), slice(2 * x, 2 * (x + n))) for y, x in kept]
     return {
         "raw": np.stack([packed[:, y : y + n, x : x + n] for y, x in kept]),
-        "rgb": np.stack([np.rint(np.clip(placed.target[r, c], 0, 1) * scale).astype(rgb_dtype).transpose(2, 0, 1) for r, c in full]),
+        "rgb": np.stack([np.rint(np.clip(placed.target[r, c], 0, 1) * scale).astype(rgb_dtype).transpose(2, 0, 1)
+                         for r, c in full]),
         "saliency": np.stack([np.rint(np.clip(placed.saliency[r, c], 0, 1) * 255).astype(np.uint8)[None] for r, c in full]),
     }

@@ -42,7 +42,7 @@ def write_preview(path: Path, preview: dict) -> None:
             draw.rectangle([x0 + k * w, y0, x1 + k * w - 1, y1 - 1], outline=_COLOURS[state])
     scale = min(1.0, PREVIEW_WIDTH / image.width)
     if scale < 1:
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")  # a killed build leaves no half-written preview
     image.save(tmp, format="PNG")

@@ -137,7 +137,7 @@ class ShardLevels:
     camera_to_srgb: np.ndarray
 
     @classmethod
-    def from_info(cls, info: dict) -> "ShardLevels":
+    def from_info(cls, info: dict) -> ShardLevels:
         levels = info["levels"]
         return cls(
             black_per_channel=torch.tensor(levels["black_per_channel"], dtype=torch.float32).view(4, 1, 1),
@@ -237,7 +237,8 @@ class PatchSplit(Dataset):
         shard, k = (int(v) for v in self._index[item])
         arrays = self._arrays(shard)
         p = self.patch_size
-        raw = self._levels[shard].normalise(torch.from_numpy(np.array(arrays["raw"][k], dtype=np.int32)), self.input_normalization)
+        raw = self._levels[shard].normalise(torch.from_numpy(np.array(arrays["raw"][k], dtype=np.int32)),
+                                            self.input_normalization)
         rgb = torch.from_numpy(np.array(arrays["rgb"][k], dtype=np.float32)).mul_(self._rgb_scale[shard])
         saliency = torch.from_numpy(np.array(arrays["saliency"][k], dtype=np.float32)).mul_(1.0 / 255.0)
         if self.augment:

@@ -27,10 +27,9 @@ engine's metadata path — not a shortcut — is what training data goes through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -202,7 +201,7 @@ def write_synthetic_dng(
     params: UnprocessParams | None = None,
     noise: bool = True,
     model: str = "unprocessed sRGB",
-    metadata: "PhotoMetadata | None" = None,
+    metadata: PhotoMetadata | None = None,
 ) -> UnprocessParams:
     """Unprocess `srgb` with a random camera (or `params`) and write it as a Bayer DNG at `path`.
 
