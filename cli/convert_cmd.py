@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -22,10 +21,10 @@ D = ConvertOptions  # defaults live with the engine's options, not here
 
 def convert(
     inputs: list[str] = typer.Argument(..., help="RAW files, folders or glob patterns.", show_default=False),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Folder for the TIFFs (default: beside each input).", file_okay=False),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP})."),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Folder for the TIFFs (default: beside each input).", file_okay=False),
+    profile: str | None = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP})."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    tile: Optional[int] = typer.Option(D.tile, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
+    tile: int | None = typer.Option(D.tile, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
     overlap: int = typer.Option(D.overlap, "--overlap", help="Tile overlap in packed pixels."),
     denoise: float = typer.Option(D.denoise, "--denoise", help="Denoising strength of a noise-aware profile, 0 (keep all detail and grain) to 2 (strong); it scales the noise level the network is told."),
     half_size: bool = typer.Option(D.half_size, "--half-size", help="Write at half sensor resolution (the packed grid)."),

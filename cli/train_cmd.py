@@ -7,42 +7,41 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from .console import err, error_line, print_json, progress_bar
 
 # Every option that mirrors a TrainConfig field takes its default from TrainConfig, so the help
 # and the engine never disagree (config.py imports no torch: `raw2rgb --help` stays fast).
 from raw2rgb_plugin.training.config import TrainConfig
 
+from .console import err, error_line, print_json, progress_bar
+
 _D = TrainConfig()
 
 
 def train(
-    dataset: Optional[Path] = typer.Argument(None, help="Dataset folder from `raw2rgb dataset build` or `synth` (or use --synthetic).", show_default=False),
-    synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="Folder of sRGB images: make pairs on the fly with random cameras and camera-realistic noise (no dataset on disk); G1 reads a noise map.", file_okay=False),
+    dataset: Path | None = typer.Argument(None, help="Dataset folder from `raw2rgb dataset build` or `synth` (or use --synthetic).", show_default=False),
+    synthetic: Path | None = typer.Option(None, "--synthetic", help="Folder of sRGB images: make pairs on the fly with random cameras and camera-realistic noise (no dataset on disk); G1 reads a noise map.", file_okay=False),
     patch_size: int = typer.Option(_D.synthetic_patch_size, "--patch-size", min=32, help="With --synthetic: patch size in sensor pixels (a multiple of 16)."),
     patches_per_image: int = typer.Option(_D.synthetic_patches_per_image, "--patches-per-image", min=1, help="With --synthetic: patches per image per epoch."),
     clean_fraction: float = typer.Option(_D.synthetic_clean_fraction, "--clean-fraction", help="With --synthetic: share of training patches without noise."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
-    profile_name: Optional[str] = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
+    profile_name: str | None = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
     variant: str = typer.Option(_D.variant, "--variant", help="G1 width: base (64, the seed's), slim (32) or lite (16)."),
-    max_steps: Optional[int] = typer.Option(_D.max_steps, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
-    max_minutes: Optional[float] = typer.Option(_D.max_minutes, "--max-minutes", help="Stop after this many minutes of training in this invocation; a checkpoint and a profile are still written (--resume continues)."),
+    max_steps: int | None = typer.Option(_D.max_steps, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
+    max_minutes: float | None = typer.Option(_D.max_minutes, "--max-minutes", help="Stop after this many minutes of training in this invocation; a checkpoint and a profile are still written (--resume continues)."),
     keep_best: bool = typer.Option(_D.keep_best, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
     perceptual: bool = typer.Option(_D.perceptual, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
-    vgg_weights: Optional[Path] = typer.Option(_D.vgg_weights, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
+    vgg_weights: Path | None = typer.Option(_D.vgg_weights, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output exactly where its checkpoint left it (its saved settings apply)."),
-    init: Optional[str] = typer.Option(_D.init_profile, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it; its width wins over --variant."),
+    init: str | None = typer.Option(_D.init_profile, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it; its width wins over --variant."),
     device: str = typer.Option(_D.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", min=1, help="Patches per step (per process under torchrun)."),
-    workers: Optional[int] = typer.Option(_D.workers, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),
+    workers: int | None = typer.Option(_D.workers, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),
     stage1_epochs: int = typer.Option(_D.stage1_epochs, "--stage1-epochs", min=0, help="Epochs of stage 1 (L1 + attention)."),
     stage2_epochs: int = typer.Option(_D.stage2_epochs, "--stage2-epochs", min=0, help="Epochs of stage 2 (all losses, D trained)."),
     lr_stage1: float = typer.Option(_D.lr_stage1, "--lr-stage1", help="Generator learning rate in stage 1."),
@@ -54,7 +53,7 @@ def train(
     lambda_perc: float = typer.Option(_D.lambda_perc, "--lambda-perc", help="Weight of the VGG16 perceptual loss."),
     lambda_gan: float = typer.Option(_D.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
     d_width: int = typer.Option(_D.d_width, "--d-width", min=1, help="Discriminator base width."),
-    input_normalization: Optional[str] = typer.Option(_D.input_normalization, "--input-normalization", help="raw, wb, wb+ccm or linear-srgb (default: the dataset's)."),
+    input_normalization: str | None = typer.Option(_D.input_normalization, "--input-normalization", help="raw, wb, wb+ccm or linear-srgb (default: the dataset's)."),
     residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel) or auto (mhc-srgb-gated for linear-srgb input; an --init profile keeps its own)."),
     amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision on CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. Never on the CPU."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seed of weights, data order and augmentation."),
@@ -155,7 +154,7 @@ class _TrainDisplay:
         self.started = time.perf_counter()
         self.stop_reason: str | None = None
         self.progress = progress_bar(quiet=quiet, rate_field="{task.fields[rate]}", detail_field="{task.fields[losses]}")
-        self.task = None
+        self.task: TaskID | None = None
         self.total_epochs = 0
 
     def print(self, message: str) -> None:
@@ -223,17 +222,17 @@ def evaluate(
     split: str = typer.Option("val", "--split", help="val (held-out scenes) or train."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Patches per forward pass."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N patches."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Score only the first N patches."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the classical LibRaw rendering of the same RAWs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or table."),
     json_output: bool = typer.Option(False, "--json", help="Print the scores (with the per-image table) as JSON on stdout."),
 ) -> None:
     """PSNR/SSIM of a profile on a dataset split, beside the classical LibRaw rendering."""
-    from raw2rgb_plugin.training.data.store import open_dataset
-    from raw2rgb_plugin.runtime.device import choose_device
     from raw2rgb_plugin.errors import Raw2RgbError
-    from raw2rgb_plugin.training.evaluate import BASELINE_SETTINGS, evaluate_profile
     from raw2rgb_plugin.profiles.store import load_profile
+    from raw2rgb_plugin.runtime.device import choose_device
+    from raw2rgb_plugin.training.data.store import open_dataset
+    from raw2rgb_plugin.training.evaluate import BASELINE_SETTINGS, evaluate_profile
 
     if split not in ("val", "train"):
         error_line("raw2rgb evaluate", f"unknown split {split!r} — use val or train")

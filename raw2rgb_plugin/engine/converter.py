@@ -21,10 +21,10 @@ from raw2rgb_plugin.engine.scheduler import Stages, schedule
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
+from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile
 from raw2rgb_plugin.io.writers import TiffWriter, Writer
 from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
-from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import NoiseLevels, network_input
 from raw2rgb_plugin.pipeline.orientation import orient

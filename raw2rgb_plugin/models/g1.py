@@ -32,6 +32,7 @@ Sizes are named variants, timm-style: only the base width changes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -70,7 +71,7 @@ class G1Config:
     noise_channels: int = 0
 
     @classmethod
-    def for_variant(cls, variant: str, **overrides) -> "G1Config":
+    def for_variant(cls, variant: str, **overrides) -> G1Config:
         if variant not in VARIANT_WIDTHS:
             raise ValueError(f"unknown G1 variant {variant!r}; known: {', '.join(VARIANT_WIDTHS)}")
         return cls(width=VARIANT_WIDTHS[variant], **overrides)
@@ -187,7 +188,9 @@ class G1(nn.Module):
         return self.forward_features(packed)[0]
 
 
-def adapt_plain_state(state: dict[str, torch.Tensor], from_base: str, to_base: str, out_channels: int = 3) -> dict[str, torch.Tensor]:
+def adapt_plain_state(
+    state: dict[str, torch.Tensor], from_base: str, to_base: str, out_channels: int = 3
+) -> dict[str, torch.Tensor]:
     """Plain weights of a G1 with `from_base` → weights for the same G1 with `to_base`.
 
     Everything but the last conv's extra channels and the residual gain carries over. A new gate
@@ -221,7 +224,7 @@ def add_noise_channels(state: dict[str, torch.Tensor], channels: int) -> dict[st
     return state
 
 
-def plain_state_dict(model: G1) -> dict[str, torch.Tensor]:
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """State dict with spectral norm resolved into plain conv weights, as profiles store it.
 
     Keys are those of a `G1` built with `spectral_norm=False`, so a profile loads into an
@@ -238,7 +241,7 @@ def plain_state_dict(model: G1) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _plain_state(model: G1) -> dict[str, torch.Tensor]:
+def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -285,9 +288,9 @@ def _converge_spectral_norms(model: nn.Module, iterations: int = 50) -> None:
     """
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and parametrize.is_parametrized(module, "weight"):
-            sn = module.parametrizations.weight[0]
-            weight_mat = sn._reshape_weight_to_matrix(module.parametrizations.weight.original)
-            sn._power_method(weight_mat, iterations)
+            weight: Any = cast(Any, module).parametrizations.weight  # torch types it as Tensor | Module
+            sn = weight[0]
+            sn._power_method(sn._reshape_weight_to_matrix(weight.original), iterations)
 
 
 @torch.no_grad()
@@ -295,22 +298,23 @@ def fuse_batchnorm(model: G1) -> G1:
     """Fold eval-mode BatchNorm into the preceding conv (in place); inference only."""
     for module in model.modules():
         if isinstance(module, ConvBlock) and isinstance(module.norm, nn.BatchNorm2d):
-            conv, bn = module.conv, module.norm
+            conv, bn = cast(nn.Conv2d, module.conv), module.norm
+            running_var, running_mean = cast(torch.Tensor, bn.running_var), cast(torch.Tensor, bn.running_mean)
             if parametrize.is_parametrized(conv):
                 parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            scale = bn.weight / torch.sqrt(running_var + bn.eps)
             fused = nn.Conv2d(
                 conv.in_channels,
                 conv.out_channels,
-                conv.kernel_size,
-                stride=conv.stride,
-                padding=conv.padding,
+                cast(Any, conv.kernel_size),
+                stride=cast(Any, conv.stride),
+                padding=cast(Any, conv.padding),
                 padding_mode=conv.padding_mode,
                 bias=True,
             ).to(conv.weight.device, conv.weight.dtype)
             fused.weight.copy_(conv.weight * scale[:, None, None, None])
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(running_mean)
+            cast(torch.Tensor, fused.bias).copy_(bn.bias + (bias - running_mean) * scale)
             module.conv, module.norm = fused, nn.Identity()
     return model
 

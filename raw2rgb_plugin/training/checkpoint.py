@@ -16,13 +16,14 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from raw2rgb_plugin.models.g1 import G1, G1Config, VARIANT_WIDTHS, adapt_plain_state, add_noise_channels, load_plain_state_dict
+from raw2rgb_plugin.models.g1 import G1, VARIANT_WIDTHS, G1Config, adapt_plain_state, add_noise_channels, load_plain_state_dict
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
 
@@ -140,6 +141,7 @@ def starting_point(config: TrainConfig, input_normalization: str, progress: dict
 
 
 def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoint:
+    assert config.init_profile is not None
     profile = load_profile(config.init_profile)
     if profile.input_normalization != input_normalization:
         raise TrainingError(
@@ -147,7 +149,7 @@ def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoin
             f"the dataset holds {input_normalization!r}",
             "rebuild the dataset with that normalisation or start from scratch",
         )
-    old = profile.model.config
+    old = cast(G1Config, profile.model.config)  # --init profiles are G1s (the registry's only architecture)
     base = old.residual_base if config.residual_base == "auto" else config.residual_base
     # A profile that reads a noise map keeps it; one that does not gains one when the run's
     # data carries noise levels (its new input weights start at zero: it renders as before).
@@ -184,8 +186,9 @@ def _spectral_norm_deviation(model: nn.Module) -> float:
     worst = 0.0
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and parametrize.is_parametrized(module, "weight"):
-            sn = module.parametrizations.weight[0]
-            matrix = sn._reshape_weight_to_matrix(module.parametrizations.weight.original)
+            weight: Any = cast(Any, module).parametrizations.weight  # torch types it as Tensor | Module
+            sn = weight[0]
+            matrix = sn._reshape_weight_to_matrix(weight.original)
             sigma = torch.dot(sn._u, torch.mv(matrix, sn._v)).item()
             worst = max(worst, abs(sigma - 1.0))
     return worst

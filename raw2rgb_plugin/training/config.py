@@ -71,7 +71,7 @@ class TrainConfig:
     synthetic_patches_per_image: int = 16
     synthetic_clean_fraction: float = 0.1
 
-    def g1_config(self, residual_base: str) -> "G1Config":
+    def g1_config(self, residual_base: str) -> G1Config:
         """G1's architecture with `residual_base` resolved (the Trainer knows the input that `auto` needs)."""
         from raw2rgb_plugin.models.g1 import G1Config
 
@@ -92,7 +92,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
         if "betas" in values:
@@ -113,7 +113,8 @@ class TrainConfig:
         if self.max_steps is not None and self.max_steps < 1:
             raise TrainingError(f"--max-steps {self.max_steps} is not positive", "use 1 or more")
         if self.input_normalization not in (None, *INPUT_NORMALIZATIONS):
-            raise TrainingError(f"unknown input normalisation {self.input_normalization!r}", f"use one of {', '.join(INPUT_NORMALIZATIONS)}")
+            raise TrainingError(f"unknown input normalisation {self.input_normalization!r}",
+                                f"use one of {', '.join(INPUT_NORMALIZATIONS)}")
         if self.residual_base not in ("auto", *RESIDUAL_BASES):
             raise TrainingError(f"unknown residual base {self.residual_base!r}", f"use auto, {', '.join(RESIDUAL_BASES)}")
         if not 0 <= self.synthetic_clean_fraction <= 1:

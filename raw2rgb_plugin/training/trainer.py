@@ -23,9 +23,10 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -35,13 +36,27 @@ from raw2rgb_plugin.models.g1 import PACKED_STRIDE
 from raw2rgb_plugin.models.g2 import G2
 from raw2rgb_plugin.models.vgg import load_vgg16_conv4_3
 from raw2rgb_plugin.training.checkpoint import (
-    CHECKPOINT_NAME, initial_g1, open_run, pack_checkpoint, run_config, set_rng_state, starting_point, write_checkpoint,
+    CHECKPOINT_NAME,
+    initial_g1,
+    open_run,
+    pack_checkpoint,
+    run_config,
+    set_rng_state,
+    starting_point,
+    write_checkpoint,
 )
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
 from raw2rgb_plugin.training.distributed import any_rank, init_distributed, leave_distributed, sum_over_ranks, training_device
 from raw2rgb_plugin.training.export import (
-    BEST_NAME, Provenance, best_record, check_installed_profile, checked_profile_name, export_profile, load_best,
-    profile_metadata, save_best,
+    BEST_NAME,
+    Provenance,
+    best_record,
+    check_installed_profile,
+    checked_profile_name,
+    export_profile,
+    load_best,
+    profile_metadata,
+    save_best,
 )
 from raw2rgb_plugin.training.gan_step import GanStep, GeneratorPair, autocast_dtype
 from raw2rgb_plugin.training.losses import PerceptualLoss
@@ -331,11 +346,12 @@ class Trainer:
         record = {"epoch": self.epoch, "stage": self.gan.stage, "step": self.global_step, "validation": validation}
         earlier = [r["validation"]["psnr"] for r in self.history if r.get("validation")]
         self.history.append(record)
-        if self.config.keep_best and self.dist.is_main and validation and validation["psnr"] > max(earlier, default=float("-inf")):
+        best_so_far = validation and validation["psnr"] > max(earlier, default=float("-inf"))
+        if self.config.keep_best and self.dist.is_main and best_so_far:
             save_best(self.g1, self.profile_metadata(validation, completed=False, selected=record), self.run_dir)
         self.epoch += 1
         self.batch_in_epoch = 0
-        self._emit("epoch", **record)
+        self._emit("epoch", epoch=record["epoch"], stage=record["stage"], step=record["step"], validation=validation)
         self._save_checkpoint()
 
     @torch.no_grad()
@@ -354,7 +370,8 @@ class Trainer:
                     with self.gan.autocast():
                         out = self.g1(raw)
                     out = out.float().clamp(0, 1)
-                    sums += torch.stack([psnr(out, target).sum(), ssim(out, target).sum(), torch.tensor(float(len(out)))]).cpu().double()
+                    count = torch.tensor(float(len(out)))
+                    sums += torch.stack([psnr(out, target).sum(), ssim(out, target).sum(), count]).cpu().double()
             finally:
                 self.g1.train()
         sums = sum_over_ranks(sums, self.dist, self.device)
@@ -385,7 +402,8 @@ class Trainer:
             return
         self.log.flush()  # the recorded log offset must cover every record written so far
         networks = {"g1": self.g1, "g2": self.g2, "d": self.d}
-        path = write_checkpoint(self.run_dir, pack_checkpoint(self.config, self._progress_state(), networks, self.gan.state_dict()))
+        state = pack_checkpoint(self.config, self._progress_state(), networks, self.gan.state_dict())
+        path = write_checkpoint(self.run_dir, state)
         self._emit("checkpoint", step=self.global_step, epoch=self.epoch, path=str(path), to_log=False)
 
     def _restore(self, state: dict, progress: dict) -> None:
@@ -415,6 +433,7 @@ class Trainer:
         epoch's if they score higher. Returns the exported weights' validation and the paths."""
         cfg = self.config
         best = best_record(self.history, self.run_dir) if cfg.keep_best else None
+        selected: dict | None
         if best is not None and validation is not None and best["validation"]["psnr"] > validation["psnr"]:
             model, validation, selected = load_best(self.run_dir), best["validation"], best
         else:

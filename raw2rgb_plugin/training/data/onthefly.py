@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from raw2rgb_plugin.io.noise_profile import iso_prior
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
 from raw2rgb_plugin.pipeline.normalization import apply_color_normalization
-from raw2rgb_plugin.io.noise_profile import iso_prior
 from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
 from raw2rgb_plugin.training.data.images import load_rgb
 from raw2rgb_plugin.training.data.sources import find_images
@@ -81,7 +81,7 @@ class OnTheFlyDataset:
             "noise": {"sampler": "camera_noise.sample_camera_noise_np", "validation_isos": list(VALIDATION_ISOS)},
         }
 
-    def split(self, name: str, augment: bool = False, *, input_normalization: str | None = None) -> "OnTheFlySplit":
+    def split(self, name: str, augment: bool = False, *, input_normalization: str | None = None) -> OnTheFlySplit:
         if input_normalization not in (None, "linear-srgb"):
             raise DatasetError(f"on-the-fly pairs are made for linear-srgb input, not {input_normalization!r}",
                                "drop --input-normalization")
@@ -111,7 +111,8 @@ class OnTheFlySplit(Dataset):
     def __getitem__(self, index: int) -> dict:
         k = index // self.options.patches_per_image
         if self.validation:  # the same patch, camera and noise every epoch
-            rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"val:{self.options.seed}:{index}".encode()).digest()[:8], "little"))
+            digest = hashlib.sha256(f"val:{self.options.seed}:{index}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
             iso = VALIDATION_ISOS[index % len(VALIDATION_ISOS)]
             noise = (0.0, 0.0) if iso == 0 else _green(iso_prior(iso))
         else:  # SeededItems seeded numpy's global RNG for this sample: derive ours from it
