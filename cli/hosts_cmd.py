@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -58,21 +57,26 @@ def _print(lines: list[str]) -> None:
 
 def install(
     host: Host = typer.Argument(..., help="darktable, gimp (GIMP 3) or gimp2 (GIMP 2.10).", show_default=False),
-    config_dir: Optional[Path] = typer.Option(None, "--config-dir", help=CONFIG_DIR_HELP, file_okay=False),
+    config_dir: Path | None = typer.Option(None, "--config-dir", help=CONFIG_DIR_HELP, file_okay=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
-    executable: Optional[Path] = typer.Option(
+    executable: Path | None = typer.Option(
         None, "--executable", help="The raw2rgb program the host runs (default: this raw2rgb).", dir_okay=False
     ),
-    profile: Optional[str] = typer.Option(
+    profile: str | None = typer.Option(
         None, "--profile", "-p", help="Profile the host uses by default (default: raw2rgb's default for the device)."
     ),
-    device: Optional[Device] = typer.Option(None, "--device", help="Device the host uses by default (default: auto)."),
+    device: Device | None = typer.Option(None, "--device", help="Device the host uses by default (default: auto)."),
+    denoise: float | None = typer.Option(
+        None, "--denoise", metavar="S",
+        help="Denoising strength the host uses by default for a noise-aware profile: 0 (keep all detail "
+        "and grain) to 2 (strong) (default: 1).",
+    ),
 ) -> None:
     """Install or update the darktable or GIMP integration for the current user."""
     from raw2rgb_host_integrations.install import RecordedSettings, install as install_host
 
     settings = _or_exit(f"install {host.value}",
-                        lambda: RecordedSettings.build(executable, profile, device.value if device else None))
+                        lambda: RecordedSettings.build(executable, profile, device.value if device else None, denoise))
     lines = _or_exit(f"install {host.value}", lambda: install_host(host.value, config_dir, settings, dry_run=dry_run))
     _print(lines)
     if not dry_run:
@@ -82,7 +86,7 @@ def install(
 
 def uninstall(
     host: Host = typer.Argument(..., help="darktable, gimp (GIMP 3) or gimp2 (GIMP 2.10).", show_default=False),
-    config_dir: Optional[Path] = typer.Option(None, "--config-dir", help=CONFIG_DIR_HELP, file_okay=False),
+    config_dir: Path | None = typer.Option(None, "--config-dir", help=CONFIG_DIR_HELP, file_okay=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
 ) -> None:
     """Remove what `raw2rgb install` added for darktable or GIMP."""

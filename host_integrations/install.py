@@ -1,8 +1,9 @@
 """Install and uninstall the darktable and GIMP integrations for the current user.
 
 Each host gets its files from `host_integrations/` with the absolute path of the `raw2rgb`
-executable (and optionally a profile and a device) written into them, because a host started
-from a desktop menu does not see the PATH of the user's shell:
+executable (and optionally a profile, a device and a denoise strength, the host's defaults)
+written into them, because a host started from a desktop menu does not see the PATH of the
+user's shell:
 
 - darktable: `<config>/lua/raw2rgb.lua` and one `require "raw2rgb"` line in `<config>/luarc`;
 - GIMP 3: `<profile>/plug-ins/file-raw2rgb/file-raw2rgb.py`, executable;
@@ -14,6 +15,7 @@ uninstalling removes exactly what installing added, plus the folders that it lea
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -21,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,8 @@ from raw2rgb_plugin.errors import Raw2RgbError
 
 HOSTS = ("darktable", "gimp", "gimp2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: `raw2rgb convert --denoise` takes 0 (keep all detail and grain) … 2 (strong denoising).
+DENOISE_RANGE = (0.0, 2.0)
 
 LUA_MODULE = "raw2rgb"
 LUARC_LINE = f'require "{LUA_MODULE}"'
@@ -40,6 +45,7 @@ PLACEHOLDERS = {
     "executable": '"@RAW2RGB_EXECUTABLE@"',
     "profile": '"@RAW2RGB_PROFILE@"',
     "device": '"@RAW2RGB_DEVICE@"',
+    "denoise": '"@RAW2RGB_DENOISE@"',
 }
 
 
@@ -120,14 +126,21 @@ def find_raw2rgb_executable() -> Path:
 
 @dataclass
 class RecordedSettings:
-    """Values written into the installed scripts; empty means "the host's / raw2rgb's default"."""
+    """Values written into the installed scripts; empty means "the host's / raw2rgb's default".
+
+    All are recorded as text: `denoise` is the strength as a decimal number ("0.5"), which every
+    host parses independently of its locale; where none is recorded the hosts use 1, raw2rgb's
+    own default.
+    """
 
     executable: Path
     profile: str = ""
     device: str = ""
+    denoise: str = ""
 
     @classmethod
-    def build(cls, executable: Path | None = None, profile: str | None = None, device: str | None = None) -> "RecordedSettings":
+    def build(cls, executable: Path | None = None, profile: str | None = None, device: str | None = None,
+              denoise: float | None = None) -> RecordedSettings:
         if executable is None:
             resolved = find_raw2rgb_executable()
         else:
@@ -136,14 +149,22 @@ class RecordedSettings:
                 raise HostInstallError(f"{resolved} is not an executable file", "pass the path of the raw2rgb program")
         if device and device not in DEVICES:
             raise HostInstallError(f"unknown device {device!r}", f"pick one of {', '.join(DEVICES)}")
+        recorded_denoise = ""
+        if denoise is not None:
+            low, high = DENOISE_RANGE
+            if not (math.isfinite(denoise) and low <= denoise <= high):
+                raise HostInstallError(f"--denoise {denoise:g} is outside {low:g} … {high:g}",
+                                       "0 keeps all detail and grain, 1 is raw2rgb's default, 2 denoises strongly")
+            recorded_denoise = f"{float(denoise) + 0.0:g}"  # + 0.0: no "-0"
         recorded_profile = profile or ""
         # a profile given as a relative path must still be found from the host's working folder
         if recorded_profile and Path(recorded_profile).expanduser().is_file():
             recorded_profile = os.path.abspath(Path(recorded_profile).expanduser())
-        return cls(resolved, recorded_profile, device or "")
+        return cls(resolved, recorded_profile, device or "", recorded_denoise)
 
     def values(self) -> dict[str, str]:
-        return {"executable": os.fspath(self.executable), "profile": self.profile, "device": self.device}
+        return {"executable": os.fspath(self.executable), "profile": self.profile, "device": self.device,
+                "denoise": self.denoise}
 
 
 def lua_string_literal(value: str) -> str:
@@ -194,7 +215,7 @@ def fill_placeholders(template: str, settings: RecordedSettings, literal) -> str
 @dataclass
 class Step:
     description: str
-    apply: object = None  # a callable, or None for a step with nothing to do
+    apply: Callable[[], object] | None = None  # None for a step with nothing to do
 
     def __str__(self) -> str:
         return self.description
@@ -206,7 +227,7 @@ class Plan:
     config_dir: Path
     steps: list[Step] = field(default_factory=list)
 
-    def add(self, description: str, apply=None) -> None:
+    def add(self, description: str, apply: Callable[[], object] | None = None) -> None:
         self.steps.append(Step(description, apply))
 
     def run(self, dry_run: bool = False) -> list[str]:
@@ -386,6 +407,7 @@ def gimp2_config_header(settings: RecordedSettings) -> str:
         f"#define RAW2RGB_RECORDED_EXECUTABLE {c_string_literal(values['executable'])}\n"
         f"#define RAW2RGB_RECORDED_PROFILE {c_string_literal(values['profile'])}\n"
         f"#define RAW2RGB_RECORDED_DEVICE {c_string_literal(values['device'])}\n"
+        f"#define RAW2RGB_RECORDED_DENOISE {c_string_literal(values['denoise'])}\n"
     )
 
 
@@ -399,7 +421,8 @@ def build_gimp2_plug_in(settings: RecordedSettings, build_dir: Path) -> Path:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise HostInstallError(
-            f"building the GIMP 2.10 plug-in failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}",
+            "building the GIMP 2.10 plug-in failed: "
+            f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}",
             f"run `{shlex.join(command)}` to see the whole compiler output",
         )
     return binary
@@ -450,7 +473,8 @@ def plan_uninstall(host: str, config_dir: Path | None = None) -> Plan:
     return plan
 
 
-def install(host: str, config_dir: Path | None = None, settings: RecordedSettings | None = None, dry_run: bool = False) -> list[str]:
+def install(host: str, config_dir: Path | None = None, settings: RecordedSettings | None = None,
+            dry_run: bool = False) -> list[str]:
     """Install (or update) the integration; the lines saying what was (or would be) done."""
     return plan_install(host, config_dir, settings, dry_run).run(dry_run)
 

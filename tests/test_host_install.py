@@ -72,6 +72,7 @@ def test_darktable_install_copies_the_script_and_requires_it_once(tmp_path, sett
     assert f"local RECORDED_EXECUTABLE = {lua_string_literal(str(executable))}" in script
     assert 'local RECORDED_PROFILE = "my profile"' in script
     assert 'local RECORDED_DEVICE = "cpu"' in script
+    assert 'local RECORDED_DENOISE = ""' in script  # none recorded: the script's default, 1
     assert stat.S_IMODE((config / "lua" / "raw2rgb.lua").stat().st_mode) == 0o644
     assert any(line.startswith("create ") for line in lines)
 
@@ -148,7 +149,8 @@ def test_gimp_install_puts_an_executable_plug_in_in_its_own_folder(tmp_path, set
     for node in ast.parse(plug_in.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Assign) and node.targets[0].id.startswith("RECORDED_"):
             recorded[node.targets[0].id] = ast.literal_eval(node.value)
-    assert recorded == {"RECORDED_EXECUTABLE": str(executable), "RECORDED_PROFILE": "my profile", "RECORDED_DEVICE": "cpu"}
+    assert recorded == {"RECORDED_EXECUTABLE": str(executable), "RECORDED_PROFILE": "my profile", "RECORDED_DEVICE": "cpu",
+                        "RECORDED_DENOISE": ""}
 
     before = snapshot(profile)
     assert all(line.startswith("keep ") for line in install("gimp", profile, settings))
@@ -194,10 +196,16 @@ def test_gimp2_config_header_compiles_to_the_recorded_bytes(tmp_path, settings):
     header.write_text(host_install.gimp2_config_header(settings))
     source = tmp_path / "print.c"
     source.write_text('#include <stdio.h>\nint main(void){fputs(RAW2RGB_RECORDED_EXECUTABLE, stdout);'
-                      'putchar(0);fputs(RAW2RGB_RECORDED_PROFILE, stdout);return 0;}\n')
+                      'putchar(0);fputs(RAW2RGB_RECORDED_PROFILE, stdout);'
+                      'putchar(0);fputs(RAW2RGB_RECORDED_DENOISE, stdout);return 0;}\n')
     subprocess.run([compiler, "-include", str(header), "-o", str(tmp_path / "print"), str(source)], check=True)
     printed = subprocess.run([str(tmp_path / "print")], capture_output=True, check=True).stdout
-    assert printed == os.fsencode(str(settings.executable)) + b"\0my profile"
+    assert printed == os.fsencode(str(settings.executable)) + b"\0my profile\0"
+
+    header.write_text(host_install.gimp2_config_header(RecordedSettings.build(settings.executable, denoise=0.5)))
+    subprocess.run([compiler, "-include", str(header), "-o", str(tmp_path / "print"), str(source)], check=True)
+    printed = subprocess.run([str(tmp_path / "print")], capture_output=True, check=True).stdout
+    assert printed.split(b"\0")[2] == b"0.5"
 
 
 # The GIMP 2.10 plug-in reads `raw2rgb convert --json` with its own small JSON reader (libgimp
@@ -414,6 +422,28 @@ def test_recorded_settings_refuse_what_cannot_work(tmp_path):
         RecordedSettings.build(script, None, "tpu")
 
 
+def test_recorded_denoise_is_a_plain_decimal_in_raw2rgbs_range(executable):
+    assert RecordedSettings.build(executable).denoise == ""  # none: each host uses 1
+    for given, recorded in ((0.5, "0.5"), (0, "0"), (-0.0, "0"), (2, "2"), (1.25, "1.25"), (0.1, "0.1")):
+        assert RecordedSettings.build(executable, denoise=given).denoise == recorded, given
+    for bad in (-0.01, 2.01, float("nan"), float("inf")):
+        with pytest.raises(host_install.HostInstallError, match="--denoise"):
+            RecordedSettings.build(executable, denoise=bad)
+
+
+def test_the_recorded_denoise_reaches_every_installed_file(tmp_path, executable):
+    settings = RecordedSettings.build(executable, "my profile", "cpu", 0.5)
+
+    install("darktable", tmp_path / "dt", settings)
+    assert 'local RECORDED_DENOISE = "0.5"' in (tmp_path / "dt" / "lua" / "raw2rgb.lua").read_text(encoding="utf-8")
+
+    install("gimp", tmp_path / "gimp3", settings)
+    plug_in = (tmp_path / "gimp3" / "plug-ins" / "file-raw2rgb" / "file-raw2rgb.py").read_text(encoding="utf-8")
+    assert "RECORDED_DENOISE = '0.5'\n" in plug_in
+
+    assert '#define RAW2RGB_RECORDED_DENOISE "0.5"\n' in host_install.gimp2_config_header(settings)
+
+
 def test_a_relative_profile_path_is_recorded_absolute(tmp_path, monkeypatch, executable):
     (tmp_path / "mine.safetensors").write_bytes(b"x")
     monkeypatch.chdir(tmp_path)
@@ -459,6 +489,21 @@ def test_cli_install_and_uninstall(tmp_path, executable):
     result = runner.invoke(app, ["uninstall", "darktable", "--config-dir", str(config)])
     assert result.exit_code == 0, result.output
     assert snapshot(config) == {}
+
+
+def test_cli_records_the_denoise_strength(tmp_path, executable):
+    runner = CliRunner()
+    config = tmp_path / "dt"
+    result = runner.invoke(app, ["install", "darktable", "--config-dir", str(config), "--executable", str(executable),
+                                 "--denoise", "0.25"])
+    assert result.exit_code == 0, result.output
+    assert 'local RECORDED_DENOISE = "0.25"' in (config / "lua" / "raw2rgb.lua").read_text(encoding="utf-8")
+
+    result = runner.invoke(app, ["install", "gimp", "--config-dir", str(tmp_path / "gimp3"),
+                                 "--executable", str(executable), "--denoise", "2.5"])
+    assert result.exit_code == 1
+    assert "--denoise 2.5 is outside 0 … 2" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "gimp3").exists()
 
 
 def test_cli_reports_a_bad_executable_in_one_line(tmp_path):

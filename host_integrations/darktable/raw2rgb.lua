@@ -12,8 +12,9 @@
       with its original and gets the original's tags.
     * without exporting: the button "raw2rgb: convert selected" in the selected images module,
       or the shortcut "lua/raw2rgb: convert selected" (preferences > shortcuts > lua)
-    * settings: preferences > lua options (executable, profile, device, output folder, existing
-      files); the profile, device and output folder also sit in the storage's own widget
+    * settings: preferences > lua options (executable, profile, device, denoise strength, output
+      folder, existing files); the profile, device and output folder also sit in the storage's
+      own widget
 
     WHY THE "copy" FORMAT
     darktable calls a storage's store() only after it has processed each image through its own
@@ -38,11 +39,14 @@ local ON_EXISTING = { "overwrite", "skip" }
 -- Files per converter process: one process loads the model once for all of them, and the
 -- progress bar moves after each batch.
 local BATCH_SIZE = 8
+-- `raw2rgb convert --denoise` range and default: 0 keeps all detail and grain, 2 denoises strongly.
+local DENOISE_MIN, DENOISE_MAX, DENOISE_DEFAULT = 0, 2, 1
 
 -- Filled in by `raw2rgb install darktable`; empty, or still shaped like @NAME@, means "not set".
 local RECORDED_EXECUTABLE = "@RAW2RGB_EXECUTABLE@"
 local RECORDED_PROFILE = "@RAW2RGB_PROFILE@"
 local RECORDED_DEVICE = "@RAW2RGB_DEVICE@"
+local RECORDED_DENOISE = "@RAW2RGB_DENOISE@"
 
 local script_data = {}
 script_data.metadata = {
@@ -70,6 +74,13 @@ end
 local function recorded(value, fallback)
   if value == "" or value:match("^@RAW2RGB_[A-Z]+@$") then return fallback end
   return value
+end
+
+-- the strength `raw2rgb install darktable --denoise` recorded (a decimal number), else 1
+local function recorded_denoise()
+  local value = tonumber(recorded(RECORDED_DENOISE, ""))
+  if value and value >= DENOISE_MIN and value <= DENOISE_MAX then return value end
+  return DENOISE_DEFAULT
 end
 
 -- ------------------------------------------------------------------------------------------
@@ -100,6 +111,20 @@ local function read_file(path)
   if not f then return "" end
   local text = f:read("a") or ""
   f:close()
+  return text
+end
+
+--- A denoise strength as a plain decimal for the command line ("0.5", "1", "0.125"): clamped to
+--- raw2rgb's range and rounded to 1/1000 (darktable keeps float preferences in single precision,
+--- 0.1 reads back as 0.100000001), written with integer formats only, so no locale can turn the
+--- decimal point into a comma.
+local function denoise_argument(value)
+  value = tonumber(value) or DENOISE_DEFAULT
+  if value ~= value then value = DENOISE_DEFAULT end -- NaN
+  value = math.min(DENOISE_MAX, math.max(DENOISE_MIN, value))
+  local thousandths = math.floor(value * 1000 + 0.5)
+  local text = string.format("%d.%03d", thousandths // 1000, thousandths % 1000)
+  text = text:gsub("0+$", ""):gsub("%.$", "")
   return text
 end
 
@@ -226,6 +251,10 @@ dt.preferences.register(MODULE, "on_existing", "enum", "raw2rgb: existing TIFFs"
 dt.preferences.register(MODULE, "output_folder", "string", "raw2rgb: output folder",
   "where the TIFFs go; $(FILE_FOLDER) is the folder of the RAW, a relative folder is taken inside it",
   "$(FILE_FOLDER)/raw2rgb")
+-- a float preference: darktablerc key lua/raw2rgb/denoise, a spin button from 0 to 2 by 0.1
+dt.preferences.register(MODULE, "denoise", "float", "raw2rgb: denoise strength",
+  "for a noise-aware profile: 0 keeps all detail and grain, 1 is raw2rgb's default, 2 denoises "
+  .. "strongly; other profiles ignore it", recorded_denoise(), DENOISE_MIN, DENOISE_MAX, 0.1)
 dt.preferences.register(MODULE, "device", "enum", "raw2rgb: device",
   "auto picks CUDA, then Apple MPS, then the CPU", recorded(RECORDED_DEVICE, "auto"), table.unpack(DEVICES))
 dt.preferences.register(MODULE, "profile", "string", "raw2rgb: profile",
@@ -235,9 +264,10 @@ dt.preferences.register(MODULE, "executable", "string", "raw2rgb: executable",
   "absolute path of the raw2rgb program (darktable may not see your shell's PATH)",
   recorded(RECORDED_EXECUTABLE, "raw2rgb"))
 
+local PREFERENCE_KINDS = { device = "enum", on_existing = "enum", denoise = "float" }
+
 local function pref(name)
-  local kind = (name == "device" or name == "on_existing") and "enum" or "string"
-  return dt.preferences.read(MODULE, name, kind)
+  return dt.preferences.read(MODULE, name, PREFERENCE_KINDS[name] or "string")
 end
 
 local function index_of(list, value)
@@ -290,6 +320,7 @@ local function current_settings()
     executable = executable,
     profile = pref("profile"),
     device = pref("device"),
+    denoise = denoise_argument(pref("denoise")),
     output_folder = folder,
     overwrite = pref("on_existing") ~= "skip",
   }
@@ -320,6 +351,8 @@ local function run_converter(sources, folder, settings)
   for _, source in ipairs(sources) do words[#words + 1] = shell_quote(source) end
   words[#words + 1] = "--output-dir " .. shell_quote(folder)
   words[#words + 1] = "--device " .. shell_quote(settings.device)
+  -- digits and one point only (denoise_argument), quoted all the same like every other value
+  words[#words + 1] = "--denoise " .. shell_quote(settings.denoise)
   if settings.profile ~= "" then words[#words + 1] = "--profile " .. shell_quote(settings.profile) end
   words[#words + 1] = settings.overwrite and "--overwrite" or "--skip-existing"
   words[#words + 1] = "--quiet --json"

@@ -11,12 +11,25 @@
  *
  * Procedures
  *   file-raw2rgb-raw-load  the RAW loader (pick it under Edit > Preferences > Image Import & Export >
- *                          Raw Image Importer); profile and device come from the environment
- *                          (RAW2RGB_PROFILE, RAW2RGB_DEVICE) or from `raw2rgb install gimp2`
+ *                          Raw Image Importer); profile, device and denoise strength come from the
+ *                          environment (RAW2RGB_PROFILE, RAW2RGB_DEVICE, RAW2RGB_DENOISE) or from
+ *                          `raw2rgb install gimp2`
  *   plug-in-raw2rgb-open   the same with explicit profile and device, for batch use
  *
- * Build and install: `raw2rgb install gimp2` (it records the raw2rgb executable, profile and
- * device through a generated header passed with -include). By hand:
+ * The denoise strength (`raw2rgb convert --denoise`, 0-2) is no procedure argument, on purpose:
+ * - GIMP 2.10 would register a load handler with a 4th argument (it checks only the first three:
+ *   run-mode, filename, raw-filename), but its own File > Open and gimp-file-load call the handler
+ *   with those three and fill the rest with each argument's default. A plug-in cannot set defaults
+ *   in GIMP 2: a GIMP_PDB_FLOAT argument always defaults to 0.0, which is a real strength ("keep
+ *   all the grain") the plug-in could not tell from a caller's 0, so every File > Open would
+ *   silently turn denoising off.
+ * - Script-Fu calls a procedure only with exactly its number of arguments, so a 5th argument to
+ *   plug-in-raw2rgb-open would break every script that calls it with four.
+ * So both procedures take it from RAW2RGB_DENOISE, else from `raw2rgb install gimp2 --denoise S`,
+ * else 1 (raw2rgb's default), as they take the profile and the device.
+ *
+ * Build and install: `raw2rgb install gimp2` (it records the raw2rgb executable, profile, device
+ * and denoise strength through a generated header passed with -include). By hand:
  *   gcc -O2 -o file-raw2rgb file-raw2rgb.c $(gimptool-2.0 --cflags-noui --libs-noui)
  */
 
@@ -45,6 +58,13 @@
 #ifndef RAW2RGB_RECORDED_DEVICE
 #define RAW2RGB_RECORDED_DEVICE ""
 #endif
+#ifndef RAW2RGB_RECORDED_DENOISE
+#define RAW2RGB_RECORDED_DENOISE ""
+#endif
+
+/* `raw2rgb convert --denoise` range: 0 keeps all detail and grain, 2 denoises strongly. */
+#define DENOISE_MIN 0.0
+#define DENOISE_MAX 2.0
 
 static void query (void);
 static void run   (const gchar      *name,
@@ -81,9 +101,10 @@ query (void)
   gimp_install_procedure (LOAD_PROC,
                           "Open a camera RAW file developed by raw2rgb (neural RAW-to-RGB)",
                           "Runs `raw2rgb convert` on the RAW file and opens the 16-bit TIFF "
-                          "it writes, with its ICC profile and EXIF. The profile and device "
-                          "come from RAW2RGB_PROFILE and RAW2RGB_DEVICE, else from the "
-                          "values `raw2rgb install gimp2` recorded, else raw2rgb's defaults.",
+                          "it writes, with its ICC profile and EXIF. The profile, device and "
+                          "denoise strength come from RAW2RGB_PROFILE, RAW2RGB_DEVICE and "
+                          "RAW2RGB_DENOISE, else from the values `raw2rgb install gimp2` "
+                          "recorded, else raw2rgb's defaults.",
                           "raw2rgb developers",
                           "raw2rgb developers (MIT)",
                           "2025",
@@ -101,7 +122,9 @@ query (void)
 
   gimp_install_procedure (OPEN_PROC,
                           "Open a camera RAW file through raw2rgb with a given profile and device",
-                          "Batch form of " LOAD_PROC ": the profile and device are arguments.",
+                          "Batch form of " LOAD_PROC ": the profile and device are arguments; "
+                          "the denoise strength comes from RAW2RGB_DENOISE, else from "
+                          "`raw2rgb install gimp2`, else 1.",
                           "raw2rgb developers",
                           "raw2rgb developers (MIT)",
                           "2025",
@@ -125,6 +148,32 @@ setting (const gchar *env_name,
   if (recorded && *recorded)
     return recorded;
   return NULL;
+}
+
+/*
+ * `--denoise`'s value from RAW2RGB_DENOISE, else the recorded strength, else "1": a plain decimal
+ * ("0.5") read and written with GLib's ASCII functions, which ignore the locale (a German one
+ * would write "0,5"). NULL, with `error` set, for a value that is no number from 0 to 2.
+ */
+static gchar *
+denoise_argument (GError **error)
+{
+  const gchar *text = setting ("RAW2RGB_DENOISE", RAW2RGB_RECORDED_DENOISE);
+  gchar        buffer[G_ASCII_DTOSTR_BUF_SIZE];
+  gchar       *end    = NULL;
+  gdouble      value;
+
+  if (! text)
+    return g_strdup ("1");
+  value = g_ascii_strtod (text, &end);
+  if (end == text || *end != '\0' || ! (value >= DENOISE_MIN && value <= DENOISE_MAX))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                   "raw2rgb: the denoise strength '%s' is not a number from 0 to 2 — fix "
+                   "RAW2RGB_DENOISE or run `raw2rgb install gimp2 --denoise S` again", text);
+      return NULL;
+    }
+  return g_strdup (g_ascii_formatd (buffer, sizeof buffer, "%g", value + 0.0));
 }
 
 static gchar *
@@ -575,10 +624,15 @@ load_with_raw2rgb (const gchar  *filename,
   gint32       image      = -1;
   GError      *spawn_error = NULL;
   FileReport   report     = { NULL, NULL, NULL };
+  gchar       *denoise    = NULL;
   GPtrArray   *argv;
 
   if (! executable)
     executable = "raw2rgb";
+
+  denoise = denoise_argument (error);
+  if (! denoise)
+    goto out;
 
   tmpdir = g_dir_make_tmp ("raw2rgb-gimp-XXXXXX", error);
   if (! tmpdir)
@@ -592,6 +646,8 @@ load_with_raw2rgb (const gchar  *filename,
   g_ptr_array_add (argv, tmpdir);
   g_ptr_array_add (argv, "--device");
   g_ptr_array_add (argv, (gpointer) (device && *device ? device : "auto"));
+  g_ptr_array_add (argv, "--denoise");
+  g_ptr_array_add (argv, denoise);
   if (profile && *profile)
     {
       g_ptr_array_add (argv, "--profile");
@@ -662,6 +718,7 @@ out:
   if (tmpdir)
     remove_folder (tmpdir);
   file_report_clear (&report);
+  g_free (denoise);
   g_free (tmpdir);
   g_free (output);
   g_free (errors);

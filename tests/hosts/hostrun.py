@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -151,6 +152,9 @@ RENAMED_TIFF = 'developed "{stem}" \\ 写真 😀.tif'
 _CONVERTER_WRAPPER = r"""
 import json, os, subprocess, sys
 
+# one JSON line per call: the arguments exactly as the plug-in passed them
+with open(__file__ + ".argv", "a", encoding="utf-8", errors="surrogateescape") as calls:
+    calls.write(json.dumps(sys.argv[1:], ensure_ascii=True) + "\n")
 done = subprocess.run([REAL_RAW2RGB, *sys.argv[1:]], stdout=subprocess.PIPE)
 output = done.stdout
 if RENAME_TO and output.strip():
@@ -173,7 +177,8 @@ def write_converter_wrapper(folder: Path, raw2rgb_exe: Path, *, rename: bool = F
     """An executable that runs the real raw2rgb with its arguments and keeps its stdout.
 
     The stdout (the `--json` summary when asked for) is copied to `<wrapper>.stdout`, so a test
-    can compare what a plug-in shows with what raw2rgb said. With `rename`, every TIFF raw2rgb
+    can compare what a plug-in shows with what raw2rgb said; the arguments of every call are
+    appended to `<wrapper>.argv` (read them with `recorded_calls`). With `rename`, every TIFF raw2rgb
     reports is moved to RENAMED_TIFF in the same folder and the summary reports that path
     instead, written with every non-ASCII character as a \\u escape: a loader that guesses
     `<stem>.tif`, or decodes the JSON's escapes wrongly, cannot open it.
@@ -188,6 +193,19 @@ def write_converter_wrapper(folder: Path, raw2rgb_exe: Path, *, rename: bool = F
     )
     wrapper.chmod(0o755)
     return wrapper
+
+
+def recorded_calls(wrapper: Path) -> list[list[str]]:
+    """The arguments of each call of a `write_converter_wrapper` executable, in order."""
+    log = Path(f"{wrapper}.argv")
+    if not log.is_file():
+        return []
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def option_values(argv: list[str], option: str) -> list[str]:
+    """The value after each occurrence of `option` in `argv`."""
+    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == option]
 
 
 def install_integration(raw2rgb_exe: Path, host: str, config_dir: Path, *extra: str) -> str:

@@ -15,7 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from hostrun import EXPECTED_TIFF, HOSTILE_STEMS, TimedOut, install_integration, run_bounded, tiff_summary, write_test_raw
+from hostrun import (
+    EXPECTED_TIFF,
+    HOSTILE_STEMS,
+    TimedOut,
+    install_integration,
+    option_values,
+    recorded_calls,
+    run_bounded,
+    tiff_summary,
+    write_converter_wrapper,
+    write_test_raw,
+)
 
 pytestmark = pytest.mark.hosts
 
@@ -30,6 +41,8 @@ STARTUP_TIMEOUT_S = 25
 #: caller holds (seen with gdb). Here that hit about one start-up in six, also with a luarc of a
 #: single dt.preferences.register call. Only that case, a driver that never started, is retried.
 STARTUP_ATTEMPTS = 4
+#: what `setup` records with `raw2rgb install darktable --denoise`: the preference's default
+RECORDED_DENOISE = "1.5"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +55,8 @@ def darktable() -> str:
 
 @pytest.fixture
 def setup(tmp_path, raw2rgb_exe, tiny_profile, darktable):
-    """A darktable config with raw2rgb installed, recording an executable path a shell would choke on."""
+    """A darktable config with raw2rgb installed, recording an executable path a shell would choke on
+    (and a denoise strength other than raw2rgb's default)."""
     hostile_bin = tmp_path / "bin dir 'q' $x;`y`"
     hostile_bin.mkdir()
     executable = hostile_bin / "raw2rgb"
@@ -50,7 +64,7 @@ def setup(tmp_path, raw2rgb_exe, tiny_profile, darktable):
     config = tmp_path / "darktable config"
     config.mkdir()
     install_integration(raw2rgb_exe, "darktable", config, "--executable", str(executable),
-                        "--profile", str(tiny_profile), "--device", "cpu")
+                        "--profile", str(tiny_profile), "--device", "cpu", "--denoise", RECORDED_DENOISE)
     shutil.copyfile(DRIVER, config / "lua" / "raw2rgb_test_driver.lua")
     canary = tmp_path / "darktable cwd"
     canary.mkdir()
@@ -183,3 +197,32 @@ def test_conversion_failures_are_reported_per_image(setup):
         assert message.startswith(f"{raw.name}: ") and "profile" in message and str(missing) in message
     assert not (raw_dir / "raw2rgb").exists() or not list((raw_dir / "raw2rgb").iterdir())
     assert sorted(image["path"] for image in result["images"]) == sorted(str(p) for p in raws)
+
+
+def set_darktablerc(config: Path, key: str, value: str) -> None:
+    """Set `key` in darktablerc as a user (or darktable's preferences dialog) leaves it."""
+    rc = config / "darktablerc"
+    lines = rc.read_text(encoding="utf-8").splitlines() if rc.is_file() else []
+    lines = [line for line in lines if not line.startswith(f"{key}=")] + [f"{key}={value}"]
+    rc.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_denoise_preference_reaches_the_converter(setup, raw2rgb_exe):
+    raw_dir = setup["tmp"] / "photos"
+    raw_dir.mkdir()
+    raws = [write_test_raw(raw_dir / "grain.dng")]
+    recording = write_converter_wrapper(setup["tmp"], raw2rgb_exe)
+    executable = f"lua/raw2rgb/executable={recording}"
+
+    # no denoise preference yet: the strength `raw2rgb install` recorded is its default
+    result = run_darktable(setup, raws, "action", executable)
+    assert_converted_and_grouped(result, raws, raw_dir / "raw2rgb")
+    (first,) = recorded_calls(recording)
+    assert first[0] == "convert" and option_values(first, "--denoise") == [RECORDED_DENOISE], first
+
+    # the preference (preferences > lua options > raw2rgb: denoise strength) as darktablerc keeps it
+    set_darktablerc(setup["config"], "lua/raw2rgb/denoise", "0.5")
+    result = run_darktable(setup, raws, "export", executable)
+    assert_converted_and_grouped(result, raws, raw_dir / "raw2rgb")
+    (_, second) = recorded_calls(recording)
+    assert option_values(second, "--denoise") == ["0.5"], second

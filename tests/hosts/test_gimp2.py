@@ -18,6 +18,8 @@ from hostrun import (
     EXPECTED_TIFF,
     RENAMED_TIFF,
     install_integration,
+    option_values,
+    recorded_calls,
     run_bounded,
     tiff_summary,
     write_converter_wrapper,
@@ -161,3 +163,27 @@ def test_gimp2_batch_procedure_takes_profile_and_device(profile, tmp_path, tiny_
     assert "raw2rgb-test width 192" in finished.output, finished.output
     assert "Procedure execution of plug-in-raw2rgb-open failed: raw2rgb could not convert batch.dng: " in finished.output
     assert str(missing) in finished.output
+
+
+def test_gimp2_denoise_setting_reaches_raw2rgb(profile, tmp_path, raw2rgb_exe, tiny_profile):
+    """GIMP 2.10 cannot pass the strength as an argument (see file-raw2rgb.c): it is the one
+    `raw2rgb install gimp2 --denoise` recorded, or RAW2RGB_DENOISE."""
+    install_integration(raw2rgb_exe, "gimp2", profile, "--executable", str(raw2rgb_exe),
+                        "--profile", str(tiny_profile), "--device", "cpu", "--denoise", "0.5")
+    recording = write_converter_wrapper(tmp_path, raw2rgb_exe)
+    raw = write_test_raw(tmp_path / "grain.dng")
+    saved = tmp_path / "saved.tif"
+    env = {"RAW2RGB_EXECUTABLE": str(recording)}
+    open_proc = f"""(plug-in-raw2rgb-open RUN-NONINTERACTIVE {scheme_string(str(raw))} "" "cpu")"""
+
+    recorded = run_gimp2(profile, open_and_save(raw, saved), open_proc, env=env)
+    from_env = run_gimp2(profile, open_and_save(raw, saved), env={**env, "RAW2RGB_DENOISE": "0.25"})
+    bad = run_gimp2(profile, open_and_save(raw, saved), env={**env, "RAW2RGB_DENOISE": "2,5"})
+
+    assert "raw2rgb-test size 192x128" in recorded.output and "raw2rgb-test size 192x128" in from_env.output
+    calls = recorded_calls(recording)
+    assert [option_values(call, "--denoise") for call in calls] == [["0.5"], ["0.5"], ["0.25"]], calls
+    assert ("raw2rgb: the denoise strength '2,5' is not a number from 0 to 2 — fix RAW2RGB_DENOISE "
+            "or run `raw2rgb install gimp2 --denoise S` again") in bad.output, bad.output
+    assert len(recorded_calls(recording)) == 3  # a bad strength runs no converter
+    assert not left_behind(profile)

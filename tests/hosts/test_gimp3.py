@@ -21,6 +21,8 @@ from hostrun import (
     EXPECTED_TIFF,
     RENAMED_TIFF,
     install_integration,
+    option_values,
+    recorded_calls,
     run_bounded,
     tiff_summary,
     write_converter_wrapper,
@@ -206,3 +208,32 @@ for name, profile in (("good", {str(tiny_profile)!r}), ("missing", {str(missing)
     assert out["missing"]["status"] == "execution-error"
     assert out["missing"]["error"].startswith("raw2rgb could not convert batch.dng: ")
     assert str(missing) in out["missing"]["error"]
+
+
+def test_gimp3_denoise_argument_reaches_raw2rgb(work, raw2rgb_exe, tiny_profile):
+    # recorded by the installer: the default of both procedures' "denoise" argument
+    install_integration(raw2rgb_exe, "gimp", work / "gimp3 profile", "--executable", str(work / "raw2rgb via host"),
+                        "--profile", str(tiny_profile), "--device", "cpu", "--denoise", "0.25")
+    recording = write_converter_wrapper(work, raw2rgb_exe)
+    raw = write_test_raw(work / "grain.dng")
+
+    out = run_gimp3(work, f"""
+raw = Gio.File.new_for_path({str(raw)!r})
+pdb = Gimp.get_pdb()
+for name in ("file-raw2rgb-raw-load", "plug-in-raw2rgb-open"):
+    procedure = pdb.lookup_procedure(name)
+    config = procedure.create_config()
+    out[name + " default"] = config.get_property("denoise")
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("file", raw)
+    config.set_property("denoise", 0.5)
+    out[name] = procedure.run(config).index(0).value_nick
+# GIMP's own file loading passes no denoise: the argument's default
+out["file_load"] = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, raw) is not None
+""", env={"RAW2RGB_EXECUTABLE": run_on_host(work / "recording via host", recording)})
+
+    assert out["file-raw2rgb-raw-load default"] == out["plug-in-raw2rgb-open default"] == 0.25
+    assert (out["file-raw2rgb-raw-load"], out["plug-in-raw2rgb-open"], out["file_load"]) == ("success", "success", True)
+    calls = recorded_calls(recording)
+    assert [call[0] for call in calls] == ["convert"] * 3
+    assert [option_values(call, "--denoise") for call in calls] == [["0.5"], ["0.5"], ["0.25"]], calls

@@ -10,8 +10,10 @@ the temporary files.
 Procedures
   file-raw2rgb-raw-load  the RAW loader: pick it under Edit > Preferences > Image Import & Export >
                          Raw Image Importer. Profile and device come from the environment
-                         (RAW2RGB_PROFILE, RAW2RGB_DEVICE), else from `raw2rgb install gimp`.
-  plug-in-raw2rgb-open   the same with explicit profile and device arguments, for batch use.
+                         (RAW2RGB_PROFILE, RAW2RGB_DEVICE), else from `raw2rgb install gimp`; its
+                         argument "denoise" (0-2) is the denoising strength, shown in a dialog
+                         when a RAW is opened interactively.
+  plug-in-raw2rgb-open   the same with explicit profile, device and denoise arguments, for batch use.
 
 Installed by `raw2rgb install gimp` as <GIMP profile>/plug-ins/file-raw2rgb/file-raw2rgb.py; the
 installer records the absolute path of the raw2rgb executable below, because GIMP started from a
@@ -34,9 +36,18 @@ from gi.repository import Gimp, Gio, GLib, GObject  # noqa: E402
 RECORDED_EXECUTABLE = "@RAW2RGB_EXECUTABLE@"
 RECORDED_PROFILE = "@RAW2RGB_PROFILE@"
 RECORDED_DEVICE = "@RAW2RGB_DEVICE@"
+RECORDED_DENOISE = "@RAW2RGB_DENOISE@"
 
 LOAD_PROC = "file-raw2rgb-raw-load"
 OPEN_PROC = "plug-in-raw2rgb-open"
+PLUG_IN_BINARY = "file-raw2rgb"
+
+#: `raw2rgb convert --denoise` range and default: 0 keeps all detail and grain, 2 denoises strongly.
+DENOISE_MIN = 0.0
+DENOISE_MAX = 2.0
+DENOISE_DEFAULT = 1.0
+DENOISE_BLURB = ("Denoising strength of a noise-aware profile: 0 keeps all detail and grain, 1 is "
+                 "raw2rgb's default, 2 denoises strongly; other profiles ignore it")
 
 #: raw2rgb_plugin.engine.plan.RAW_EXTENSIONS (a test keeps them equal).
 RAW_EXTENSIONS = (
@@ -57,6 +68,21 @@ def _recorded(value):
 
 def _setting(env_name, recorded):
     return os.environ.get(env_name) or _recorded(recorded)
+
+
+def recorded_denoise():
+    """The strength `raw2rgb install gimp --denoise` recorded, else raw2rgb's default: the default
+    of the "denoise" arguments (GIMP fills an argument a caller leaves out with its default)."""
+    try:
+        value = float(_recorded(RECORDED_DENOISE))
+    except ValueError:
+        return DENOISE_DEFAULT
+    return value if DENOISE_MIN <= value <= DENOISE_MAX else DENOISE_DEFAULT
+
+
+def denoise_argument(value):
+    """`--denoise`'s value: a plain decimal ("0.5", "1"); format() ignores the locale."""
+    return format(min(DENOISE_MAX, max(DENOISE_MIN, float(value))) + 0.0, "g")
 
 
 def raw2rgb_executable():
@@ -86,10 +112,11 @@ def _summary_entry(stdout):
     return files[0]
 
 
-def convert_to_tiff(source, folder, profile, device):
+def convert_to_tiff(source, folder, profile, device, denoise):
     """Run `raw2rgb convert --json` on `source` into `folder`; the path of the TIFF it wrote."""
     executable = raw2rgb_executable()
-    command = [executable, "convert", source, "--output-dir", folder, "--device", device or "auto"]
+    command = [executable, "convert", source, "--output-dir", folder, "--device", device or "auto",
+               "--denoise", denoise_argument(denoise)]
     if profile:
         command += ["--profile", profile]
     command += ["--overwrite", "--quiet", "--json"]
@@ -128,13 +155,13 @@ def convert_to_tiff(source, folder, profile, device):
     )
 
 
-def load_with_raw2rgb(gfile, profile, device):
+def load_with_raw2rgb(gfile, profile, device, denoise):
     """Develop the RAW `gfile` with raw2rgb and open the result as a 16-bit GIMP image."""
     source = gfile.get_path()
     if source is None:
         raise ConversionError("raw2rgb opens local files only — copy the RAW file to a local folder")
     with tempfile.TemporaryDirectory(prefix="raw2rgb-gimp-") as folder:
-        tiff = convert_to_tiff(source, folder, profile, device)
+        tiff = convert_to_tiff(source, folder, profile, device, denoise)
         Gimp.progress_set_text(f"Opening the TIFF raw2rgb developed from {os.path.basename(source)}")
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(tiff))
         if image is None:
@@ -146,6 +173,32 @@ def load_with_raw2rgb(gfile, profile, device):
 
 def _error(procedure, message):
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))
+
+
+def _add_denoise_argument(procedure):
+    procedure.add_double_argument("denoise", "Denoise", DENOISE_BLURB, DENOISE_MIN, DENOISE_MAX,
+                                  recorded_denoise(), GObject.ParamFlags.READWRITE)
+
+
+def _ask_for_settings(procedure, config):
+    """The load procedure's dialog (its "denoise" argument); False when the user cancels it.
+
+    GIMP 3 load procedures take arguments beyond the file and may show their own dialog when run
+    interactively (as GIMP's PDF and SVG importers do), so File > Open of a RAW asks for the
+    strength here. The config GIMP hands over holds the value used last time (GIMP remembers the
+    arguments of interactive runs), the recorded default the first time. Non-interactive loads
+    (scripts, Gimp.file_load, batch) show nothing and use the argument as given.
+    """
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    GimpUi.init(PLUG_IN_BINARY)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Develop with raw2rgb")
+    dialog.fill(["denoise"])
+    try:
+        return dialog.run()
+    finally:
+        dialog.destroy()
 
 
 def _success(image):
@@ -168,7 +221,8 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
                 "Runs `raw2rgb convert` on the RAW file and opens the 16-bit TIFF it writes, with "
                 "its ICC profile and EXIF. The profile and device come from RAW2RGB_PROFILE and "
                 "RAW2RGB_DEVICE, else from the values `raw2rgb install gimp` recorded, else "
-                "raw2rgb's defaults.",
+                "raw2rgb's defaults. The denoise argument is asked for in a dialog when run "
+                "interactively; its default is the strength `raw2rgb install gimp` recorded, else 1.",
                 name,
             )
             procedure.set_attribution("raw2rgb developers", "raw2rgb developers (MIT)", "2025")
@@ -176,12 +230,13 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
             procedure.set_extensions(RAW_EXTENSIONS)
             # no magics: a DNG starts like any TIFF, so only the extension can tell it
             procedure.set_handles_raw(True)
+            _add_denoise_argument(procedure)
             return procedure
         if name == OPEN_PROC:
             procedure = Gimp.Procedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run_open, None)
             procedure.set_documentation(
-                "Open a camera RAW file through raw2rgb with a given profile and device",
-                f"Batch form of {LOAD_PROC}: the profile and device are arguments.",
+                "Open a camera RAW file through raw2rgb with a given profile, device and denoise strength",
+                f"Batch form of {LOAD_PROC}: the profile, device and denoise strength are arguments.",
                 name,
             )
             procedure.set_attribution("raw2rgb developers", "raw2rgb developers (MIT)", "2025")
@@ -194,6 +249,7 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
                                           "", GObject.ParamFlags.READWRITE)
             procedure.add_string_argument("device", "Device", "auto, cpu, cuda or mps (empty: auto)",
                                           "auto", GObject.ParamFlags.READWRITE)
+            _add_denoise_argument(procedure)
             procedure.add_image_return_value("image", "Image", "The 16-bit image raw2rgb developed",
                                              False, GObject.ParamFlags.READWRITE)
             return procedure
@@ -202,8 +258,10 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
     def run_load(self, procedure, run_mode, file, metadata, flags, config, data):
         profile = _setting("RAW2RGB_PROFILE", RECORDED_PROFILE)
         device = _setting("RAW2RGB_DEVICE", RECORDED_DEVICE)
+        if run_mode == Gimp.RunMode.INTERACTIVE and not _ask_for_settings(procedure, config):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error()), flags
         try:
-            image = load_with_raw2rgb(file, profile, device)
+            image = load_with_raw2rgb(file, profile, device, config.get_property("denoise"))
         except ConversionError as exc:
             return _error(procedure, str(exc)), flags
         # the TIFF loader already gave the image raw2rgb's ICC profile and EXIF: keep them
@@ -214,7 +272,8 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
         if file is None:
             return _error(procedure, "raw2rgb: no RAW file given")
         try:
-            image = load_with_raw2rgb(file, config.get_property("profile"), config.get_property("device"))
+            image = load_with_raw2rgb(file, config.get_property("profile"), config.get_property("device"),
+                                      config.get_property("denoise"))
         except ConversionError as exc:
             return _error(procedure, str(exc))
         return _success(image)
