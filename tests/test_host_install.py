@@ -337,8 +337,10 @@ SUMMARIES = {
     "failed, raw UTF-8 reason": raw2rgb_summary(entry(None, "failed", "écrit « mal » 😀")),
     "undecodable file-name bytes, raw": raw2rgb_summary(entry(os.fsdecode(b"/tmp/\xff\xfe name.tif"))),
     "undecodable file-name bytes, escaped": raw2rgb_summary(entry(os.fsdecode(b"/tmp/\xff\xfe name.tif")), ensure_ascii=True),
-    "every short escape": b'{"files": [{"output": "\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\u20AC \\uD834\\uDD1E", "status": "converted"}]}',
-    "keys in another order, repeated": b'{"files":[{"error":null,"output":"/a.tif","status":"failed","output":"/b.tif","status":"skipped"}],"profile":"x"}',
+    "every short escape": b'{"files": [{"output": "\\" \\\\ \\/ \\b \\f \\n \\r \\t '
+                          b'\\u00e9 \\u20AC \\uD834\\uDD1E", "status": "converted"}]}',
+    "keys in another order, repeated": b'{"files":[{"error":null,"output":"/a.tif","status":"failed",'
+                                       b'"output":"/b.tif","status":"skipped"}],"profile":"x"}',
     "a later files key wins": b'{"files": [{"output": "/a.tif"}], "files": [{"output": "/b.tif", "status": "converted"}]}',
     "non-string values": b'{"files": [{"output": 12, "status": ["converted"], "error": {"a": [1, -2.5e+3, true, false, null]}}]}',
     "first entry not an object": b'{"files": [null, {"output": "/a.tif"}]}',
@@ -478,11 +480,12 @@ def test_cli_install_and_uninstall(tmp_path, executable):
     runner = CliRunner()
     config = tmp_path / "dt"
     config.mkdir()
-    result = runner.invoke(app, ["install", "darktable", "--config-dir", str(config), "--executable", str(executable), "--dry-run"])
+    base = ["install", "darktable", "--config-dir", str(config), "--executable", str(executable)]
+    result = runner.invoke(app, [*base, "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "would create" in result.output and snapshot(config) == {}
 
-    result = runner.invoke(app, ["install", "darktable", "--config-dir", str(config), "--executable", str(executable), "--device", "cpu"])
+    result = runner.invoke(app, [*base, "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert (config / "lua" / "raw2rgb.lua").is_file()
 

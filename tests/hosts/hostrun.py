@@ -103,11 +103,11 @@ def raw2rgb_console_script() -> Path | None:
 
 def write_test_raw(path: Path, *, height: int = 128, width: int = 192, seed: int = 0) -> Path:
     """A small synthetic Bayer DNG (RGGB, 12-bit) that darktable, GIMP's loaders and raw2rgb read."""
-    from helpers import TEST_XYZ_TO_CAMERA, smooth_scene
-
     from raw2rgb_plugin.io.dng_write import write_bayer_dng
     from raw2rgb_plugin.io.exif_read import PhotoMetadata
     from raw2rgb_plugin.training.data.unprocess import mosaic_rgb
+
+    from helpers import TEST_XYZ_TO_CAMERA, smooth_scene
 
     black, white = 64, 4095
     scene = smooth_scene(height, width, seed=seed)
