@@ -26,11 +26,10 @@ import numpy as np
 import rawpy
 import torch
 
-from raw2rgb_plugin.pipeline.colour import srgb_encode
-from raw2rgb_plugin.pipeline.colour import tone_curve as smoothstep
+from raw2rgb_plugin.io.raw_file import BayerFrame
+from raw2rgb_plugin.pipeline.colour import srgb_encode, tone_curve as smoothstep
 from raw2rgb_plugin.pipeline.normalization import levels_normalize
 from raw2rgb_plugin.pipeline.packing import site_tile
-from raw2rgb_plugin.io.raw_file import BayerFrame
 
 LIBRAW_ALGORITHMS = {"AHD": rawpy.DemosaicAlgorithm.AHD, "DHT": rawpy.DemosaicAlgorithm.DHT}
 
@@ -68,10 +67,10 @@ def libraw_camera_rgb(path, frame: BayerFrame, algorithm: str) -> np.ndarray:
                                output_color=rawpy.ColorSpace.raw, gamma=(1, 1))
 
 
-def libraw_display(path, frame: BayerFrame) -> np.ndarray:
-    """LibRaw's own complete rendering (AHD, the frame's white balance, its camera→sRGB matrix and
-    the sRGB curve), float (H, W, 3) in [0, 1], sensor orientation: the classical look."""
-    return _libraw_postprocess(path, frame, demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
+def libraw_display(path, frame: BayerFrame, algorithm: str = "AHD") -> np.ndarray:
+    """LibRaw's own complete rendering (AHD or DHT, the frame's white balance, its camera→sRGB
+    matrix and the sRGB curve), float (H, W, 3) in [0, 1], sensor orientation: the classical look."""
+    return _libraw_postprocess(path, frame, demosaic_algorithm=LIBRAW_ALGORITHMS[algorithm],
                                output_color=rawpy.ColorSpace.sRGB, gamma=(2.4, 12.92))
 
 
