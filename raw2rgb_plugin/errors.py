@@ -31,3 +31,7 @@ class ProfileError(Raw2RgbError):
 
 class OutputError(Raw2RgbError):
     """The output cannot be written (exists and no --overwrite, disk full, permissions)."""
+
+
+class OutputExistsError(OutputError):
+    """The output exists (or appeared while it was written: another run finished it) and is not replaced."""

@@ -1,7 +1,7 @@
 """`Converter`: a profile's model resident on a device, converting RAW files to images.
 
     RawFile (decode) ─▶ network_input (levels, pack, normalise) ─▶ Runner (model, tiles)
-        ─▶ crop, half size, orient ─▶ uint16 ─▶ Writer (TIFF, atomic)
+        ─▶ crop, half size, square pixels, orient ─▶ uint16 ─▶ Writer (TIFF, atomic)
 
 `render` does one frame; `stream` runs any iterable of jobs through the scheduler and yields
 results as files finish; `convert` is `stream` collected in job order.
@@ -21,10 +21,12 @@ from raw2rgb_plugin.engine.scheduler import Stages, schedule
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
+from raw2rgb_plugin.io.libraw import libraw_stderr
 from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile
 from raw2rgb_plugin.io.writers import TiffWriter, Writer
 from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
+from raw2rgb_plugin.pipeline.geometry import to_square_pixels
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import NoiseLevels, network_input
 from raw2rgb_plugin.pipeline.orientation import orient
@@ -60,6 +62,13 @@ def noise_levels(model: NoiseModel, strength: float) -> NoiseLevels:
     """The green channel's (a, b): the network's noise map is scaled per site by white balance."""
     green = 1 if len(model.a) == 3 else 0
     return NoiseLevels(shot=model.a[green], read=model.b[green if len(model.b) == 3 else 0], strength=strength)
+
+
+def _capturing_libraw_stderr(results: Iterator[FileResult]) -> Iterator[FileResult]:
+    """`results`, with LibRaw's stderr captured once for the whole decode pool (its lines about a
+    file become that file's notes or reasons; see io/libraw)."""
+    with libraw_stderr():
+        yield from results
 
 
 class Converter:
@@ -109,9 +118,14 @@ class Converter:
             levels = noise_levels(noise or noise_model_for(frame), self.denoise)
         net_in = network_input(frame, self.profile.input_normalization, self.device, noise=levels)
         rgb = net_in.padding.crop(self.runner.run(net_in.packed))
+        if not bool(torch.isfinite(rgb).all()):
+            # Broken weights (a diverged run, a damaged file) would otherwise clamp to black.
+            raise RenderError("the network's output is not finite (NaN or infinity)",
+                              f"profile {self.profile.name!r} is broken; re-export it or use another profile")
         if half_size:
             # Mean of each 2×2 block; an odd last row/column is dropped, as LibRaw's half_size does.
             rgb = to_half_size(rgb)
+        rgb = to_square_pixels(rgb, frame.pixel_aspect)  # non-square sensor pixels, as LibRaw renders them
         rgb = orient(rgb[0], frame.flip)  # (3, H, W)
         # int32 is the widest dtype every backend can cast to and copy back cheaply.
         pixels = (rgb.clamp(0, 1) * 65535).round().to(torch.int32).permute(1, 2, 0).cpu().numpy()
@@ -143,7 +157,8 @@ class Converter:
             render=lambda decoded: self._render_stage(decoded, half_size),
             write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite),
         )
-        return schedule(jobs, stages, overwrite=overwrite, decode_workers=decode_workers, on_event=on_event)
+        return _capturing_libraw_stderr(
+            schedule(jobs, stages, overwrite=overwrite, decode_workers=decode_workers, on_event=on_event))
 
     def convert(
         self,

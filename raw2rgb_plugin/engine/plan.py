@@ -3,7 +3,11 @@ jobs cannot run (two inputs with one output, an output that would replace an inp
 
 from __future__ import annotations
 
+import errno
 import glob
+import os
+import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,26 +51,54 @@ def expand_inputs(arguments: list[str], *, recursive: bool = False) -> tuple[lis
 
     for argument in arguments:
         path = Path(argument).expanduser()
-        if path.is_file():
-            add(path)
-        elif path.is_dir():
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            mode = None
+            if not isinstance(exc, FileNotFoundError) or os.path.islink(path):
+                problems.append(InputProblem(argument, _unreachable(path, exc)))
+                continue
+        if mode is not None and stat.S_ISDIR(mode):
+            try:
+                os.scandir(path).close()
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                problems.append(InputProblem(argument, f"cannot read this folder ({why}) — check its permissions"))
+                continue
             pattern = "**/*" if recursive else "*"
             matches = sorted(p for p in path.glob(pattern) if p.is_file() and is_raw_path(p))
             if not matches:
-                hint = "" if recursive else " (add --recursive to look in sub-folders)"
-                problems.append(InputProblem(argument, f"folder holds no RAW files{hint}"))
+                hint = "pass RAW files or a folder of them" if recursive else "add --recursive to look in sub-folders"
+                problems.append(InputProblem(argument, f"folder holds no RAW files — {hint}"))
             for match in matches:
                 add(match)
+        elif mode is not None:
+            add(path)  # a file (or a device, a pipe: the decoder says what it is)
         elif glob.has_magic(argument):
             matches = sorted(Path(p) for p in glob.glob(argument, recursive=recursive) if Path(p).is_file())
             raws = [p for p in matches if is_raw_path(p)]
             if not raws:
-                problems.append(InputProblem(argument, "pattern matches no RAW files"))
+                problems.append(InputProblem(argument, "pattern matches no RAW files — check the pattern and its quotes"))
             for match in raws:
                 add(match)
         else:
-            problems.append(InputProblem(argument, "no such file or folder"))
+            problems.append(InputProblem(argument, "no such file or folder — check the path"))
     return found, problems
+
+
+def _unreachable(path: Path, exc: OSError) -> str:
+    """Why `path` cannot be looked at, in words (stat failed)."""
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop — point the link at a real file"
+    if isinstance(exc, FileNotFoundError) and os.path.islink(path):
+        return f"broken symbolic link (to {os.readlink(path)}) — point the link at a real file"
+    if isinstance(exc, PermissionError):
+        return "permission denied — a folder on the way cannot be entered"
+    if exc.errno == errno.ENOTDIR:
+        return "no such file or folder — a part of the path is a file"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the name is too long for this system — shorten it"
+    return f"cannot be looked at ({exc.strerror or exc}) — check the path and its permissions"
 
 
 def output_path_for(input_path: Path, output_dir: Path | None, suffix: str = ".tif") -> Path:
@@ -88,12 +120,15 @@ def plan_jobs(inputs: list[Path], output_dir: Path | None, suffix: str = ".tif")
     so no --overwrite can ever destroy a source."""
     jobs: list[ConvertJob] = []
     refused: list[tuple[Path, str]] = []
-    sources = {path.resolve() for path in inputs}
-    claimed: dict[Path, Path] = {}
+    sources = {_claim_key(path.resolve()) for path in inputs}
+    # The same file under another name (a hard link, a symlink, another case on a case-insensitive
+    # disk) is recognised by its identity, where the output already exists.
+    identities = {identity for path in inputs if (identity := _identity(path)) is not None}
+    claimed: dict[str, Path] = {}
     for path in inputs:
         target = output_path_for(path, output_dir, suffix)
-        key = target.resolve()
-        if key in sources:
+        key = _claim_key(target.resolve())
+        if key in sources or (identities and _identity(target) in identities):
             refused.append((path, f"its output {target} would replace an input file — use -o to write elsewhere"))
         elif key in claimed:
             refused.append((path, f"its output {target} is also the output of {claimed[key]} — "
@@ -102,3 +137,19 @@ def plan_jobs(inputs: list[Path], output_dir: Path | None, suffix: str = ".tif")
             claimed[key] = path
             jobs.append(ConvertJob(path, target))
     return Plan(jobs, refused)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file `path` names, or None when there is none."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _claim_key(path: Path) -> str:
+    """Output names that are one file on this system's usual disks (case-insensitive on macOS and
+    Windows) map to one key."""
+    text = os.fspath(path)
+    return text.casefold() if sys.platform in ("darwin", "win32") else text

@@ -10,12 +10,16 @@ rendering; the device never waits on disk when it need not.
 
 Every job ends as exactly one result. A stage that raises `Raw2RgbError` fails that file with
 its one-line reason; anything else fails it as unexpected; the batch goes on. A job whose output
-appears while it waits (another run finished it) is skipped before rendering, not failed at
-writing.
+appears while it waits (another run into the same folder finished it) is skipped: checked before
+decoding, again before rendering, and a write that loses the race to the other run counts as
+skipped too, not failed. An output path that is a folder fails that file. Our own partial files
+left in an output folder by a killed run (`io.tiff_write.remove_stale_partials`) are removed the
+first time a job writes into that folder.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -28,11 +32,24 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from raw2rgb_plugin.engine.jobs import ConvertJob, DoneEvent, EventCallback, FileResult, StageEvent
-from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.errors import OutputExistsError, Raw2RgbError
+from raw2rgb_plugin.io.tiff_write import remove_stale_partials
 
 D = TypeVar("D")  # what decoding yields (frame + metadata)
 
 _SKIPPED = "output exists (use --overwrite to replace it)"
+_SKIPPED_RACE = "output exists: another run wrote it meanwhile (use --overwrite to replace it)"
+
+
+def precheck(job: ConvertJob, *, overwrite: bool) -> FileResult | None:
+    """The result of a job that needs no work (its output exists: skipped; its output path is a
+    folder: failed), or None when it has to be converted."""
+    if os.path.isdir(job.output):
+        return FileResult(job.input, None, "failed",
+                          f"its output {job.output} is a folder — rename or remove that folder, or use -o")
+    if not overwrite and os.path.lexists(job.output):
+        return FileResult(job.input, job.output, "skipped", _SKIPPED)
+    return None
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,11 @@ class _Writer:
             start = time.perf_counter()
             try:
                 self._write(job, pixels, decoded)
+            except OutputExistsError:
+                # Another run finished this file between our check and our write: its output is
+                # as good as ours.
+                self._finish(job, FileResult(job.input, job.output, "skipped", _SKIPPED_RACE, timings=timings))
+                continue
             except Exception as exc:  # every failure becomes that file's result
                 self._finish(job, _failure(job, "write", exc, timings))
                 continue
@@ -107,10 +129,17 @@ def schedule(jobs: Iterable[ConvertJob], stages: Stages, *, overwrite: bool = Fa
     pool = ThreadPoolExecutor(max_workers=max(1, decode_workers), thread_name_prefix="raw2rgb-decode")
     writer = _Writer(stages.write, finish, notify)
 
+    tidied: set[str] = set()
+
     def fill() -> None:
         while len(pending) < lookahead and (job := next(source, None)) is not None:
-            if not overwrite and job.output.exists():
-                finish(job, FileResult(job.input, job.output, "skipped", _SKIPPED))
+            folder = os.fspath(job.output.parent)
+            if folder not in tidied:
+                tidied.add(folder)
+                remove_stale_partials(job.output.parent)
+            ready = precheck(job, overwrite=overwrite)
+            if ready is not None:
+                finish(job, ready)
                 continue
             notify(StageEvent(job, "decoding"))
             pending.append((job, pool.submit(timed_decode, job)))
@@ -140,8 +169,10 @@ def _render_one(job: ConvertJob, decoded: Any, decode_seconds: float, stages: St
                 writer: _Writer, finish: Callable[[ConvertJob, FileResult], None], notify: EventCallback) -> None:
     # Checked again here: a concurrent run into the same folder may have written it meanwhile,
     # and rendering it again only to fail at the write would report a false failure.
-    if not overwrite and job.output.exists():
-        finish(job, FileResult(job.input, job.output, "skipped", _SKIPPED, timings={"decode": decode_seconds}))
+    ready = precheck(job, overwrite=overwrite)
+    if ready is not None:
+        ready.timings = {"decode": decode_seconds}
+        finish(job, ready)
         return
     notify(StageEvent(job, "rendering"))
     start = time.perf_counter()

@@ -39,6 +39,7 @@ _CFA_LAYOUT = 50711
 _BLACK_LEVEL_REPEAT_DIM = 50713
 _BLACK_LEVEL = 50714
 _WHITE_LEVEL = 50717
+_DEFAULT_SCALE = 50718
 _COLOR_MATRIX_1 = 50721
 _AS_SHOT_NEUTRAL = 50728
 _BASELINE_EXPOSURE = 50730
@@ -53,14 +54,17 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
                     color_matrix1: np.ndarray | None, as_shot_neutral: Sequence[float] | None,
                     orientation: int = 1, make: str = "raw2rgb", model: str = "Synthetic",
                     metadata: PhotoMetadata | None = None,
-                    baseline_exposure: float | None = None, overwrite: bool = True) -> None:
+                    baseline_exposure: float | None = None, default_scale: tuple[float, float] | None = None,
+                    overwrite: bool = True) -> None:
     """Write `mosaic` (uint16 H×W in sensor orientation, 2×2 `cfa` order) as a DNG.
 
     `black_level` is one value or four, one per 2×2 site in `cfa` order (row-major).
     `color_matrix1` maps XYZ (D65) to camera RGB; `as_shot_neutral` is the camera RGB of a
     neutral grey (the inverse of the white-balance gains). `orientation` is the EXIF value
     a viewer applies to show the mosaic upright. `make`/`model` name the camera; the rest
-    of `metadata` (exposure, lens, date, GPS…) goes into the EXIF IFD. An existing `path` is
+    of `metadata` (exposure, lens, date, GPS…) goes into the EXIF IFD. `default_scale`
+    (horizontal, vertical) declares non-square pixels: LibRaw reads their width ÷ height as
+    horizontal ÷ vertical (a Nikon D1X-like sensor is (1, 2)). An existing `path` is
     replaced atomically unless `overwrite` is False.
     """
     cfa = cfa.upper()
@@ -74,6 +78,11 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
 
     extratags = _dng_tags(cfa, blacks, int(white_level), color_matrix1, as_shot_neutral,
                           orientation, baseline_exposure)
+    if default_scale is not None:
+        scale = [float(v) for v in default_scale]
+        if len(scale) != 2 or any(not (v > 0 and np.isfinite(v)) for v in scale):
+            raise ValueError(f"DefaultScale needs 2 positive values, got {scale}")
+        extratags.append((_DEFAULT_SCALE, _RATIONAL, 2, tuple(rational_values(scale)), True))
     ifd0 = photo_tags(metadata)
     text = {Tag.Make: make, Tag.Model: model, _UNIQUE_CAMERA_MODEL: f"{make} {model}",
             Tag.Software: f"raw2rgb {__version__}"}

@@ -417,8 +417,10 @@ def _fill_from_libraw(metadata: PhotoMetadata, path: Path,
     try:
         if raw is not None:
             return _merge(metadata, _libraw_metadata(raw))
-        with rawpy.imread(str(path)) as opened:
-            return _merge(metadata, _libraw_metadata(opened))
+        from raw2rgb_plugin.io.libraw import LibRawHandle
+
+        with LibRawHandle(path) as opened:
+            return _merge(metadata, _libraw_metadata(opened.raw))
     except (rawpy.LibRawError, OSError, ValueError) as exc:
         # `other` and `lens` unpack the raw data: a truncated file fails here.
         log.debug("LibRaw cannot add metadata for %s: %s", path, exc)

@@ -9,6 +9,9 @@ one line that says what the file is and what to do instead.
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, overload
@@ -18,7 +21,9 @@ import rawpy
 
 from raw2rgb_plugin.errors import RawDecodeError, UnsupportedRawError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
+from raw2rgb_plugin.io.libraw import LibRawHandle
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
+from raw2rgb_plugin.pipeline.geometry import stretched_size
 
 #: LibRaw colour indices (0=R, 1=G, 2=B, 3=second G) → CFA letters.
 _COLOUR_LETTERS = {0: "R", 1: "G", 2: "B", 3: "G"}
@@ -42,6 +47,9 @@ class BayerFrame:
     flip: int  # LibRaw sizes.flip: bit 1 flips columns, bit 2 rows, bit 4 transposes (after)
     raw_size: tuple[int, int] = (0, 0)  # full sensor area incl. margins (H, W)
     notes: list[str] = field(default_factory=list)
+    #: width ÷ height of one sensor pixel (LibRaw sizes.pixel_aspect, DNG DefaultScale): 1 for
+    #: square pixels; the output is resampled to square pixels as LibRaw does (`stretched_size`).
+    pixel_aspect: float = 1.0
 
     @property
     def height(self) -> int:
@@ -53,8 +61,8 @@ class BayerFrame:
 
     @property
     def output_size(self) -> tuple[int, int]:
-        """(height, width) of the full-resolution RGB after orientation."""
-        h, w = self.mosaic.shape
+        """(height, width) of the full-resolution RGB after square-pixel resampling and orientation."""
+        h, w = stretched_size(self.height, self.width, self.pixel_aspect)
         return (w, h) if self.flip & 4 else (h, w)
 
 
@@ -78,7 +86,14 @@ class RawFile:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.frame, self._raw = decode_raw(self.path, keep_open=True)
+        # LibRaw's own messages about this file become notes of its frame while it is open.
+        self._handle = _open(self.path)
+        try:
+            self.frame = _decode(self.path, self._handle)
+        except BaseException:
+            self._handle.close()
+            raise
+        self._raw = self._handle.raw
         self._metadata: PhotoMetadata | None = None
 
     def __enter__(self) -> RawFile:
@@ -88,7 +103,7 @@ class RawFile:
         self.close()
 
     def close(self) -> None:
-        self._raw.close()
+        self._handle.close()
 
     @property
     def libraw(self) -> rawpy.RawPy:
@@ -129,34 +144,141 @@ def decode_raw(path: str | Path, *, keep_open: bool = False) -> BayerFrame | tup
     `other`/`lens`); the caller closes it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise RawDecodeError(f"{path} does not exist or is not a file", "check the path")
+    handle = _open(path)
     try:
-        raw = rawpy.imread(str(path))
-    except rawpy.LibRawFileUnsupportedError:
-        raise RawDecodeError("not a RAW format LibRaw knows", "pass a camera RAW file (CR2, NEF, ARW, DNG, …)") from None
-    except (rawpy.LibRawError, OSError) as exc:
-        raise RawDecodeError(f"cannot open the RAW file ({_libraw_message(exc)})",
-                             "the file may be damaged or truncated") from None
-    try:
-        frame = _frame_from_raw(path, raw)
+        frame = _decode(path, handle)
     except BaseException:
-        raw.close()
+        handle.close()
         raise
     if keep_open:
-        return frame, raw
-    raw.close()
+        return frame, handle.detach()
+    handle.close()
     return frame
 
 
-def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
+def _open(path: Path) -> LibRawHandle:
+    """`path` opened by LibRaw, or RawDecodeError with the real reason."""
+    notes: list[str] = []
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = -1  # LibRawHandle says why
+    if size == 0 and os.path.isfile(path):
+        raise RawDecodeError("is empty (0 bytes)", "the copy is incomplete; copy it from the card again")
+    try:
+        return LibRawHandle(path, notes)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    except rawpy.LibRawFileUnsupportedError:
+        raise _unrecognised(path, notes) from None
+    except rawpy.LibRawError as exc:
+        kind, is_raw = file_kind(path)
+        if kind is None or not is_raw:
+            raise _unrecognised(path, [f"LibRaw: {_libraw_message(exc)}", *notes]) from None
+        raise RawDecodeError(f"cannot be opened: the {kind} file is damaged or truncated ({_libraw_says(exc, notes)})",
+                             "copy it from the card again") from None
+
+
+def _decode(path: Path, handle: LibRawHandle) -> BayerFrame:
+    try:
+        return _frame_from_raw(path, handle.raw, handle.size, handle.notes)
+    except RawDecodeError as exc:
+        handle.sync()  # what LibRaw printed about the file belongs in the reason
+        if not handle.notes:
+            raise
+        said = "; ".join(n.removeprefix("LibRaw: ") for n in handle.notes)
+        if exc.problem.endswith(")") and "(LibRaw: " in exc.problem:
+            problem = f"{exc.problem[:-1]}; {said})"
+        else:
+            problem = f"{exc.problem} (LibRaw: {said})"
+        raise RawDecodeError(problem, exc.hint) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> RawDecodeError:
+    """The one line for a file that cannot even be opened for reading."""
+    if exc.errno == errno.ELOOP:
+        return RawDecodeError("is a symbolic link loop", "point the link at a real file")
+    if isinstance(exc, FileNotFoundError):
+        if os.path.islink(path):
+            return RawDecodeError(f"is a broken symbolic link (to {os.readlink(path)})", "point the link at a real file")
+        return RawDecodeError("does not exist", "check the path")
+    if isinstance(exc, PermissionError):
+        return RawDecodeError("cannot be read: permission denied", "check the file's permissions (ls -l) and owner")
+    if isinstance(exc, IsADirectoryError):
+        return RawDecodeError("is a folder, not a RAW file", "pass the RAW files in it, or the folder itself to convert")
+    if exc.errno == errno.EINVAL:
+        return RawDecodeError("is not a regular file (a device, pipe or socket)", "pass a camera RAW file")
+    return RawDecodeError(f"cannot be read ({exc.strerror or exc})", "check the file and the disk")
+
+
+#: what a file's first bytes say it is: (offset, signature, kind, is_raw)
+_SIGNATURES: tuple[tuple[int, bytes, str, bool], ...] = (
+    (0, b"\xff\xd8\xff", "JPEG image", False),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG image", False),
+    (0, b"GIF8", "GIF image", False),
+    (8, b"WEBP", "WebP image", False),
+    (0, b"%PDF", "PDF document", False),
+    (4, b"ftypheic", "HEIF image", False),
+    (4, b"ftypmif1", "HEIF image", False),
+    (4, b"ftypavif", "AVIF image", False),
+    (0, b"PK\x03\x04", "ZIP archive", False),
+    (0, b"safetensors", "safetensors file", False),
+    (6, b"HEAPCCDR", "Canon CRW", True),
+    (4, b"ftypcrx ", "Canon CR3", True),
+    (8, b"CR\x02", "Canon CR2", True),
+    (0, b"FUJIFILMCCD-RAW", "Fujifilm RAF", True),
+    (0, b"IIRO", "Olympus ORF", True),
+    (0, b"IIRS", "Olympus ORF", True),
+    (0, b"MMOR", "Olympus ORF", True),
+    (0, b"IIU\x00", "Panasonic RW2", True),
+    (0, b"\x00MRM", "Minolta MRW", True),
+    (0, b"FOVb", "Sigma X3F", True),
+    (0, b"IIII", "Phase One IIQ", True),
+    (0, b"II*\x00", "TIFF", True),
+    (0, b"MM\x00*", "TIFF", True),
+)
+
+
+def file_kind(path: Path) -> tuple[str | None, bool]:
+    """(what the first bytes say the file is, whether that is a RAW container), or (None, False)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+    except OSError:
+        return None, False
+    for offset, signature, kind, is_raw in _SIGNATURES:
+        if head[offset:offset + len(signature)] == signature:
+            if kind == "TIFF":
+                suffix = path.suffix.lower()
+                if suffix in (".tif", ".tiff"):
+                    return "TIFF image", False
+                return (suffix[1:].upper() if suffix else "TIFF-based RAW"), True  # DNG, NEF, ARW, CR2…
+            return kind, is_raw
+    return None, False
+
+
+def _unrecognised(path: Path, notes: list[str]) -> RawDecodeError:
+    """LibRaw did not recognise the file: say what it is instead, when its first bytes tell."""
+    kind, is_raw = file_kind(path)
+    said = f" (LibRaw: {'; '.join(n.removeprefix('LibRaw: ') for n in notes)})" if notes else ""
+    if kind is not None and not is_raw:
+        article = "an" if kind[0] in "AEIOU" else "a"
+        return RawDecodeError(f"is {article} {kind}, not a camera RAW{said}", "pass a camera RAW file (CR2, NEF, ARW, DNG, …)")
+    if kind is not None:
+        return RawDecodeError(f"{kind} file that LibRaw cannot read: damaged or truncated, or from a camera "
+                              f"this LibRaw does not know{said}",
+                              "copy it from the card again, or update rawpy (pip install -U rawpy)")
+    return RawDecodeError(f"not a RAW format LibRaw knows{said}", "pass a camera RAW file (CR2, NEF, ARW, DNG, …)")
+
+
+def _frame_from_raw(path: Path, raw: rawpy.RawPy, file_size: int, notes: list[str]) -> BayerFrame:
     try:
         raw_type = raw.raw_type
         pattern = raw.raw_pattern
         colour_desc = raw.color_desc
     except (rawpy.LibRawError, OSError) as exc:
-        raise RawDecodeError(f"cannot read the RAW data ({_libraw_message(exc)})",
-                             "the file may be damaged or truncated") from None
+        raise RawDecodeError(f"cannot read the image data: the file is damaged or truncated (LibRaw: {_libraw_message(exc)})",
+                             "copy it from the card again") from None
 
     if raw_type == rawpy.RawType.Stack:
         raise UnsupportedRawError(
@@ -181,7 +303,6 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
     # LibRaw had: no lossless codec gets a RAW below ~2 bits per pixel, so a file that small
     # cannot hold its image.
     pixels = int(raw.sizes.raw_height) * int(raw.sizes.raw_width)
-    file_size = path.stat().st_size
     if pixels and file_size * 8 < pixels * _MIN_BITS_PER_PIXEL:
         raise RawDecodeError(
             f"holds no image data: {file_size} bytes cannot hold a {raw.sizes.raw_width}×{raw.sizes.raw_height} image",
@@ -191,8 +312,8 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
         mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
         colours = np.array(raw.raw_colors_visible[:2, :2], dtype=np.int64)
     except (rawpy.LibRawError, OSError) as exc:
-        raise RawDecodeError(f"cannot decode the image data ({_libraw_message(exc)})",
-                             "the file may be damaged or truncated") from None
+        raise RawDecodeError(f"cannot decode the image data: the file is damaged or truncated (LibRaw: {_libraw_message(exc)})",
+                             "copy it from the card again") from None
 
     cfa = "".join(_COLOUR_LETTERS[int(c)] for c in colours.ravel())
     if cfa not in BAYER_PATTERNS:
@@ -208,7 +329,10 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
     if not white > float(black_per_site.max()):
         raise RawDecodeError(f"white level {white:g} is not above the black level", "the file's metadata is damaged")
 
-    notes: list[str] = []
+    aspect = float(raw.sizes.pixel_aspect)
+    if not (math.isfinite(aspect) and 0.1 <= aspect <= 10):
+        notes.append(f"pixel aspect {aspect:g} is implausible: pixels are taken as square")
+        aspect = 1.0
     wb, wb_source = _white_balance(raw, notes)
     matrix, matrix_source = _camera_to_srgb(raw, path, notes)
     return BayerFrame(
@@ -224,6 +348,7 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy) -> BayerFrame:
         flip=int(raw.sizes.flip),
         raw_size=(int(raw.sizes.raw_height), int(raw.sizes.raw_width)),
         notes=notes,
+        pixel_aspect=aspect,
     )
 
 
@@ -244,7 +369,8 @@ def _white_balance(raw: rawpy.RawPy, notes: list[str]) -> tuple[np.ndarray, str]
     if as_shot is not None and not np.allclose(as_shot, 1.0):
         return as_shot, "as-shot"
     if as_shot is None:
-        notes.append(f"as-shot white balance {list(np.round(raw.camera_whitebalance, 3))} is invalid")
+        values = ", ".join(f"{float(v):g}" for v in np.round(np.asarray(raw.camera_whitebalance, dtype=np.float64), 3))
+        notes.append(f"the camera's as-shot white balance ({values}) is invalid")
     daylight = _normalised_wb(raw.daylight_whitebalance)
     if daylight is not None and not np.allclose(daylight, 1.0):
         return daylight, "daylight"
@@ -288,6 +414,11 @@ def _dng_color_matrix1(path: Path) -> np.ndarray | None:
             if len(values) >= 9:
                 return np.array(values[:9], dtype=np.float64).reshape(3, 3)
     return None
+
+
+def _libraw_says(exc: BaseException, notes: list[str]) -> str:
+    """LibRaw's error and the lines it printed about the file, as one parenthesis' content."""
+    return "; ".join([f"LibRaw: {_libraw_message(exc)}", *(n.removeprefix("LibRaw: ") for n in notes)])
 
 
 def _libraw_message(exc: BaseException) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from fractions import Fraction
@@ -24,7 +26,7 @@ import tifftools
 from tifftools import Datatype, Tag
 from tifftools.constants import EXIFTag, GPSTag
 
-from raw2rgb_plugin.errors import OutputError, Raw2RgbError
+from raw2rgb_plugin.errors import OutputError, OutputExistsError, Raw2RgbError
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata
 
 # Deflate level 1 is several times faster than the default 6 and, after the horizontal
@@ -74,10 +76,12 @@ def atomic_output(path: Path, *, overwrite: bool) -> Iterator[BinaryIO]:
     rename is atomic), is fsynced, then moved into place. Without `overwrite` an existing
     `path` is never replaced, even one created while we were writing.
     """
+    if os.path.isdir(path):
+        raise OutputError(f"{path} is a folder", "rename or remove that folder, or write elsewhere with -o")
     if not overwrite and os.path.lexists(path):
-        raise OutputError(f"{path} already exists",
-                          "use --overwrite to replace it, or choose another output name")
-    partial = path.with_name(f".{path.name}.partial-{secrets.token_hex(6)}")
+        raise OutputExistsError(f"{path} already exists",
+                                "use --overwrite to replace it, or choose another output name")
+    partial = path.with_name(f".{path.name}.partial-{secrets.token_hex(_PARTIAL_TOKEN_BYTES)}")
     try:
         # 0o666 & umask: the same permissions a plainly created file would get.
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
@@ -99,6 +103,35 @@ def atomic_output(path: Path, *, overwrite: bool) -> Iterator[BinaryIO]:
             os.unlink(partial)
         raise
     _fsync_directory(path.parent)
+
+
+#: `.<name>.partial-<12 hex digits>`: the temporary names `atomic_output` writes under.
+_PARTIAL_TOKEN_BYTES = 6
+PARTIAL_NAME = re.compile(r"^\..+\.partial-[0-9a-f]{12}$")  # 12 = 2 × _PARTIAL_TOKEN_BYTES
+#: a partial file this old is left over from a run that was killed (SIGKILL, power loss): a
+#: running write renames its partial within seconds, so another run's fresh one is never touched.
+STALE_PARTIAL_SECONDS = 3600.0
+
+
+def remove_stale_partials(folder: Path, *, older_than: float = STALE_PARTIAL_SECONDS) -> list[Path]:
+    """Delete our own partial files (`PARTIAL_NAME`) in `folder` older than `older_than` seconds;
+    the paths removed. Anything else, and anything unreadable, is left alone."""
+    removed: list[Path] = []
+    limit = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not PARTIAL_NAME.match(entry.name):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < limit:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def photo_tags(metadata: PhotoMetadata | None) -> TagDict:
@@ -211,13 +244,13 @@ def _move_into_place(partial: Path, path: Path, overwrite: bool) -> None:
         # A hard link fails if `path` appeared since our check; rename would replace it.
         os.link(partial, path)
     except FileExistsError:
-        raise OutputError(f"{path} appeared while it was being written",
-                          "another process wrote it; use --overwrite to replace it") from None
+        raise OutputExistsError(f"{path} appeared while it was being written",
+                                "another process wrote it; use --overwrite to replace it") from None
     except OSError:
         # Filesystems without hard links (FAT, some network shares): best effort.
         if os.path.lexists(path):
-            raise OutputError(f"{path} appeared while it was being written",
-                              "another process wrote it; use --overwrite to replace it") from None
+            raise OutputExistsError(f"{path} appeared while it was being written",
+                                    "another process wrote it; use --overwrite to replace it") from None
         os.rename(partial, path)
         return
     os.unlink(partial)
