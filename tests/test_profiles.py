@@ -149,7 +149,7 @@ def test_unknown_names_and_metadata_are_explained(tmp_path):
 
 
 def test_default_profile_follows_the_device_and_falls_back(user_dir, monkeypatch, tmp_path):
-    from raw2rgb_plugin.profiles import store as profiles
+    from raw2rgb_plugin.profiles import catalog as profiles  # where profiles are found (torch-free)
 
     monkeypatch.setattr(profiles, "SHIPPED_PROFILE_DIR", tmp_path / "shipped-empty")
     with pytest.raises(ProfileError, match="no default profile"):
