@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -11,12 +12,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from raw2rgb_plugin.engine.options import ConvertOptions
-from raw2rgb_plugin.runtime.settings import DEVICE_HELP
+from raw2rgb_plugin.runtime.settings import DEVICE_CHOICES, DEVICE_HELP
 
-from .console import err, error_line, print_json, progress_bar
+from .console import err, error_line, fail, note_line, print_json, progress_bar, shown
 
-DEFAULT_PROFILE_HELP = "default on a GPU, default-lite on a CPU"
+DEFAULT_PROFILE_HELP = "default on a GPU, default-lite on a CPU; either one falls back to the other when it is not installed"
 D = ConvertOptions  # defaults live with the engine's options, not here
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the files in flight are finished or cleaned up."""
 
 
 def convert(
@@ -36,11 +41,10 @@ def convert(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Convert camera RAW files to full-resolution 16-bit TIFFs with ICC profile and EXIF."""
-    from raw2rgb_plugin.engine.converter import Converter
     from raw2rgb_plugin.engine.plan import expand_inputs, plan_jobs
+    from raw2rgb_plugin.engine.scheduler import precheck
     from raw2rgb_plugin.errors import Raw2RgbError
-    from raw2rgb_plugin.profiles.store import default_profile_name, load_profile
-    from raw2rgb_plugin.runtime.device import choose_device
+    from raw2rgb_plugin.profiles.catalog import DEFAULT_PROFILES, resolve_profile_path
 
     started = time.perf_counter()
     options = ConvertOptions(tile=tile, overlap=overlap, half_size=half_size, compress=compress,
@@ -49,103 +53,180 @@ def convert(
     for problem in problems:
         error_line(problem.argument, problem.problem)
 
+    # Everything that can be checked without torch is, before anything is loaded.
     try:
         options.check()
+        _check_device_name(device)
+        if profile is not None and profile not in DEFAULT_PROFILES:
+            resolve_profile_path(profile)
         if output_dir is not None:
-            output_dir.mkdir(parents=True, exist_ok=True)
+            _make_output_dir(output_dir)
         plan = plan_jobs(paths, output_dir)
-        torch_device = choose_device(device)
-        converter = Converter(
-            load_profile(profile or default_profile_name(torch_device.type)),
-            device=torch_device, tile=options.tile, overlap=options.overlap, denoise=options.denoise,
-        )
     except Raw2RgbError as exc:
-        error_line("raw2rgb", str(exc))
-        raise typer.Exit(2)
+        fail("raw2rgb", str(exc), json_output=json_output)
 
     for path, message in plan.refused:
         error_line(str(path), message)
-
-    if not quiet:
-        err.print(
-            f"profile [bold]{escape(converter.profile.name)}[/bold] ({converter.profile.variant}, "
-            f"{converter.profile.input_normalization}) on {converter.device.type}"
-            f" ({str(converter.dtype).removeprefix('torch.')})"
-        )
-    results = _run_with_progress(converter, plan.jobs, options, quiet=quiet, started=started)
     refused = [(str(p), m) for p, m in plan.refused] + [(p.argument, p.problem) for p in problems]
+
+    ready = [precheck(job, overwrite=options.overwrite) for job in plan.jobs]
+    converter = None
+    interrupted: str | None = None
+    if all(result is not None for result in ready):
+        # Nothing to render (every output exists, or there is no job): no model, no progress bar.
+        results = [result for result in ready if result is not None]
+        for result in results:
+            if result.status == "failed":
+                error_line(str(result.input), result.error or "failed")
+    else:
+        try:
+            converter = _load_converter(profile, device, options)
+        except Raw2RgbError as exc:
+            fail("raw2rgb", str(exc), json_output=json_output)
+        if not quiet:
+            err.print(
+                f"profile [bold]{escape(converter.profile.name)}[/bold] ({converter.profile.variant}, "
+                f"{converter.profile.input_normalization}) on {converter.device.type}"
+                f" ({str(converter.dtype).removeprefix('torch.')})"
+            )
+        results, interrupted = _run_with_progress(converter, plan.jobs, options, quiet=quiet, started=started)
     _report(results, refused, quiet=quiet, json_output=json_output, converter=converter,
-            elapsed=time.perf_counter() - started)
+            elapsed=time.perf_counter() - started, total=len(plan.jobs), interrupted=interrupted)
 
 
-def _run_with_progress(converter, jobs_list, options: ConvertOptions, *, quiet: bool, started: float) -> list:
+def _check_device_name(name: str) -> None:
+    from raw2rgb_plugin.errors import Raw2RgbError
+
+    if name.lower() not in DEVICE_CHOICES and not name.lower().startswith("cuda:"):
+        raise Raw2RgbError(f"unknown device {name!r}", f"use one of {', '.join(DEVICE_CHOICES)} or cuda:N")
+
+
+def _make_output_dir(folder: Path) -> None:
+    from raw2rgb_plugin.errors import OutputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot create the output folder {folder}: a file of that name exists",
+                          "choose another -o folder") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {folder} ({exc.strerror or exc})",
+                          "choose a folder you can write to with -o") from None
+
+
+def _load_converter(profile: str | None, device: str, options: ConvertOptions):
+    """The converter for `profile` on `device`; `default`/`default-lite` fall back to each other."""
+    from raw2rgb_plugin.engine.converter import Converter
+    from raw2rgb_plugin.profiles.catalog import DEFAULT_PROFILES, default_profile_name, installed_names
+    from raw2rgb_plugin.profiles.store import load_profile
+    from raw2rgb_plugin.runtime.device import choose_device
+
+    torch_device = choose_device(device)
+    name = profile or default_profile_name(torch_device.type)
+    if profile in DEFAULT_PROFILES and profile not in installed_names():
+        name = default_profile_name(torch_device.type)
+        note_line(f"no profile named {profile!r} is installed (installed: {', '.join(installed_names())}); "
+                  f"using {name!r}, as convert does without --profile")
+    return Converter(load_profile(name), device=torch_device, tile=options.tile, overlap=options.overlap,
+                     denoise=options.denoise)
+
+
+def _run_with_progress(converter, jobs_list, options: ConvertOptions, *, quiet: bool,
+                       started: float) -> tuple[list, str | None]:
+    """Every job's result in job order, and None; or, when stopped by Ctrl-C or SIGTERM, the
+    results of the files finished so far and how it was stopped."""
     from raw2rgb_plugin.engine.jobs import DoneEvent, Event, StageEvent
 
     lock = threading.Lock()
+    finished: list = []
     progress = progress_bar(quiet=quiet, rate_field="{task.fields[rate]}", detail_field="{task.fields[current]}")
     task = progress.add_task("converting", total=len(jobs_list), rate="", current="")
 
     def on_event(event: Event) -> None:
         with lock:
             if isinstance(event, StageEvent):
-                progress.update(task, current=escape(f"{event.job.input.name}: {event.stage}"))
+                progress.update(task, current=escape(shown(f"{event.job.input.name}: {event.stage}")))
             elif isinstance(event, DoneEvent):
                 result = event.result
-                if result.status == "failed" and not quiet:
+                finished.append(result)
+                if result.status == "failed":
                     progress.console.print(
-                        f"[red]error[/red]: {escape(str(event.job.input))}: {escape(result.error or 'failed')}", soft_wrap=True
+                        f"[red]error[/red]: {escape(shown(event.job.input))}: {escape(shown(result.error or 'failed'))}",
+                        soft_wrap=True,
                     )
                 done = progress.tasks[task].completed + 1
                 elapsed = time.perf_counter() - started
                 progress.update(task, advance=1, rate=f"{done / elapsed:.2f} files/s" if elapsed else "")
 
-    with progress:
-        results = converter.convert(
-            jobs_list, overwrite=options.overwrite, compress=options.compress, half_size=options.half_size,
-            decode_workers=options.decode_workers, on_event=on_event,
-        )
-        progress.update(task, current="")
-    if quiet:
-        for result in results:
-            if result.status == "failed":
-                error_line(str(result.input), result.error or "failed")
-    return results
+    def on_sigterm(signum, frame) -> None:
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (embedded use): keep the default behaviour
+        previous = None
+    try:
+        with progress:
+            results = converter.convert(
+                jobs_list, overwrite=options.overwrite, compress=options.compress, half_size=options.half_size,
+                decode_workers=options.decode_workers, on_event=on_event,
+            )
+            progress.update(task, current="")
+    except KeyboardInterrupt as stop:
+        with lock:
+            return list(finished), ("SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return results, None
 
 
-def _report(results: list, refused: list[tuple[str, str]], *, quiet: bool, json_output: bool, converter, elapsed: float) -> None:
+def _report(results: list, refused: list[tuple[str, str]], *, quiet: bool, json_output: bool, converter,
+            elapsed: float, total: int, interrupted: str | None) -> None:
     converted = [r for r in results if r.status == "converted"]
     skipped = [r for r in results if r.status == "skipped"]
     failed = [r for r in results if r.status == "failed"]
     failed_count = len(failed) + len(refused)
 
-    if not quiet:
+    if interrupted:
+        # One line whatever --quiet says: the run did not do what it was asked.
+        err.print(
+            f"[yellow]interrupted[/yellow] ({interrupted}): {len(results)} of {total} files finished "
+            f"({len(converted)} converted, {len(skipped)} skipped, {len(failed)} failed); run the same command "
+            "again to continue — finished files are skipped", soft_wrap=True,
+        )
+    elif not quiet and results:
         table = Table(title="raw2rgb convert", show_edge=False, title_justify="left")
         table.add_column("status")
         table.add_column("files", justify="right")
         table.add_column("details")
-        table.add_row("[green]converted", str(len(converted)), f"{elapsed:.1f} s in all, {len(converted) / elapsed:.2f} files/s")
+        rate = f", {len(converted) / elapsed:.2f} files/s" if converted and elapsed else ""
+        table.add_row("[green]converted", str(len(converted)), f"{elapsed:.1f} s in all{rate}")
         table.add_row("[yellow]skipped", str(len(skipped)), "output exists (--overwrite replaces it)" if skipped else "")
         table.add_row("[red]failed", str(failed_count), "")
         reasons = [(r.input.name, r.error or "") for r in failed] + [(Path(name).name, m) for name, m in refused]
         for name, reason in reasons:
-            table.add_row("", "", f"[red]✗[/red] {escape(name)}: {escape(reason)}")
+            table.add_row("", "", f"[red]✗[/red] {escape(shown(name))}: {escape(shown(reason))}")
         err.print(table)
 
     if json_output:
         print_json(
             {
-                "profile": converter.profile.name,
-                "device": converter.device.type,
-                "dtype": str(converter.dtype).removeprefix("torch."),
-                "denoise": converter.denoise if converter.reads_noise else None,
+                "profile": converter.profile.name if converter else None,
+                "device": converter.device.type if converter else None,
+                "dtype": str(converter.dtype).removeprefix("torch.") if converter else None,
+                "denoise": converter.denoise if converter and converter.reads_noise else None,
                 "converted": len(converted),
                 "skipped": len(skipped),
                 "failed": failed_count,
+                "interrupted": interrupted is not None,
                 "seconds": round(elapsed, 3),
                 "files": [r.to_dict() for r in results]
                 + [{"input": name, "output": None, "status": "failed", "error": m} for name, m in refused],
             }
         )
+    if interrupted:
+        raise typer.Exit(143 if interrupted == "SIGTERM" else 130)
     if failed_count or not (results or refused):
         if not (results or refused):
             error_line("raw2rgb", "nothing to convert — pass RAW files or folders")

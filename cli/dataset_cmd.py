@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from .console import err, error_line, print_json, progress_bar
+from .console import err, error_line, fail, print_json, progress_bar
 
 dataset_app = typer.Typer(help="Build training datasets: real RAW/RGB pairs or synthetic pairs.", no_args_is_help=True)
 
@@ -107,8 +107,7 @@ def build(
         with progress:
             report = build_dataset(source, output, options, progress=on_event)
     except Raw2RgbError as exc:
-        error_line("raw2rgb dataset build", str(exc))
-        raise typer.Exit(2)
+        fail("raw2rgb dataset build", str(exc), json_output=json_output)
     _summary(report, time.perf_counter() - started, quiet, json_output)
     if report["counts"]["patches"] == 0:
         error_line("raw2rgb dataset build", "no patch was kept — see report.json and the previews for why")
@@ -150,8 +149,7 @@ def synth(
         with progress:
             report = synthesize_dataset(rgb_dir, output, options, progress=on_event)
     except Raw2RgbError as exc:
-        error_line("raw2rgb dataset synth", str(exc))
-        raise typer.Exit(2)
+        fail("raw2rgb dataset synth", str(exc), json_output=json_output)
     _summary(report, time.perf_counter() - started, quiet, json_output)
     if report["counts"]["patches"] == 0:
         error_line("raw2rgb dataset synth", "no patch was made — are the images smaller than a patch (2 × --patch-size)?")

@@ -9,7 +9,24 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .console import error_line, out, print_json
+from .console import error_line, out, print_json, shown
+
+#: LibRaw flip → what the converter does to the sensor image to show it upright.
+ORIENTATION_WORDS = {
+    0: "as shot (no rotation)",
+    3: "rotated 180°",
+    6: "rotated 90° clockwise",
+    5: "rotated 90° counter-clockwise",
+    1: "mirrored left to right",
+    2: "mirrored top to bottom",
+    4: "mirrored across the diagonal",
+    7: "mirrored across the other diagonal",
+}
+
+
+def _rounded(values: object, digits: int = 4) -> list:
+    # float64 first: a float32 rounded to 4 digits still prints as 2.102400064468384.
+    return np.asarray(values, dtype=np.float64).round(digits).tolist()
 
 
 def describe_raw(path: Path) -> dict:
@@ -23,16 +40,18 @@ def describe_raw(path: Path) -> dict:
     out_h, out_w = frame.output_size
     return {
         "file": str(path),
-        "camera": {"make": metadata.make, "model": metadata.model},
+        "camera": {"make": metadata.make, "model": metadata.model, "name": camera_name(metadata.make, metadata.model)},
         "cfa_pattern": frame.cfa_pattern,
         "sensor_size": {"height": frame.raw_size[0], "width": frame.raw_size[1]},
         "visible_size": {"height": frame.height, "width": frame.width},
         "output_size": {"height": out_h, "width": out_w},
-        "black_level_per_site": np.asarray(frame.black_level_per_site).round(3).tolist(),
+        # width ÷ height of one sensor pixel; other than 1, the output is resampled to square pixels.
+        "pixel_aspect": round(float(frame.pixel_aspect), 4),
+        "black_level_per_site": _rounded(frame.black_level_per_site, 3),
         "white_level": frame.white_level,
-        "white_balance": {"rgb_gains": np.asarray(frame.wb_gains_rgb).round(4).tolist(), "source": frame.wb_source},
-        "camera_to_srgb": {"matrix": np.asarray(frame.camera_to_srgb).round(4).tolist(), "source": frame.matrix_source},
-        "orientation": {"libraw_flip": frame.flip},
+        "white_balance": {"rgb_gains": _rounded(frame.wb_gains_rgb), "source": frame.wb_source},
+        "camera_to_srgb": {"matrix": _rounded(frame.camera_to_srgb), "source": frame.matrix_source},
+        "orientation": {"libraw_flip": frame.flip, "output": ORIENTATION_WORDS.get(frame.flip, f"flip {frame.flip}")},
         # variance = a·x + b on the levelled RAW (x in [0, 1]); green values (a noise-aware profile reads these).
         "noise": {"a": float(f"{noise.shot:.4g}"), "b": float(f"{noise.read:.4g}"), "source": noise.source,
                   "iso": noise.iso, "detail": noise.detail},
@@ -41,49 +60,122 @@ def describe_raw(path: Path) -> dict:
     }
 
 
+def camera_name(make: str | None, model: str | None) -> str | None:
+    """"Canon EOS D30", not "Canon Canon EOS D30": the make only when the model does not say it."""
+    if not model:
+        return make or None
+    if not make:
+        return model
+    model_first = model.split()[0].casefold() if model.split() else ""
+    if any(word.casefold() == model_first for word in make.split()):
+        return model
+    return f"{make} {model}"
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def _levels(doc: dict) -> str:
+    blacks = [v for row in doc["black_level_per_site"] for v in row]
+    black = _number(blacks[0], 1) if len(set(blacks)) == 1 else ", ".join(_number(v, 1) for v in blacks)
+    return f"{black} / {_number(doc['white_level'], 1)}"
+
+
+def _gps(gps: dict) -> str:
+    lat, lon = gps["latitude"], gps["longitude"]
+    text = f"{abs(lat):.5f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.5f}° {'E' if lon >= 0 else 'W'}"
+    if gps.get("altitude") is not None:
+        text += f", {gps['altitude']:.0f} m"
+    return text
+
+
+def _photo_rows(exif: dict) -> list[tuple[str, str]]:
+    """The photographer's facts: lens, exposure, focal length, date, artist, copyright, place."""
+    rows: list[tuple[str, str]] = []
+    lens = exif.get("lens_model")
+    if lens and exif.get("lens_make") and exif["lens_make"].casefold() not in lens.casefold():
+        lens = f"{exif['lens_make']} {lens}"
+    if lens:
+        rows.append(("lens", lens))
+    if exif.get("exposure_time"):
+        rows.append(("shutter", f"{exif['exposure_time']} s"))
+    if exif.get("f_number"):
+        rows.append(("aperture", f"f/{_number(exif['f_number'], 1)}"))
+    if exif.get("iso"):
+        rows.append(("ISO", str(exif["iso"])))
+    if exif.get("focal_length"):
+        rows.append(("focal length", f"{_number(exif['focal_length'], 1)} mm"))
+    taken = exif.get("datetime_original")
+    if taken:
+        date, _, clock = taken.partition(" ")
+        rows.append(("taken", f"{date.replace(':', '-')} {clock}".strip()))
+    for key, label in (("artist", "artist"), ("copyright", "copyright")):
+        if exif.get(key):
+            rows.append((label, exif[key]))
+    if exif.get("gps"):
+        rows.append(("location", _gps(exif["gps"])))
+    return rows
+
+
+def _table(doc: dict) -> Table:
+    table = Table(title=escape(shown(doc["file"])), show_header=False, show_edge=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+
+    def row(label: str, value: str) -> None:
+        table.add_row(label, escape(shown(value)))
+
+    row("camera", doc["camera"]["name"] or "unknown")
+    for label, value in _photo_rows(doc["exif"]):
+        row(label, value)
+    visible, sensor, output = doc["visible_size"], doc["sensor_size"], doc["output_size"]
+    row("image", f"{output['width']}×{output['height']} pixels, {ORIENTATION_WORDS.get(doc['orientation']['libraw_flip'], '')}")
+    row("sensor", f"{visible['width']}×{visible['height']} visible of {sensor['width']}×{sensor['height']}, "
+                  f"{doc['cfa_pattern']} Bayer pattern")
+    if doc["pixel_aspect"] != 1:
+        row("pixel aspect", f"{_number(doc['pixel_aspect'])} (a pixel's width ÷ height): resampled to square pixels")
+    row("black / white", _levels(doc))
+    wb = doc["white_balance"]
+    gains = " · ".join(f"{c} {_number(g)}" for c, g in zip("RGB", wb["rgb_gains"]))
+    row("white balance", f"{gains} ({wb['source'].replace('-', ' ')})")
+    matrix = doc["camera_to_srgb"]
+    row("colour matrix", " / ".join(" ".join(f"{v:+.3f}" for v in r) for r in matrix["matrix"]) + f" ({matrix['source']})")
+    noise = doc["noise"]
+    row("noise", f"shot {noise['a']:.3g}, read {noise['b']:.3g} ({noise['source']}: {noise['detail']})")
+    for note in doc["notes"]:
+        row("note", note)
+    return table
+
+
 def info(
-    files: list[Path] = typer.Argument(..., help="RAW files to describe.", show_default=False),
+    # Plain strings: a Path argument would make typer refuse the whole list for one unreadable file.
+    files: list[str] = typer.Argument(..., help="RAW files to describe.", show_default=False),
     json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
-    """Camera, CFA, sizes, levels, white balance, colour matrix, orientation and EXIF of RAW files."""
+    """Camera, exposure, sizes, orientation, levels, white balance, colour matrix and noise of RAW files."""
     from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.io.libraw import libraw_stderr
 
     documents, failures = [], 0
-    for path in files:
-        try:
-            documents.append(describe_raw(path))
-        except Raw2RgbError as exc:
-            failures += 1
-            error_line(str(path), str(exc))
-            documents.append({"file": str(path), "error": str(exc)})
+    with libraw_stderr():  # LibRaw's own lines become the files' notes, not stray stderr
+        for path in map(Path, files):
+            try:
+                documents.append(describe_raw(path))
+            except Raw2RgbError as exc:
+                failures += 1
+                error_line(str(path), str(exc))
+                documents.append({"file": str(path), "error": str(exc)})
+            except Exception as exc:  # one file's bug must not drop the rest of the list
+                failures += 1
+                error_line(str(path), f"unexpected error: {exc!r}")
+                documents.append({"file": str(path), "error": f"unexpected error: {exc!r}"})
     if json_output:
         print_json(documents)
     else:
         for doc in documents:
-            if "error" in doc:
-                continue
-            table = Table(title=escape(doc["file"]), show_header=False, show_edge=False, title_justify="left")
-            table.add_column(style="bold")
-            table.add_column()
-            cam = doc["camera"]
-            table.add_row("camera", escape(" ".join(v for v in (cam["make"], cam["model"]) if v) or "unknown"))
-            table.add_row("CFA", doc["cfa_pattern"])
-            table.add_row("visible", f"{doc['visible_size']['width']}×{doc['visible_size']['height']} "
-                                     f"(sensor {doc['sensor_size']['width']}×{doc['sensor_size']['height']})")
-            table.add_row("output", f"{doc['output_size']['width']}×{doc['output_size']['height']}")
-            table.add_row("black / white", f"{doc['black_level_per_site']} / {doc['white_level']:g}")
-            wb = doc["white_balance"]
-            table.add_row("white balance", f"{wb['rgb_gains']} ({wb['source']})")
-            table.add_row("colour matrix", f"{doc['camera_to_srgb']['matrix']} ({doc['camera_to_srgb']['source']})")
-            table.add_row("orientation", f"LibRaw flip {doc['orientation']['libraw_flip']}")
-            noise = doc["noise"]
-            table.add_row("noise", f"shot a {noise['a']:.3g}, read b {noise['b']:.3g} ({noise['source']}: {escape(noise['detail'])})")
-            for key, value in doc["exif"].items():
-                if value not in (None, "", [], {}):
-                    table.add_row(key, escape(str(value)))
-            for note in doc["notes"]:
-                table.add_row("note", escape(note))
-            out.print(table)
+            if "error" not in doc:
+                out.print(_table(doc))
     if failures:
         raise typer.Exit(1)
 

@@ -7,20 +7,56 @@ assembles them, so `raw2rgb --help` lists everything in one place.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 # exifread warns "File format not recognized" for every RAW container it cannot parse (CR3,
 # RAF, …); exif_read expects that and falls back, so it is noise in a terminal.
 logging.getLogger("exifread").setLevel(logging.ERROR)
 
+
+class _Commands(TyperGroup):
+    """Usage errors (an unknown option, a value out of range: exit status 2) also answer a
+    `--json` caller with a JSON document on stdout, as the commands' own errors do."""
+
+    def invoke(self, ctx: Any) -> Any:
+        args = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if "--json" in args and getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+                from .console import print_json
+
+                print_json({"error": f"raw2rgb: {exc.format_message()}"})
+            raise
+
+
 app = typer.Typer(
     name="raw2rgb",
+    cls=_Commands,
     help="Neural RAW-to-RGB conversion (RAW2RGB-GAN): camera RAW in, 16-bit TIFF with EXIF out.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from raw2rgb_plugin import __version__
+
+        typer.echo(f"raw2rgb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", help="Print raw2rgb's version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
+    """Neural RAW-to-RGB conversion (RAW2RGB-GAN): camera RAW in, 16-bit TIFF with EXIF out."""
 
 
 def _register_all() -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .console import err, error_line, out, print_json
+from .console import err, error_line, fail, out, print_json, shown
 
 profiles_app = typer.Typer(help="List and inspect conversion profiles.", no_args_is_help=True)
 
@@ -16,15 +16,16 @@ profiles_app = typer.Typer(help="List and inspect conversion profiles.", no_args
 @profiles_app.command("list")
 def list_profiles(json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout.")) -> None:
     """Profiles installed for this user and shipped with raw2rgb (a user profile shadows a shipped one)."""
+    # The catalog reads only the files' JSON headers: no torch, so listing takes a fraction of a second.
     from raw2rgb_plugin.errors import ProfileError
-    from raw2rgb_plugin.profiles.store import SHIPPED_PROFILE_DIR, list_profile_paths, read_profile_metadata
+    from raw2rgb_plugin.profiles.catalog import SHIPPED_PROFILE_DIR, list_profile_paths, read_profile_metadata
 
     rows = []
     for path in list_profile_paths():
         try:
             meta = read_profile_metadata(path)
         except ProfileError as exc:
-            error_line(str(path), str(exc))
+            error_line(str(path), _without_path(str(exc), path))
             continue
         rows.append(
             {
@@ -44,7 +45,8 @@ def list_profiles(json_output: bool = typer.Option(False, "--json", help="Print 
     for column in ("name", "variant", "input", "source", "path"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], str(row["variant"]), row["input_normalization"], row["source"], escape(row["path"]))
+        table.add_row(escape(row["name"]), escape(str(row["variant"])), row["input_normalization"], row["source"],
+                      escape(shown(row["path"])))
     out.print(table)
     if not rows:
         err.print("no profiles found — train one with `raw2rgb train` or reinstall raw2rgb")
@@ -57,19 +59,26 @@ def show_profile(
 ) -> None:
     """Everything a profile's metadata says: architecture, input normalisation, provenance, scores."""
     from raw2rgb_plugin.errors import ProfileError
-    from raw2rgb_plugin.profiles.store import read_profile_metadata, resolve_profile_path
+    from raw2rgb_plugin.profiles.catalog import read_profile_metadata, resolve_profile_path
 
     try:
         path = resolve_profile_path(name)
         meta = read_profile_metadata(path)
     except ProfileError as exc:
-        error_line(name, str(exc))
-        raise typer.Exit(2)
+        fail(name, str(exc), json_output=json_output)
     if json_output:
         print_json({"path": str(path), **meta})
         return
-    out.print(f"[bold]{escape(meta.get('name', name))}[/bold]  {escape(str(path))}")
+    out.print(f"[bold]{escape(str(meta.get('name', name)))}[/bold]  {escape(shown(path))}")
     out.print(escape(json.dumps(meta, indent=2, sort_keys=True)))
+
+
+def _without_path(message: str, path: object) -> str:
+    """`message` without the file name it starts with (the line names the file already)."""
+    for prefix in (f"{path}: ", f"{path} "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ from rich.table import Table
 # and the engine never disagree (config.py imports no torch: `raw2rgb --help` stays fast).
 from raw2rgb_plugin.training.config import TrainConfig
 
-from .console import err, error_line, print_json, progress_bar
+from .console import err, error_line, fail, print_json, progress_bar
 
 _D = TrainConfig()
 
@@ -31,7 +31,7 @@ def train(
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
     profile_name: str | None = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
-    variant: str = typer.Option(_D.variant, "--variant", help="G1 width: base (64, the seed's), slim (32) or lite (16)."),
+    variant: str = typer.Option("auto", "--variant", help="G1 width: auto (base on a GPU, lite on a CPU), base (64, the seed's), slim (32) or lite (16)."),
     max_steps: int | None = typer.Option(_D.max_steps, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
     max_minutes: float | None = typer.Option(_D.max_minutes, "--max-minutes", help="Stop after this many minutes of training in this invocation; a checkpoint and a profile are still written (--resume continues)."),
     keep_best: bool = typer.Option(_D.keep_best, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
@@ -66,8 +66,9 @@ def train(
     from raw2rgb_plugin.errors import Raw2RgbError
     from raw2rgb_plugin.training.trainer import Trainer
 
+    chosen_variant, variant_note = _resolve_variant(variant, device, resume=resume, init=init)
     config = TrainConfig(
-        variant=variant, d_width=d_width, batch_size=batch_size, stage1_epochs=stage1_epochs,
+        variant=chosen_variant, d_width=d_width, batch_size=batch_size, stage1_epochs=stage1_epochs,
         stage2_epochs=stage2_epochs, lr_stage1=lr_stage1, lr_g=lr_g, lr_d=lr_d, lr_decay_every=lr_decay_every,
         lambda_l1=lambda_l1, lambda_attn=lambda_attn, lambda_perc=lambda_perc, lambda_gan=lambda_gan,
         perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
@@ -77,12 +78,13 @@ def train(
         synthetic_clean_fraction=clean_fraction,
     )
     if (dataset is None) == (synthetic is None):
-        error_line("raw2rgb train", "give a DATASET folder or --synthetic RGB_DIR (one of them) — see raw2rgb train --help")
-        raise typer.Exit(2)
+        fail("raw2rgb train", "give a DATASET folder or --synthetic RGB_DIR (one of them) — see raw2rgb train --help", json_output=json_output)
     # Under torchrun every rank runs this command; rank 0 speaks for all of them.
     main_rank = int(os.environ.get("RANK", "0")) == 0
     json_output = json_output and main_rank
     display = _TrainDisplay(quiet or not main_rank)
+    if variant_note:
+        display.print(f"[yellow]note[/yellow]: {escape(variant_note)}")
     try:
         source = dataset if dataset is not None else synthetic
         assert source is not None
@@ -92,14 +94,38 @@ def train(
             on_event=display.on_event,
         )
     except Raw2RgbError as exc:
-        error_line("raw2rgb train", str(exc))
-        raise typer.Exit(2)
+        fail("raw2rgb train", str(exc), json_output=json_output)
 
     result = _run_with_display(trainer, display)
     if json_output:
         print_json(_summary(result, output, display))
     if display.stop_reason == "requested":
         raise typer.Exit(130)
+
+
+#: the variant `--variant auto` trains on each kind of device: the seed's width where a GPU makes
+#: it affordable, the lite one on a CPU (a base checkpoint is 325 MB and a CPU step is slow).
+AUTO_VARIANTS = {"cuda": "base", "mps": "slim", "cpu": "lite"}
+
+
+def _resolve_variant(variant: str, device: str, *, resume: bool, init: str | None) -> tuple[str, str | None]:
+    """The variant to train and, for `auto`, the note that says which one and why."""
+    if variant != "auto":
+        return variant, None
+    if resume or init:
+        # A resumed run keeps its saved width, an --init profile brings its own: nothing to choose.
+        return TrainConfig().variant, None
+    from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.runtime.device import choose_device
+
+    try:
+        kind = choose_device(device).type
+    except Raw2RgbError:
+        return TrainConfig().variant, None  # the trainer reports the device problem
+    chosen = AUTO_VARIANTS.get(kind, TrainConfig().variant)
+    widths = {"base": 64, "slim": 32, "lite": 16}
+    return chosen, (f"training the {chosen} variant (G1 width {widths[chosen]}) on {kind}; "
+                    "pass --variant base for the seed's width")
 
 
 def _open_training_data(dataset: Path | None, synthetic: Path | None, config: TrainConfig):
@@ -235,8 +261,7 @@ def evaluate(
     from raw2rgb_plugin.training.evaluate import BASELINE_SETTINGS, evaluate_profile
 
     if split not in ("val", "train"):
-        error_line("raw2rgb evaluate", f"unknown split {split!r} — use val or train")
-        raise typer.Exit(2)
+        fail("raw2rgb evaluate", f"unknown split {split!r} — use val or train", json_output=json_output)
     try:
         loaded = load_profile(profile)
         data = open_dataset(dataset)
@@ -244,8 +269,7 @@ def evaluate(
         if len(data.split(split)) == 0:
             raise Raw2RgbError(f"{dataset} has no {split} patches", "build it with more scenes, or use --split train")
     except Raw2RgbError as exc:
-        error_line("raw2rgb evaluate", str(exc))
-        raise typer.Exit(2)
+        fail("raw2rgb evaluate", str(exc), json_output=json_output)
 
     progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err, disable=quiet)

@@ -190,7 +190,7 @@ def test_batch_with_bad_files_skip_and_overwrite(tmp_path, tiny_profile):
     summary = json.loads(first.stdout)
     assert (summary["converted"], summary["skipped"], summary["failed"]) == (2, 0, 1)
     failed = [f for f in summary["files"] if f["status"] == "failed"]
-    assert failed[0]["input"].endswith("notes.NEF") and "cannot open the RAW file" in failed[0]["error"]
+    assert failed[0]["input"].endswith("notes.NEF") and "not a RAW format" in failed[0]["error"]
     error_lines = [line for line in first.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "notes.NEF" in error_lines[0] and "Traceback" not in first.stderr
     assert sorted(p.name for p in out.iterdir()) == ["good0.tif", "good1.tif"]  # no partial files

@@ -67,9 +67,11 @@ def test_train_options_take_their_defaults_from_train_config():
                 "patches_per_image": "synthetic_patches_per_image", "clean_fraction": "synthetic_clean_fraction"}
     options = {field_of.get(name, name): p.default.default for name, p in inspect.signature(train_cmd.train).parameters.items()}
     mirrored = {name: value for name, value in options.items() if name in defaults}
+    # --variant auto resolves per device (lite on a CPU); TrainConfig keeps the seed's base for scripts.
+    assert mirrored.pop("variant") == "auto" and defaults["variant"] == "base"
     assert mirrored == {name: defaults[name] for name in mirrored}
     # not CLI options (noise_map follows from --synthetic)
-    assert set(defaults) - set(mirrored) == {"width", "betas", "lr_decay_factor", "noise_map"}
+    assert set(defaults) - set(mirrored) == {"width", "betas", "lr_decay_factor", "noise_map", "variant"}
 
 
 @pytest.mark.slow
