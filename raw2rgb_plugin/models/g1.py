@@ -40,6 +40,14 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+# The bounds live torch-free in models/blocks.py (profiles are listed without torch); re-exported.
+from raw2rgb_plugin.models.blocks import (
+    G1_BOUNDS as G1_BOUNDS,
+    G1_NORMS as G1_NORMS,
+    RESIDUAL_BASES as RESIDUAL_BASES,
+    check_g1_block,
+)
+from raw2rgb_plugin.models.g1_inference import G1Inference, g1_inference_activation_bytes
 from raw2rgb_plugin.models.spec import ArchitectureSpec
 from raw2rgb_plugin.pipeline.classical import mhc_srgb_rendering
 
@@ -49,10 +57,10 @@ VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}
 #: three stride-2 encoder stages: packed inputs must be a multiple of this.
 PACKED_STRIDE = 8
 
-#: what G1 combines its output with: nothing (the seed's G1), or a classical rendering of its
-#: input that G1 corrects (``mhc-srgb``: added through a learned gain) or blends with its own
-#: image per pixel (``mhc-srgb-gated``: one gate per Bayer site from extra output channels).
-RESIDUAL_BASES = ("none", "mhc-srgb", "mhc-srgb-gated")
+#: RESIDUAL_BASES (defined in models/blocks.py, torch-free): what G1 combines its output with:
+#: nothing (the seed's G1), or a classical rendering of its input that G1 corrects (``mhc-srgb``:
+#: added through a learned gain) or blends with its own image per pixel (``mhc-srgb-gated``: one
+#: gate per Bayer site from extra output channels).
 _GATE_CHANNELS = 4  # one gate per site of the 2×2 cell, shared by the three colours
 
 
@@ -324,25 +332,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# G1 as an architecture a profile names (see models/registry.py)
-
-#: inclusive bounds of every integer field of a G1 block. The seed's G1 is width 64 with 4
-#: residual blocks; the bounds leave room for research variants while keeping a hostile profile
-#: (width 100000, 10⁷ blocks) from asking the allocator for terabytes.
-G1_BOUNDS = {"width": (1, 256), "residual_blocks": (0, 32), "in_channels": (1, 16), "out_channels": (1, 4),
-             "noise_channels": (0, 4)}
-G1_NORMS = ("batch", "none")
-
-
-def check_g1_block(block: dict) -> None:
-    for key, (low, high) in G1_BOUNDS.items():
-        value = block.get(key, G1Config.__dataclass_fields__[key].default)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ValueError(f"has G1 {key} {value!r}; it must be an integer from {low} to {high}")
-    if block.get("norm", "batch") not in G1_NORMS:
-        raise ValueError(f"names an unknown G1 norm {block.get('norm')!r}")
-    if block.get("residual_base", "none") not in RESIDUAL_BASES:
-        raise ValueError(f"names an unknown residual base {block.get('residual_base')!r}")
+# G1 as an architecture a profile names (see models/registry.py; its block's bounds: models/blocks.py)
 
 
 def g1_from_block(block: dict) -> G1:
@@ -382,6 +372,12 @@ def _g1_for_inference(model: nn.Module) -> nn.Module:
     return fuse_batchnorm(model)
 
 
+def _g1_optimized(model: nn.Module) -> nn.Module:
+    """G1's inference rewrites (models/g1_inference.py): the same function, about 1.6× less CPU time."""
+    assert isinstance(model, G1)
+    return G1Inference(model, PACKED_STRIDE).eval()
+
+
 G1_SPEC = ArchitectureSpec(
     name="g1",
     stride=PACKED_STRIDE,
@@ -390,4 +386,6 @@ G1_SPEC = ArchitectureSpec(
     to_block=g1_to_block,
     activation_bytes=g1_activation_bytes,
     prepare_for_inference=_g1_for_inference,
+    optimize=_g1_optimized,
+    optimized_activation_bytes=g1_inference_activation_bytes,
 )

@@ -20,6 +20,10 @@ class ArchitectureSpec:
     - `activation_bytes`: peak activation memory of a forward pass on `packed_pixels` in `dtype`,
       which the runtime uses to decide whether a frame fits or must be tiled.
     - `prepare_for_inference`: exact rewrites for eval (e.g. BatchNorm folded into convolutions).
+    - `optimize` (optional): a faster inference module computing the same function to float
+      rounding (re-arranged convolutions, fused padding), built from the plain model without
+      changing it; its `.to(dtype)` sets the compute precision and it takes and returns float32.
+      `optimized_activation_bytes` is its peak memory, as `activation_bytes` is the plain model's.
     """
 
     name: str
@@ -29,3 +33,5 @@ class ArchitectureSpec:
     to_block: Callable[[nn.Module], dict]
     activation_bytes: Callable[[nn.Module, int, torch.dtype], int]
     prepare_for_inference: Callable[[nn.Module], nn.Module]
+    optimize: Callable[[nn.Module], nn.Module] | None = None
+    optimized_activation_bytes: Callable[[nn.Module, int, torch.dtype], int] | None = None
