@@ -76,3 +76,19 @@ def test_odd_sizes_are_padded_to_the_stride_and_cropped_back():
     assert padded.shape[-2:] == (16, 24) and size == (13, 21)
     out = run_tiled(lambda x: torch.nn.functional.interpolate(x[:, :3], scale_factor=2), packed, stride=STRIDE)
     assert out.shape == (1, 3, 26, 42)
+
+
+@torch.no_grad()
+def test_the_optimised_runtime_tiled_matches_whole_frame_on_a_real_mosaic(shared_data):
+    torch.manual_seed(0)
+    model = G1(G1Config.for_variant("lite", residual_base="mhc-srgb-gated", spectral_norm=False))
+    model.train()
+    for _ in range(3):
+        model(torch.rand(4, 4, 64, 64))
+    fast = prepare_for_inference(model.eval(), G1_SPEC, torch.device("cpu"), torch.float32, optimize=True)
+    packed = real_packed_mosaic(shared_data)
+    whole = run_tiled(fast, packed, stride=STRIDE, tile=0)
+    tiled = run_tiled(fast, packed, stride=STRIDE, tile=(136, 96))
+    diff = (tiled - whole).abs()
+    assert float(diff.max()) < MAX_ABS_TOLERANCE
+    assert float(diff.mean()) < MEAN_ABS_TOLERANCE
