@@ -1,25 +1,38 @@
-"""Conversion benchmark: each stage of `raw2rgb convert`, with LibRaw's own rendering as baseline.
+"""Conversion benchmark: `raw2rgb convert` per runtime choice, with LibRaw's own rendering as baseline.
 
-For synthetic 12 MP and 24 MP Bayer DNGs (written here, so no data is needed), prints one table:
+For synthetic Bayer DNGs (written here, so no data is needed) it measures, in one run:
 
-- decode: rawpy open + unpack + our BayerFrame (what the engine's decode threads do);
-- G1 per variant and device (random weights: speed does not depend on their values), whole-frame
-  or tiled as `convert` would choose, after one warm-up run;
-- TIFF write, uncompressed and deflate;
-- end-to-end `Converter.convert` files/s on a small batch;
-- the classical baseline in the same run: rawpy `postprocess` (AHD, 16-bit, camera WB), and the
-  ratio of our end-to-end time to it.
+- stages: decode (rawpy + BayerFrame), the baseline LibRaw `postprocess` (AHD, 16-bit, camera
+  WB), TIFF write (uncompressed, deflate);
+- per runtime choice (converter-default: what `Converter` builds by itself; eager fp32 / bf16:
+  the plain model with the runner's original tile policy; optimized fp32 / bf16: the exact
+  inference rewrites of models/g1_inference.py, tiles by memory budget, heap reuse), each
+  **in its own subprocess** so its peak memory is that of a whole `convert` process: the
+  network alone on the frame ("G1", best of
+  `--repeat`), `Converter.render` (network input + G1 + to uint16), end-to-end `Converter.convert`
+  of `--batch` files (files/s and its ratio to AHD's time per file), and the process's peak RSS
+  (on CUDA also the peak GPU memory);
+- training on the CPU (`--train-steps`): lite G1 steps with L1 loss at batch 8 on 96-px packed
+  patches, fp32 against bf16 autocast.
 
-    python benchmarks/bench_convert.py                     # lite+slim on CPU, 12 and 24 MP
-    python benchmarks/bench_convert.py --variants base --device cuda --json
+Random weights: speed does not depend on their values. Timings on a shared machine are noisy:
+every time is the best of several runs, and a table meant for the docs should be regenerated on
+a quiet machine.
+
+    python benchmarks/bench_convert.py                                  # lite, 12 MP, CPU, all runtimes
+    python benchmarks/bench_convert.py --sizes 12MP,24MP --json > bench.json
+    python benchmarks/bench_convert.py --device cuda --variants base,lite --runtimes eager-bf16,optimized-bf16
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import statistics
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,25 +49,36 @@ from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.io.tiff_write import write_rgb16_tiff
 from raw2rgb_plugin.models.g1 import G1, G1Config
+from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.profiles.store import load_profile, save_profile
-from raw2rgb_plugin.runtime.device import choose_device, inference_dtype
+from raw2rgb_plugin.runtime.device import choose_device
+from raw2rgb_plugin.runtime.precision import cpu_model_name
+from raw2rgb_plugin.runtime.runner import build_runner
 
-SIZES = {"12MP": (3000, 4000), "24MP": (4000, 6000)}
+SIZES = {"tiny": (256, 384), "12MP": (3000, 4000), "24MP": (4000, 6000)}
+#: "converter-default" is whatever `Converter` builds by itself (before the runtime change: eager
+#: fp32, whole frame where free memory allows; after it: the optimised runtime and measured precision).
+RUNTIMES = {"converter-default": ("default", None),
+            "eager-fp32": ("eager", torch.float32), "eager-bf16": ("eager", torch.bfloat16),
+            "optimized-fp32": ("optimized", torch.float32), "optimized-bf16": ("optimized", torch.bfloat16)}
 XYZ_TO_CAMERA = np.array([[0.6722, -0.0635, -0.0963], [-0.4287, 1.2460, 0.2028], [-0.0908, 0.2162, 0.5668]])
 
 
-def timed(fn, repeat: int = 1) -> float:
-    """Median wall time of `repeat` calls (CUDA synchronised)."""
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def best_time(fn, repeat: int) -> float:
+    """Best wall time of `repeat` calls (CUDA synchronised): the least disturbed by other load."""
     times = []
-    for _ in range(repeat):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+    for _ in range(max(1, repeat)):
+        sync()
         start = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def synthetic_dng(path: Path, height: int, width: int) -> Path:
@@ -68,38 +92,136 @@ def synthetic_dng(path: Path, height: int, width: int) -> Path:
     return path
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+# ------------------------------------------------------------------------------------------------
+# one runtime choice, in its own process
+
+
+def worker(spec: dict) -> dict:
+    """Time one (profile, frame, runtime) in this process; its peak memory is the whole process's."""
+    device = choose_device(spec["device"])
+    runtime, dtype = RUNTIMES[spec["runtime"]]
+    profile = load_profile(spec["profile"])
+    converter = Converter(profile, device=device, tile=spec["tile"], threads=spec["threads"])
+    if runtime != "default":  # the converter picks its own runner; here the runner is the choice under test
+        converter.runner = build_runner(profile.model, profile.architecture, device=device, dtype=dtype,
+                                        tile=spec["tile"], runtime=runtime, architecture_block=profile.metadata["architecture"])
+        converter.dtype = converter.runner.dtype
+    dng = Path(spec["dng"])
+    frame = decode_raw(dng)
+    runner = converter.runner
+    g1_s, (packed_h, packed_w) = _network_time(runner, network_input(frame, profile.input_normalization, device).packed,
+                                               spec["repeat"])
+    render_s = best_time(lambda: converter.render(frame), max(1, spec["repeat"] - 1))
+    out_dir = Path(spec["out_dir"])
+    jobs = [ConvertJob(dng, out_dir / f"{i}.tif") for i in range(spec["batch"])]
+    start = time.perf_counter()
+    results = converter.convert(jobs, overwrite=True)
+    elapsed = time.perf_counter() - start
+    assert all(r.status == "converted" for r in results), results
+    tile = runner.tile_for(packed_h, packed_w) if hasattr(runner, "tile_for") else None
+    row = {"runtime": spec["runtime"], "runner": getattr(runner, "name", type(runner).__name__), "tile": tile,
+           "g1_s": g1_s, "render_s": render_s, "convert_s_per_file": elapsed / len(jobs),
+           "files_per_s": len(jobs) / elapsed, "peak_rss_gib": peak_rss_bytes() / 2**30}
+    if device.type == "cuda":
+        row["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return row
+
+
+def _network_time(runner, packed: torch.Tensor, repeat: int) -> tuple[float, tuple[int, int]]:
+    runner.run(packed)  # warm-up: allocator, kernel selection, cudnn autotune
+    return best_time(lambda: runner.run(packed), repeat), (packed.shape[-2], packed.shape[-1])
+
+
+def run_worker(spec: dict) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return {"runtime": spec["runtime"], "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------
+# training speed per precision (CPU)
+
+
+def training_steps_per_s(precision: str, steps: int, *, batch: int = 8, side: int = 96) -> float:
+    """Lite G1 (as training builds it: spectral norm, gated base) steps/s with L1 loss on the CPU (best step)."""
+    torch.manual_seed(0)
+    model = G1(G1Config.for_variant("lite", residual_base="mhc-srgb-gated")).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+    raw = torch.rand(batch, 4, side, side)
+    target = torch.rand(batch, 3, 2 * side, 2 * side)
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(raw)
+        loss = torch.nn.functional.l1_loss(out.float(), target)
+        loss.backward()
+        optimiser.step()
+
+    step()  # warm-up
+    return 1.0 / best_time(step, steps)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", default="lite,slim", help="comma-separated G1 variants (lite, slim, base)")
-    parser.add_argument("--sizes", default="12MP,24MP", help="comma-separated frame sizes (12MP, 24MP)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--tile", type=int, default=None, help="force a tile size (packed px); default as convert")
-    parser.add_argument("--batch", type=int, default=3, help="files in the end-to-end run")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
+    parser.add_argument("--variants", default="lite", help="comma-separated G1 variants (lite, slim, base)")
+    parser.add_argument("--sizes", default="12MP", help=f"comma-separated frame sizes ({', '.join(SIZES)})")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto")
+    parser.add_argument("--runtimes", default=None,
+                        help=f"comma-separated, of {', '.join(RUNTIMES)} (default: all on a CPU, the bf16 ones on CUDA)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: all this process may use). On a machine shared with other "
+                             "jobs, 1 gives steadier relative numbers: two OpenMP threads stall on each other")
+    parser.add_argument("--tile", type=int, default=None, help="force a tile size (packed px); default: by memory budget")
+    parser.add_argument("--batch", type=int, default=2, help="files in each end-to-end run")
+    parser.add_argument("--repeat", type=int, default=3, help="G1 runs per choice (the best counts)")
+    parser.add_argument("--train-steps", type=int, default=5, help="CPU training steps per precision (0: skip)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    parser.add_argument("--output", type=Path, help="also write the table (text) and the JSON next to it")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
 
     device = choose_device(args.device)
-    dtype = inference_dtype(device)
+    runtimes = (args.runtimes or ("eager-bf16,optimized-bf16" if device.type == "cuda" else ",".join(RUNTIMES))).split(",")
     console = Console(stderr=True)
+    stages: list[dict] = []
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="raw2rgb-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        profiles = {}
+        for variant in args.variants.split(","):
+            torch.manual_seed(0)
+            # The shipped profiles' input and residual base: their cost is part of the render.
+            model = G1(G1Config.for_variant(variant, residual_base="mhc-srgb-gated", spectral_norm=False)).eval()
+            profiles[variant] = save_profile(tmp / f"{variant}.safetensors", model, {"input_normalization": "linear-srgb"})
         for size_name in args.sizes.split(","):
             height, width = SIZES[size_name]
             dng = synthetic_dng(tmp / f"{size_name}.dng", height, width)
-            decode_s = timed(lambda: decode_raw(dng), repeat=3)
+            decode_s = best_time(lambda: decode_raw(dng), 3)
 
             def ahd() -> None:
                 with rawpy.imread(str(dng)) as raw:
                     raw.postprocess(demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD, output_bps=16,
                                     use_camera_wb=True, no_auto_bright=True)
 
-            ahd_s = timed(ahd, repeat=2)
+            ahd_s = best_time(ahd, 3)
             console.print(f"{size_name}: decode {decode_s:.2f} s, LibRaw AHD {ahd_s:.2f} s")
-            rows.append({"frame": size_name, "stage": "decode (rawpy + BayerFrame)", "device": "cpu", "seconds": decode_s})
-            rows.append({"frame": size_name, "stage": "baseline: LibRaw postprocess AHD 16-bit", "device": "cpu",
-                         "seconds": ahd_s})
-
+            stages.append({"frame": size_name, "stage": "decode (rawpy + BayerFrame)", "seconds": decode_s})
+            stages.append({"frame": size_name, "stage": "baseline: LibRaw postprocess AHD 16-bit", "seconds": ahd_s})
             pixels = np.random.default_rng(1).integers(0, 65535, (height, width, 3), dtype=np.uint16)
             icc = icc_profile_bytes("srgb")
             for compress in (False, True):
@@ -108,46 +230,71 @@ def main() -> None:
                 def write() -> None:
                     write_rgb16_tiff(out, pixels, icc=icc, metadata=None, software="bench", compress=compress, overwrite=True)
 
-                rows.append({"frame": size_name, "stage": f"TIFF write ({'deflate' if compress else 'uncompressed'})",
-                             "device": "cpu", "seconds": timed(write, repeat=2)})
+                stages.append({"frame": size_name, "stage": f"TIFF write ({'deflate' if compress else 'uncompressed'})",
+                               "seconds": best_time(write, 2)})
+            for variant, profile_path in profiles.items():
+                for runtime in runtimes:
+                    out_dir = tmp / f"out-{size_name}-{variant}-{runtime}"
+                    out_dir.mkdir()
+                    spec = {"profile": str(profile_path), "dng": str(dng), "device": str(device), "runtime": runtime,
+                            "tile": args.tile, "threads": args.threads, "batch": args.batch, "repeat": args.repeat,
+                            "out_dir": str(out_dir)}
+                    row = {"frame": size_name, "variant": variant, "device": device.type, **run_worker(spec)}
+                    if "convert_s_per_file" in row:
+                        row["vs_ahd"] = row["convert_s_per_file"] / ahd_s
+                    rows.append(row)
+                    console.print(row)
 
-            frame = decode_raw(dng)
-            for variant in args.variants.split(","):
-                torch.manual_seed(0)
-                # The shipped profiles' input and residual base: their cost is part of the render.
-                model = G1(G1Config.for_variant(variant, residual_base="mhc-srgb-gated")).eval()
-                profile_path = save_profile(tmp / f"{variant}.safetensors", model, {"input_normalization": "linear-srgb"})
-                converter = Converter(load_profile(profile_path), device=device, tile=args.tile)
-                converter.render(frame)  # warm-up: allocator, cudnn autotune
-                g1_s = timed(lambda: converter.render(frame), repeat=2 if device.type == "cpu" else 5)
-                rows.append({"frame": size_name, "stage": f"G1 {variant} render", "device": f"{device.type} ({str(dtype)[6:]})",
-                             "seconds": g1_s})
-                batch_dir = tmp / f"batch-{size_name}-{variant}"
-                batch_dir.mkdir()
-                jobs = [ConvertJob(dng, batch_dir / f"{i}.tif") for i in range(args.batch)]
-                start = time.perf_counter()
-                results = converter.convert(jobs, overwrite=True)
-                elapsed = time.perf_counter() - start
-                assert all(r.status == "converted" for r in results), results
-                per_file = elapsed / len(jobs)
-                rows.append({"frame": size_name, "stage": f"end-to-end convert, {variant}", "device": device.type,
-                             "seconds": per_file, "files_per_s": 1 / per_file, "vs_ahd": per_file / ahd_s})
-                console.print(f"{size_name} {variant}: G1 {g1_s:.2f} s, end-to-end {per_file:.2f} s/file")
+    training = []
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.train_steps > 0:
+        for precision in ("fp32", "bf16"):
+            training.append({"precision": precision, "model": "G1 lite, L1, batch 8, 96-px packed",
+                             "steps_per_s": training_steps_per_s(precision, args.train_steps)})
 
-    cpu = platform.processor() or platform.machine()
-    title = f"raw2rgb convert benchmark — torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {cpu}"
+    machine = {"cpu": cpu_model_name(), "isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__, "python": platform.python_version(),
+               "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
     if device.type == "cuda":
-        title += f", {torch.cuda.get_device_name(device)}"
-    table = Table(title=title)
-    for column in ("frame", "stage", "device", "s / frame", "files/s", "× AHD time"):
-        table.add_column(column, justify="right" if column not in ("stage", "device") else "left")
-    for row in rows:
-        table.add_row(row["frame"], row["stage"], row["device"], f"{row['seconds']:.3f}",
-                      f"{row['files_per_s']:.2f}" if "files_per_s" in row else "",
-                      f"{row['vs_ahd']:.2f}" if "vs_ahd" in row else "")
-    Console(stderr=args.json).print(table)
+        machine["gpu"] = torch.cuda.get_device_name(device)
+    report = {"machine": machine, "stages": stages, "runtimes": rows, "training": training}
+    text = render_tables(report)
+    Console(stderr=args.json, width=160).print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        with args.output.open("w") as handle:
+            Console(file=handle, width=160).print(text)
+        args.output.with_suffix(".json").write_text(json.dumps(report, indent=2))
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(report, indent=2))
+
+
+def render_tables(report: dict) -> Table:
+    machine = report["machine"]
+    title = (f"raw2rgb convert benchmark — {machine['cpu']} ({machine['isa']}), {machine['threads']} threads, "
+             f"torch {machine['torch']}" + (f", {machine['gpu']}" if "gpu" in machine else ""))
+    table = Table(title=title, caption="best of several runs; load average at the end: "
+                                       f"{', '.join(f'{x:.1f}' for x in machine['load_average'] or [])}")
+    for column in ("frame", "what", "runner", "tile", "G1 s", "render s", "convert s/file", "files/s", "× AHD",
+                   "peak RSS GiB"):
+        table.add_column(column, justify="left" if column in ("frame", "what", "runner", "tile") else "right")
+    for stage in report["stages"]:
+        table.add_row(stage["frame"], stage["stage"], "", "", "", "", f"{stage['seconds']:.3f}", "", "", "")
+    for row in report["runtimes"]:
+        if "error" in row:
+            table.add_row(row["frame"], f"G1 {row['variant']} {row['runtime']}", f"failed: {row['error']}")
+            continue
+        tile = row["tile"]
+        peak = f"{row['peak_rss_gib']:.2f}" + (f" (GPU {row['peak_gpu_gib']:.2f})" if "peak_gpu_gib" in row else "")
+        table.add_row(row["frame"], f"G1 {row['variant']} {row['runtime']}", row["runner"],
+                      "whole" if not tile else "×".join(map(str, tile if isinstance(tile, list) else [tile, tile])),
+                      f"{row['g1_s']:.3f}", f"{row['render_s']:.3f}", f"{row['convert_s_per_file']:.3f}",
+                      f"{row['files_per_s']:.3f}", f"{row['vs_ahd']:.2f}", peak)
+    for row in report["training"]:
+        table.add_row("train", f"{row['model']}, {row['precision']}", "", "", "", "", "", f"{row['steps_per_s']:.2f} it/s",
+                      "", "")
+    return table
 
 
 if __name__ == "__main__":
