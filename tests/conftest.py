@@ -34,6 +34,14 @@ def isolated_profile_dir(tmp_path_factory, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def deterministic_cpu_runtime(tmp_path_factory, monkeypatch):
+    """fp32 on the CPU whatever this machine would pick, and no measurement cached in the user's
+    cache folder (tests of the precision choice set these themselves)."""
+    monkeypatch.setenv("RAW2RGB_CPU_PRECISION", "fp32")
+    monkeypatch.setenv("RAW2RGB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def tiny_profile(tmp_path_factory) -> Path:
     """A width-8 G1 profile with random weights (wb+ccm input): fast, and every code path is real."""

@@ -31,8 +31,8 @@ from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import NoiseLevels, network_input
 from raw2rgb_plugin.pipeline.orientation import orient
 from raw2rgb_plugin.profiles.store import Profile
-from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device, inference_dtype
-from raw2rgb_plugin.runtime.runner import Runner, TorchRunner
+from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device
+from raw2rgb_plugin.runtime.runner import Runner, build_runner
 from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP
 
 __all__ = ["Converter", "ConvertJob", "FileResult"]
@@ -91,10 +91,11 @@ class Converter:
         self.profile = profile
         self.denoise = float(denoise)
         self.device = device if isinstance(device, torch.device) else choose_device(device)
-        self.dtype = dtype or inference_dtype(self.device)
         self.threads = bound_cpu_threads(threads) if self.device.type == "cpu" else None
-        self.runner: Runner = TorchRunner(profile.model, profile.architecture, device=self.device, dtype=self.dtype,
-                                          tile=tile, overlap=overlap)
+        # After the threads: on a CPU the precision is measured with them (once per machine, cached).
+        self.runner: Runner = build_runner(profile.model, profile.architecture, device=self.device, dtype=dtype,
+                                           tile=tile, overlap=overlap, architecture_block=profile.metadata["architecture"])
+        self.dtype = self.runner.dtype
         self.icc = icc_profile_bytes(profile.output_color_space)
         self.software = f"raw2rgb {__version__} (profile {profile.name})"
 
