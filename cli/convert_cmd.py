@@ -29,6 +29,8 @@ def convert(
     output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Folder for the TIFFs (default: beside each input).", file_okay=False),
     profile: str | None = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP})."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    devices: str | None = typer.Option(None, "--devices", help="Several devices at once, e.g. cuda:0,cuda:1: one converter per device, all taking files from one queue."),
+    shard_text: str | None = typer.Option(None, "--shard", help="K/N: convert only the K-th of N deterministic shares of the inputs (one per machine: SLURM arrays, Kubernetes indexed jobs)."),
     tile: int | None = typer.Option(D.tile, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
     overlap: int = typer.Option(D.overlap, "--overlap", help="Tile overlap in packed pixels."),
     denoise: float = typer.Option(D.denoise, "--denoise", help="Denoising strength of a noise-aware profile, 0 (keep all detail and grain) to 2 (strong); it scales the noise level the network is told."),
@@ -41,7 +43,7 @@ def convert(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Convert camera RAW files to full-resolution 16-bit TIFFs with ICC profile and EXIF."""
-    from raw2rgb_plugin.engine.plan import expand_inputs, plan_jobs
+    from raw2rgb_plugin.engine.plan import expand_inputs, parse_shard, plan_jobs, shard
     from raw2rgb_plugin.engine.scheduler import precheck
     from raw2rgb_plugin.errors import Raw2RgbError
     from raw2rgb_plugin.profiles.catalog import DEFAULT_PROFILES, resolve_profile_path
@@ -56,7 +58,11 @@ def convert(
     # Everything that can be checked without torch is, before anything is loaded.
     try:
         options.check()
-        _check_device_name(device)
+        device_names = [d.strip() for d in devices.split(",") if d.strip()] if devices else [device]
+        for name in device_names:
+            _check_device_name(name)
+        if shard_text is not None:
+            paths = shard(paths, *parse_shard(shard_text))
         if profile is not None and profile not in DEFAULT_PROFILES:
             resolve_profile_path(profile)
         if output_dir is not None:
@@ -80,7 +86,8 @@ def convert(
                 error_line(str(result.input), result.error or "failed")
     else:
         try:
-            converter = _load_converter(profile, device, options)
+            converters = [_load_converter(profile, name, options) for name in device_names]
+            converter = converters[0]
         except Raw2RgbError as exc:
             fail("raw2rgb", str(exc), json_output=json_output)
         if not quiet:
@@ -89,7 +96,7 @@ def convert(
                 f"{converter.profile.input_normalization}) on {converter.device.type}"
                 f" ({str(converter.dtype).removeprefix('torch.')})"
             )
-        results, interrupted = _run_with_progress(converter, plan.jobs, options, quiet=quiet, started=started)
+        results, interrupted = _run_with_progress(converters, plan.jobs, options, quiet=quiet, started=started)
     _report(results, refused, quiet=quiet, json_output=json_output, converter=converter,
             elapsed=time.perf_counter() - started, total=len(plan.jobs), interrupted=interrupted)
 
@@ -131,7 +138,7 @@ def _load_converter(profile: str | None, device: str, options: ConvertOptions):
                      denoise=options.denoise)
 
 
-def _run_with_progress(converter, jobs_list, options: ConvertOptions, *, quiet: bool,
+def _run_with_progress(converters: list, jobs_list, options: ConvertOptions, *, quiet: bool,
                        started: float) -> tuple[list, str | None]:
     """Every job's result in job order, and None; or, when stopped by Ctrl-C or SIGTERM, the
     results of the files finished so far and how it was stopped."""
@@ -167,10 +174,7 @@ def _run_with_progress(converter, jobs_list, options: ConvertOptions, *, quiet: 
         previous = None
     try:
         with progress:
-            results = converter.convert(
-                jobs_list, overwrite=options.overwrite, compress=options.compress, half_size=options.half_size,
-                decode_workers=options.decode_workers, on_event=on_event,
-            )
+            results = _convert_on(converters, jobs_list, options, on_event)
             progress.update(task, current="")
     except KeyboardInterrupt as stop:
         with lock:
@@ -179,6 +183,23 @@ def _run_with_progress(converter, jobs_list, options: ConvertOptions, *, quiet: 
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return results, None
+
+
+def _convert_on(converters: list, jobs_list: list, options: ConvertOptions, on_event) -> list:
+    """Every job's result in job order, on one device or on several at once."""
+    if len(converters) == 1:
+        return converters[0].convert(jobs_list, overwrite=options.overwrite, compress=options.compress,
+                                     half_size=options.half_size, decode_workers=options.decode_workers,
+                                     on_event=on_event)
+    from raw2rgb_plugin.engine.fanout import stream_on_devices
+
+    order = {id(job): i for i, job in enumerate(jobs_list)}
+    by_input = {job.input: job for job in jobs_list}
+    writer = converters[0].tiff_writer(compress=options.compress)
+    results = list(stream_on_devices(converters, jobs_list, writer=writer, overwrite=options.overwrite,
+                                     half_size=options.half_size, decode_workers=options.decode_workers,
+                                     on_event=on_event))
+    return sorted(results, key=lambda r: order[id(by_input[r.input])])
 
 
 def _report(results: list, refused: list[tuple[str, str]], *, quiet: bool, json_output: bool, converter,

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from raw2rgb_plugin.engine.converter import Converter
-from raw2rgb_plugin.engine.fanout import parse_shard, shard, stream_on_devices
+from raw2rgb_plugin.engine.fanout import stream_on_devices
 from raw2rgb_plugin.engine.jobs import ConvertJob
+from raw2rgb_plugin.engine.plan import parse_shard, shard
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.profiles.store import load_profile
 
@@ -37,3 +38,24 @@ def test_two_converters_share_one_batch(tmp_path, tiny_profile):
     results = list(stream_on_devices(converters, jobs, decode_workers=1))
     assert sorted(r.input for r in results) == sorted(inputs)
     assert {r.status for r in results} == {"converted"}
+
+
+def test_cli_shards_and_devices_cover_every_file_once(tmp_path, tiny_profile):
+    import json
+
+    from typer.testing import CliRunner
+
+    from raw2rgb_cli.main import app
+
+    (tmp_path / "in").mkdir()
+    inputs = [write_scene_dng(tmp_path / "in" / f"g{i}.dng", seed=i) for i in range(5)]
+    runner = CliRunner()
+    converted = []
+    for k in (1, 2):
+        done = runner.invoke(app, ["convert", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--profile", str(tiny_profile),
+                                   "--shard", f"{k}/2", "--devices", "cpu,cpu", "--json", "-q"])
+        assert done.exit_code == 0, done.output
+        converted += [f["input"] for f in json.loads(done.stdout)["files"] if f["status"] == "converted"]
+    assert sorted(converted) == sorted(str(p) for p in inputs)
+    bad = runner.invoke(app, ["convert", str(tmp_path / "in"), "--shard", "3/2", "--json"])
+    assert bad.exit_code == 2 and "--shard" in json.loads(bad.stdout)["error"]

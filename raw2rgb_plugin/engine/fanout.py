@@ -1,9 +1,8 @@
 """More than one device or machine: one converter per device, and a deterministic share per machine.
 
-- `shard(inputs, k, n)`: the k-th of n deterministic shares of a batch (1-based k), so N
-  machines given the same arguments (a SLURM job array, a Kubernetes indexed job) convert
-  disjoint sets that together cover every input. Inputs are ordered by their path text, so the
-  split does not depend on the order a shell or a file system lists them in.
+- `engine.plan.shard(inputs, k, n)`: the k-th of n deterministic shares of a batch (1-based k),
+  so N machines given the same arguments (a SLURM job array, a Kubernetes indexed job) convert
+  disjoint sets that together cover every input.
 - `stream_on_devices(converters, jobs, …)`: one converter per device (e.g. cuda:0, cuda:1), each
   with its own decode → render → write schedule in its own thread, all pulling from one job
   iterator; results are yielded as files finish, whichever device rendered them.
@@ -14,34 +13,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import TypeVar
 
 from raw2rgb_plugin.engine.converter import Converter
 from raw2rgb_plugin.engine.jobs import ConvertJob, EventCallback, FileResult
-from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.writers import Writer
-
-P = TypeVar("P", bound=Path)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`K/N` → (k, n) with 1 ≤ k ≤ n; a one-line error otherwise."""
-    try:
-        k_text, n_text = text.split("/")
-        k, n = int(k_text), int(n_text)
-    except ValueError:
-        raise Raw2RgbError(f"--shard {text!r} is not K/N", "e.g. --shard 3/8 for the third of eight machines") from None
-    if not 1 <= k <= n:
-        raise Raw2RgbError(f"--shard {text}: K must be from 1 to N", "SLURM: --shard $((SLURM_ARRAY_TASK_ID+1))/$N") from None
-    return k, n
-
-
-def shard(inputs: Sequence[P], k: int, n: int) -> list[P]:
-    """The k-th (1-based) of n disjoint shares of `inputs`, in the inputs' own order."""
-    ranked = sorted(range(len(inputs)), key=lambda i: str(inputs[i]))
-    mine = {index for position, index in enumerate(ranked) if position % n == k - 1}
-    return [path for i, path in enumerate(inputs) if i in mine]
 
 
 class _SharedJobs:

@@ -8,10 +8,13 @@ import glob
 import os
 import stat
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from raw2rgb_plugin.engine.jobs import ConvertJob
+from raw2rgb_plugin.errors import Raw2RgbError
 
 #: camera RAW extensions (lower case) that LibRaw reads; matched case-insensitively.
 RAW_EXTENSIONS = frozenset(
@@ -153,3 +156,29 @@ def _claim_key(path: Path) -> str:
     Windows) map to one key."""
     text = os.fspath(path)
     return text.casefold() if sys.platform in ("darwin", "win32") else text
+
+
+P = TypeVar("P", bound=Path)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` → (k, n) with 1 ≤ k ≤ n; a one-line error otherwise."""
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise Raw2RgbError(f"--shard {text!r} is not K/N", "e.g. --shard 3/8 for the third of eight machines") from None
+    if not 1 <= k <= n:
+        raise Raw2RgbError(f"--shard {text}: K must be from 1 to N", "SLURM: --shard $((SLURM_ARRAY_TASK_ID+1))/$N") from None
+    return k, n
+
+
+def shard(inputs: Sequence[P], k: int, n: int) -> list[P]:
+    """The k-th (1-based) of n disjoint shares of `inputs`, in the inputs' own order.
+
+    Inputs are ranked by their path text, so the split does not depend on the order a shell or
+    a file system lists them in: N machines given the same arguments cover every input once.
+    """
+    ranked = sorted(range(len(inputs)), key=lambda i: str(inputs[i]))
+    mine = {index for position, index in enumerate(ranked) if position % n == k - 1}
+    return [path for i, path in enumerate(inputs) if i in mine]
