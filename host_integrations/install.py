@@ -11,6 +11,9 @@ user's shell:
 
 Installing is idempotent (an unchanged file is not rewritten, the luarc line is added once) and
 uninstalling removes exactly what installing added, plus the folders that it leaves empty.
+
+Longer than the ~450 lines a module should have: three hosts' install, uninstall and the literal
+escaping for Lua, C and Python each need the others' conventions in view; it is outside the engine.
 """
 
 from __future__ import annotations

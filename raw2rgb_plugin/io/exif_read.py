@@ -5,6 +5,9 @@ RAW containers are not TIFF: for those we locate the TIFF or JPEG blocks that ho
 hand *those* to exifread (CR3: the CMT boxes; RAF: the embedded JPEG; MRW: the TTW block), or
 read just the camera name (CRW/CIFF). Whatever is still missing is filled from LibRaw
 (`raw.other`, `raw.lens`). A file with no readable metadata gives Nones, never an exception.
+
+Longer than the ~450 lines a module should have: the four non-TIFF container walkers are each
+small and only meaningful beside the tag mapping they feed; split them out when a fifth comes.
 """
 
 from __future__ import annotations
