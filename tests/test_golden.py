@@ -33,7 +33,10 @@ def render_digest(raw: Path, out_dir: Path) -> dict:
     from raw2rgb_plugin.engine.converter import Converter, ConvertJob
     from raw2rgb_plugin.profiles.store import load_profile
 
-    converter = Converter(load_profile("default-lite"), device="cpu", threads=2)
+    import torch
+
+    # fp32 pinned: the automatic CPU precision may pick bf16 on one machine and not another.
+    converter = Converter(load_profile("default-lite"), device="cpu", threads=2, dtype=torch.float32)
     output = out_dir / f"{raw.stem}.tif"
     [result] = converter.convert([ConvertJob(raw, output)])
     assert result.status == "converted", result.error
