@@ -94,8 +94,14 @@ def profile_lines(methods: list[Method]) -> list[str]:
         manifest = (train.get("dataset") or {}).get("manifest") or {}
         counts = manifest.get("counts") or {}
         dataset = Path((train.get("dataset") or {}).get("path") or "").name or "?"
-        data = f"{dataset} ({manifest.get('kind', '?')}; {counts.get('pairs', '?')} images, " \
-               f"{counts.get('train', '?')} train / {counts.get('val', '?')} val patches)" if train else "—"
+        if manifest.get("kind") == "synthetic-on-the-fly":  # pairs made during training: images, not patches
+            scenes = manifest.get("scenes") or {}
+            data = (f"{dataset} (synthetic, made on the fly; {manifest.get('images', '?')} images: "
+                    f"{len(scenes.get('train', []))} train / {len(scenes.get('val', []))} val, "
+                    f"val {', '.join(scenes.get('val', []))})")
+        else:
+            data = f"{dataset} ({manifest.get('kind', '?')}; {counts.get('pairs', '?')} images, " \
+                   f"{counts.get('train', '?')} train / {counts.get('val', '?')} val patches)" if train else "—"
         val = train.get("validation") or {}
         run = (f"{train.get('steps', '?')} steps, {train.get('epochs_completed', '?')} epochs, on {train.get('device', '?')}"
                f"{'' if train.get('completed', True) else ' (stopped early)'}; "
