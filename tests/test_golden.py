@@ -30,10 +30,10 @@ def golden_inputs(shared: Path | None) -> dict[str, Path]:
 
 def render_digest(raw: Path, out_dir: Path) -> dict:
     """Convert `raw` with the shipped default-lite on the CPU; the written pixels' digest."""
+    import torch
+
     from raw2rgb_plugin.engine.converter import Converter, ConvertJob
     from raw2rgb_plugin.profiles.store import load_profile
-
-    import torch
 
     # fp32 pinned: the automatic CPU precision may pick bf16 on one machine and not another.
     converter = Converter(load_profile("default-lite"), device="cpu", threads=2, dtype=torch.float32)
