@@ -268,10 +268,13 @@ def test_the_seed_values_are_the_defaults():
 
 def test_torch_free_config_agrees_with_the_engine():
     from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS
-    from raw2rgb_plugin.profiles import store as profiles
+    from raw2rgb_plugin.pipeline import normalization
+    from raw2rgb_plugin.profiles import catalog
     from raw2rgb_plugin.training.config import INPUT_NORMALIZATIONS, VARIANTS
 
-    assert set(VARIANTS) == set(VARIANT_WIDTHS) and set(INPUT_NORMALIZATIONS) == set(profiles.INPUT_NORMALIZATIONS)
+    assert set(VARIANTS) == set(VARIANT_WIDTHS)
+    # the torch-free copies (training config, profile catalog) agree with the engine's own list
+    assert set(INPUT_NORMALIZATIONS) == set(catalog.INPUT_NORMALIZATIONS) == set(normalization.INPUT_NORMALIZATIONS)
     done = subprocess.run([sys.executable, "-c", "import sys, raw2rgb_cli.main; print('torch' in sys.modules)"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"  # `raw2rgb --help` stays fast
