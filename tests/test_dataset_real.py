@@ -3,6 +3,7 @@
 import shutil
 
 import numpy as np
+import pytest
 import rawpy
 
 from raw2rgb_plugin.training.data.build import BuildOptions, build_dataset
@@ -12,6 +13,7 @@ from raw2rgb_plugin.training.data.store import open_dataset
 from scene_images import save_srgb
 
 
+@pytest.mark.slow
 def test_a_cropped_libraw_rendering_aligns_to_its_canon_raw(shared_data, tmp_path):
     source = shared_data / "raw" / "RAW_CANON_D30_SRGB.CRW"
     (tmp_path / "raw").mkdir()

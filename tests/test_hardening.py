@@ -267,6 +267,7 @@ def test_non_square_pixels_are_resampled_to_square_ones_like_libraw(tmp_path, ti
 # --- one clear line, never a traceback ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_converts_and_reports(tmp_path, tiny_profile):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -338,6 +339,7 @@ def test_each_unreadable_input_says_its_own_reason(tmp_path, tiny_profile, share
     assert any("cut.crw" in line and "Canon CRW file that LibRaw cannot read: damaged or truncated" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_permission_denied_is_said_as_such(tmp_path, tiny_profile):
     prefix = _unprivileged()
     if prefix is None:
@@ -351,6 +353,7 @@ def test_permission_denied_is_said_as_such(tmp_path, tiny_profile):
     assert "permission denied" in stderr_lines(info.stderr)[0]
 
 
+@pytest.mark.slow
 def test_libraw_lines_become_our_notes_not_stray_stderr(shared_data):
     nikon = shared_data / "bad" / "exiftool" / "Nikon.nef"
     with pytest.raises(RawDecodeError, match="data corrupted at"):
