@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from raw2rgb_plugin.engine.options import ConvertOptions
-from raw2rgb_plugin.runtime.settings import DEVICE_CHOICES, DEVICE_HELP
+from raw2rgb_plugin.runtime.settings import DEVICE_HELP, check_device_name
 
 from .console import err, error_line, fail, note_line, print_json, progress_bar, shown
 
@@ -60,7 +60,7 @@ def convert(
         options.check()
         device_names = [d.strip() for d in devices.split(",") if d.strip()] if devices else [device]
         for name in device_names:
-            _check_device_name(name)
+            check_device_name(name)
         if shard_text is not None:
             paths = shard(paths, *parse_shard(shard_text))
         if profile is not None and profile not in DEFAULT_PROFILES:
@@ -99,13 +99,6 @@ def convert(
         results, interrupted = _run_with_progress(converters, plan.jobs, options, quiet=quiet, started=started)
     _report(results, refused, quiet=quiet, json_output=json_output, converter=converter,
             elapsed=time.perf_counter() - started, total=len(plan.jobs), interrupted=interrupted)
-
-
-def _check_device_name(name: str) -> None:
-    from raw2rgb_plugin.errors import Raw2RgbError
-
-    if name.lower() not in DEVICE_CHOICES and not name.lower().startswith("cuda:"):
-        raise Raw2RgbError(f"unknown device {name!r}", f"use one of {', '.join(DEVICE_CHOICES)} or cuda:N")
 
 
 def _make_output_dir(folder: Path) -> None:

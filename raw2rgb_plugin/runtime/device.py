@@ -1,8 +1,8 @@
 """Where G1 runs and in which precision.
 
 auto = CUDA, then Apple MPS, then CPU. Half precision only where the hardware does it natively:
-bf16 on CUDA sm_80+, fp16 on older CUDA; the CPU stays fp32 (bf16 autocast on an AVX2 CPU was
-measured ~100× slower).
+bf16 on CUDA sm_80+, fp16 on older CUDA; on the CPU `inference_dtype` is fp32 and the runner
+measures whether bf16 is faster on this machine (runtime/precision.py).
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ import os
 import torch
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.runtime.settings import DEVICE_CHOICES, DEVICE_HELP  # noqa: F401 - re-exported
+from raw2rgb_plugin.runtime.settings import DEVICE_CHOICES, DEVICE_HELP, check_device_name  # noqa: F401 - re-exported
 
 
 def choose_device(name: str = "auto") -> torch.device:
-    name = name.lower()
-    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
-        raise Raw2RgbError(f"unknown device {name!r}", f"use one of {', '.join(DEVICE_CHOICES)}")
+    name = check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

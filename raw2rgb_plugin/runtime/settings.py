@@ -1,8 +1,18 @@
 """Runtime constants the CLI shows in its help; torch-free so commands start fast."""
 
+from raw2rgb_plugin.errors import Raw2RgbError
+
 #: what --device accepts (plus cuda:N); every command's help text is built from this.
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_HELP = "auto, cpu, cuda[:N] or mps (auto: CUDA, then MPS, then CPU)."
+
+
+def check_device_name(name: str) -> str:
+    """`name` lower-cased if --device accepts it; a one-line error otherwise (no torch needed)."""
+    name = name.lower()
+    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
+        raise Raw2RgbError(f"unknown device {name!r}", f"use one of {', '.join(DEVICE_CHOICES)} or cuda:N")
+    return name
 
 #: packed pixels of overlap between neighbouring tiles: most of G1's effective receptive field.
 DEFAULT_OVERLAP = 64
@@ -23,5 +33,5 @@ CPU_PRECISION_CHOICES = ("auto", "fp32", "bf16")
 CPU_MEMORY_BUDGET_ENV = "RAW2RGB_CPU_MEMORY_MIB"
 CPU_MEMORY_BUDGET_MIB = 768
 
-#: "0" leaves glibc's allocator as it is (runtime/runner.tune_cpu_allocator).
+#: "0" leaves glibc's allocator as it is (runtime/runner.heap_reuse).
 MALLOC_TUNING_ENV = "RAW2RGB_MALLOC_TUNING"

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.models.blocks import RESIDUAL_BASES  # torch-free (models.g1 needs torch)
+from raw2rgb_plugin.profiles.catalog import INPUT_NORMALIZATIONS  # torch-free, as pipeline.normalization's
 
 if TYPE_CHECKING:
     from raw2rgb_plugin.models.g1 import G1Config
 
 #: names of the G1 variants (`models.g1.VARIANT_WIDTHS` has their widths but needs torch).
 VARIANTS = ("base", "slim", "lite")
-INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")  # normalization.py has the same, with torch
-RESIDUAL_BASES = ("none", "mhc-srgb", "mhc-srgb-gated")  # as models.g1
 
 
 class TrainingError(Raw2RgbError):
