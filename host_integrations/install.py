@@ -170,28 +170,24 @@ class RecordedSettings:
                 "denoise": self.denoise}
 
 
-def lua_string_literal(value: str) -> str:
-    """A Lua string literal for the bytes of `value`: printable ASCII as is, the rest as \\ddd."""
+def _escaped_literal(value: str, specials: str, escape: str) -> str:
+    """A double-quoted literal of the bytes of `value`: printable ASCII as is, except `specials`,
+    and every other byte as `escape % byte`."""
     out = []
     for byte in os.fsencode(value):
         char = chr(byte)
-        if 0x20 <= byte < 0x7F and char not in '"\\':
-            out.append(char)
-        else:
-            out.append(f"\\{byte:03d}")
+        out.append(char if 0x20 <= byte < 0x7F and char not in specials else escape % byte)
     return '"' + "".join(out) + '"'
+
+
+def lua_string_literal(value: str) -> str:
+    """A Lua string literal for the bytes of `value` (decimal escapes: \\ddd)."""
+    return _escaped_literal(value, '"\\', "\\%03d")
 
 
 def c_string_literal(value: str) -> str:
     """A C string literal for the bytes of `value` (octal escapes; `?` too, against trigraphs)."""
-    out = []
-    for byte in os.fsencode(value):
-        char = chr(byte)
-        if 0x20 <= byte < 0x7F and char not in '"\\?':
-            out.append(char)
-        else:
-            out.append(f"\\{byte:03o}")
-    return '"' + "".join(out) + '"'
+    return _escaped_literal(value, '"\\?', "\\%03o")
 
 
 def python_string_literal(value: str) -> str:
