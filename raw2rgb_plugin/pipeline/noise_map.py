@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from raw2rgb_plugin.pipeline.noise import NoiseModel, sigma_map
+
 NOISE_MAP_CHANNELS = 4
 _LOG_FLOOR, _LOG_SPAN = -4.0, 3.0  # log10 σ from 1e-4 … 1e-1 → 0 … 1
 
@@ -24,19 +26,15 @@ def encode_sigma(sigma: torch.Tensor) -> torch.Tensor:
     return encoded.clamp_(0.0, 1.0)
 
 
-def noise_map(levelled_packed: torch.Tensor, shot: torch.Tensor | float, read: torch.Tensor | float,
-              site_gains: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+def noise_map(levelled_packed: torch.Tensor, shot: float, read: float, site_gains: torch.Tensor,
+              strength: float = 1.0) -> torch.Tensor:
     """(N, 4, h, w) levelled, not white-balanced packed RAW → (N, 4, h, w) encoded noise map.
 
-    `shot`/`read`: floats or (N,) tensors; `site_gains`: (4,) or (N, 4) gains of [R, Gr, Gb, B].
+    σ is `noise.sigma_map` of the (shot, read) model; `site_gains`: (4,) gains of [R, Gr, Gb, B].
     """
-    n = levelled_packed.shape[0]
-    a = torch.as_tensor(shot, dtype=torch.float32, device=levelled_packed.device).reshape(-1, 1, 1, 1).expand(n, 1, 1, 1)
-    b = torch.as_tensor(read, dtype=torch.float32, device=levelled_packed.device).reshape(-1, 1, 1, 1).expand(n, 1, 1, 1)
-    gains = site_gains.to(levelled_packed.device, torch.float32).reshape(-1, 4, 1, 1)
-    variance = a * levelled_packed.float().clamp(min=0.0) + b
-    sigma = variance.clamp_min(0.0).sqrt() * gains * float(strength)
-    return encode_sigma(sigma)
+    sigma = sigma_map(levelled_packed.float(), NoiseModel(a=(shot,), b=(read,), source="noise map"))
+    gains = site_gains.to(levelled_packed.device, torch.float32).reshape(1, 4, 1, 1)
+    return encode_sigma(sigma * gains * float(strength))
 
 
 def site_gains_rgb(wb_gains_rgb) -> torch.Tensor:
