@@ -180,19 +180,13 @@ def _run_with_progress(converters: list, jobs_list, options: ConvertOptions, *, 
 
 def _convert_on(converters: list, jobs_list: list, options: ConvertOptions, on_event) -> list:
     """Every job's result in job order, on one device or on several at once."""
-    if len(converters) == 1:
-        return converters[0].convert(jobs_list, overwrite=options.overwrite, compress=options.compress,
-                                     half_size=options.half_size, decode_workers=options.decode_workers,
-                                     on_event=on_event)
     from raw2rgb_plugin.engine.fanout import stream_on_devices
+    from raw2rgb_plugin.engine.scheduler import in_job_order
 
-    order = {id(job): i for i, job in enumerate(jobs_list)}
-    by_input = {job.input: job for job in jobs_list}
     writer = converters[0].tiff_writer(compress=options.compress)
-    results = list(stream_on_devices(converters, jobs_list, writer=writer, overwrite=options.overwrite,
-                                     half_size=options.half_size, decode_workers=options.decode_workers,
-                                     on_event=on_event))
-    return sorted(results, key=lambda r: order[id(by_input[r.input])])
+    return in_job_order(jobs_list, lambda events: stream_on_devices(
+        converters, jobs_list, writer=writer, overwrite=options.overwrite, half_size=options.half_size,
+        decode_workers=options.decode_workers, on_event=events), on_event)
 
 
 def _report(results: list, refused: list[tuple[str, str]], *, quiet: bool, json_output: bool, converter,

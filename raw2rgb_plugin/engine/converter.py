@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from raw2rgb_plugin import __version__
-from raw2rgb_plugin.engine.jobs import ConvertJob, DoneEvent, Event, EventCallback, FileResult
-from raw2rgb_plugin.engine.scheduler import Stages, schedule
+from raw2rgb_plugin.engine.jobs import ConvertJob, EventCallback, FileResult
+from raw2rgb_plugin.engine.options import check_denoise
+from raw2rgb_plugin.engine.scheduler import Stages, in_job_order, schedule
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
@@ -36,10 +37,6 @@ from raw2rgb_plugin.runtime.runner import Runner, build_runner
 from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP
 
 __all__ = ["Converter", "ConvertJob", "FileResult"]
-
-#: `--denoise` range: the noise level the network is told is multiplied by this strength.
-MAX_DENOISE = 2.0
-
 
 class RenderError(Raw2RgbError):
     """A frame that decoded but could not be rendered (out of memory, …)."""
@@ -60,8 +57,7 @@ def decode(job: ConvertJob, *, with_noise: bool = False) -> Decoded:
 
 def noise_levels(model: NoiseModel, strength: float) -> NoiseLevels:
     """The green channel's (a, b): the network's noise map is scaled per site by white balance."""
-    green = 1 if len(model.a) == 3 else 0
-    return NoiseLevels(shot=model.a[green], read=model.b[green if len(model.b) == 3 else 0], strength=strength)
+    return NoiseLevels(shot=model.shot, read=model.read, strength=strength)
 
 
 def _capturing_libraw_stderr(results: Iterator[FileResult]) -> Iterator[FileResult]:
@@ -85,11 +81,8 @@ class Converter:
         threads: int | None = None,
         denoise: float = 1.0,
     ):
-        if not 0.0 <= denoise <= MAX_DENOISE:
-            raise Raw2RgbError(f"--denoise {denoise:g} is outside 0 … {MAX_DENOISE:g}",
-                               "0 keeps all detail and grain, 1 is the default, 2 is strong")
+        self.denoise = check_denoise(denoise)
         self.profile = profile
-        self.denoise = float(denoise)
         self.device = device if isinstance(device, torch.device) else choose_device(device)
         self.threads = bound_cpu_threads(threads) if self.device.type == "cpu" else None
         # After the threads: on a CPU the precision is measured with them (once per machine, cached).
@@ -173,16 +166,7 @@ class Converter:
     ) -> list[FileResult]:
         """`stream` to TIFF, collected in the order of `jobs`."""
         jobs = list(jobs)
-        order = {id(job): index for index, job in enumerate(jobs)}
-        by_index: dict[int, FileResult] = {}
-
-        def collect(event: Event) -> None:
-            if isinstance(event, DoneEvent):
-                by_index[order[id(event.job)]] = event.result
-            if on_event is not None:
-                on_event(event)
-
-        for _ in self.stream(jobs, writer=self.tiff_writer(compress=compress), overwrite=overwrite,
-                             half_size=half_size, decode_workers=decode_workers, on_event=collect):
-            pass
-        return [by_index[i] for i in sorted(by_index)]
+        writer = self.tiff_writer(compress=compress)
+        return in_job_order(jobs, lambda events: self.stream(
+            jobs, writer=writer, overwrite=overwrite, half_size=half_size, decode_workers=decode_workers,
+            on_event=events), on_event)

@@ -7,6 +7,16 @@ from dataclasses import dataclass
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.runtime.settings import DEFAULT_OVERLAP
 
+#: `--denoise` range: the noise level a noise-aware profile is told is multiplied by this strength.
+MAX_DENOISE = 2.0
+
+
+def check_denoise(strength: float) -> float:
+    if not 0.0 <= strength <= MAX_DENOISE:
+        raise Raw2RgbError(f"--denoise {strength:g} is outside 0 … {MAX_DENOISE:g}",
+                           "0 keeps all detail and grain, 1 is the default, 2 is strong")
+    return float(strength)
+
 
 @dataclass(frozen=True)
 class ConvertOptions:
@@ -28,8 +38,6 @@ class ConvertOptions:
         if self.tile and self.overlap >= self.tile:
             raise Raw2RgbError(f"--overlap {self.overlap} must be smaller than --tile {self.tile}",
                                f"use e.g. --tile {max(512, 4 * self.overlap)}")
-        if not 0.0 <= self.denoise <= 2.0:
-            raise Raw2RgbError(f"--denoise {self.denoise:g} is outside 0 … 2",
-                               "0 keeps all detail and grain, 1 is the default, 2 is strong")
+        check_denoise(self.denoise)
         if self.decode_workers < 1:
             raise Raw2RgbError(f"--jobs {self.decode_workers} must be at least 1", "use e.g. 2")

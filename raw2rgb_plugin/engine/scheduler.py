@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from raw2rgb_plugin.engine.jobs import ConvertJob, DoneEvent, EventCallback, FileResult, StageEvent
+from raw2rgb_plugin.engine.jobs import ConvertJob, DoneEvent, Event, EventCallback, FileResult, StageEvent
 from raw2rgb_plugin.errors import OutputExistsError, Raw2RgbError
 from raw2rgb_plugin.io.tiff_write import remove_stale_partials
 
@@ -183,3 +183,21 @@ def _render_one(job: ConvertJob, decoded: Any, decode_seconds: float, stages: St
         return
     timings = {"decode": decode_seconds, "render": time.perf_counter() - start}
     writer.queue.put((job, pixels, decoded, timings))
+
+
+def in_job_order(jobs: list[ConvertJob], run: Callable[[EventCallback], Iterable[FileResult]],
+                 on_event: EventCallback | None = None) -> list[FileResult]:
+    """Drive `run(events)` (a streaming conversion of `jobs` that reports to `events`) to its end;
+    every job's result in the order of `jobs`, whichever order the files finished in."""
+    order = {id(job): index for index, job in enumerate(jobs)}
+    by_index: dict[int, FileResult] = {}
+
+    def collect(event: Event) -> None:
+        if isinstance(event, DoneEvent):
+            by_index[order[id(event.job)]] = event.result
+        if on_event is not None:
+            on_event(event)
+
+    for _ in run(collect):
+        pass
+    return [by_index[i] for i in sorted(by_index)]
