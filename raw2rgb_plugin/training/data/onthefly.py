@@ -119,7 +119,10 @@ class OnTheFlySplit(Dataset):
             digest = hashlib.sha256(f"val:{self.options.seed}:{index}".encode()).digest()
             rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
             iso = VALIDATION_ISOS[index % len(VALIDATION_ISOS)]
-            noise = (0.0, 0.0) if iso == 0 else _green(iso_prior(iso))
+            noise = (0.0, 0.0)
+            if iso:
+                prior = iso_prior(iso)
+                noise = (prior.shot, prior.read)
         else:  # SeededItems seeded numpy's global RNG for this sample: derive ours from it
             rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             noise = sample_camera_noise_np(rng, clean_fraction=self.options.clean_fraction)
@@ -128,10 +131,6 @@ class OnTheFlySplit(Dataset):
                                with_noise_map=self.options.noise_map)
         item["scene"] = _scene(self.images[k], self.root)
         return item
-
-
-def _green(model) -> tuple[float, float]:
-    return float(model.a[1 if len(model.a) == 3 else 0]), float(model.b[1 if len(model.b) == 3 else 0])
 
 
 def _scene(path: Path, root: Path) -> str:
