@@ -172,3 +172,11 @@ def test_unbounded_architecture_fields_are_refused_before_building(tmp_path, fie
     save_file({"x": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps(meta)})
     with pytest.raises(ProfileError, match=field):
         load_profile(path)
+
+
+def test_every_architecture_is_checked_the_same_with_and_without_torch():
+    from raw2rgb_plugin.models.blocks import BLOCK_CHECKS
+    from raw2rgb_plugin.models.registry import ARCHITECTURES
+
+    assert set(ARCHITECTURES) == set(BLOCK_CHECKS)
+    assert all(spec.check_block is BLOCK_CHECKS[name] for name, spec in ARCHITECTURES.items())

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from torch import nn
 
+from raw2rgb_plugin.models.blocks import check_architecture_block
 from raw2rgb_plugin.models.g1 import G1_SPEC
 from raw2rgb_plugin.models.spec import ArchitectureSpec
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {spec.name: spec for spec in (G1_SPEC,)}
-
-
-def architecture(name: object) -> ArchitectureSpec:
-    """The spec registered as `name`; ValueError names the known ones."""
-    if not isinstance(name, str) or name not in ARCHITECTURES:
-        raise ValueError(f"names an unknown architecture {name!r} (known: {', '.join(ARCHITECTURES)})")
-    return ARCHITECTURES[name]
+# models/blocks.py checks the same blocks without torch (a test keeps the two lists equal).
 
 
 def check_block(block: object) -> ArchitectureSpec:
-    """Validate a profile's `architecture` block; its spec, or ValueError with the reason."""
-    if not isinstance(block, dict):
-        raise ValueError("has no architecture block")
-    spec = architecture(block.get("name"))
-    spec.check_block(block)
-    return spec
+    """Validate a profile's `architecture` block; its spec, or ValueError with the reason.
+
+    The checks are blocks.check_architecture_block's (torch-free, shared with `profiles list`).
+    """
+    check_architecture_block(block)
+    assert isinstance(block, dict)
+    return ARCHITECTURES[block["name"]]
 
 
 def build_model(block: dict) -> nn.Module:
