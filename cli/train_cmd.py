@@ -28,6 +28,7 @@ def train(
     patch_size: int = typer.Option(_D.synthetic_patch_size, "--patch-size", min=32, help="With --synthetic: patch size in sensor pixels (a multiple of 16)."),
     patches_per_image: int = typer.Option(_D.synthetic_patches_per_image, "--patches-per-image", min=1, help="With --synthetic: patches per image per epoch."),
     clean_fraction: float = typer.Option(_D.synthetic_clean_fraction, "--clean-fraction", help="With --synthetic: share of training patches without noise."),
+    target: str = typer.Option(_D.synthetic_output, "--target", help="With --synthetic: display (a finished sRGB image) or scene-linear (demosaic + denoise only, linear camera RGB: a profile for `convert --format dng`)."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
     profile_name: str | None = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
@@ -53,8 +54,8 @@ def train(
     lambda_perc: float = typer.Option(_D.lambda_perc, "--lambda-perc", help="Weight of the VGG16 perceptual loss."),
     lambda_gan: float = typer.Option(_D.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
     d_width: int = typer.Option(_D.d_width, "--d-width", min=1, help="Discriminator base width."),
-    input_normalization: str | None = typer.Option(_D.input_normalization, "--input-normalization", help="raw, wb, wb+ccm or linear-srgb (default: the dataset's)."),
-    residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel) or auto (mhc-srgb-gated for linear-srgb input; an --init profile keeps its own)."),
+    input_normalization: str | None = typer.Option(_D.input_normalization, "--input-normalization", help="raw, wb, wb+ccm, linear-srgb or wb-headroom (default: the dataset's)."),
+    residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel), mhc-linear-gated (the same over a linear demosaic; wb-headroom input) or auto (the gated base of the input; an --init profile keeps its own)."),
     amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision on CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. Never on the CPU."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seed of weights, data order and augmentation."),
     checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every", min=0, help="Steps between checkpoints (one is also written at every epoch's end)."),
@@ -75,8 +76,10 @@ def train(
         input_normalization=input_normalization, residual_base=residual_base, init_profile=init, seed=seed, amp=amp, device=device,
         workers=workers, max_steps=max_steps, max_minutes=max_minutes, keep_best=keep_best, checkpoint_every=checkpoint_every, log_every=log_every,
         noise_map=synthetic is not None, synthetic_patch_size=patch_size, synthetic_patches_per_image=patches_per_image,
-        synthetic_clean_fraction=clean_fraction,
+        synthetic_clean_fraction=clean_fraction, synthetic_output=target,
     )
+    if target == "scene-linear" and input_normalization is None:
+        config.input_normalization = "wb-headroom"  # explicit, so a display --init profile may start it
     if (dataset is None) == (synthetic is None):
         fail("raw2rgb train", "give a DATASET folder or --synthetic RGB_DIR (one of them) — see raw2rgb train --help", json_output=json_output)
     # Under torchrun every rank runs this command; rank 0 speaks for all of them.
@@ -140,6 +143,7 @@ def _open_training_data(dataset: Path | None, synthetic: Path | None, config: Tr
     return OnTheFlyDataset(synthetic, OnTheFlyOptions(
         patch_size=config.synthetic_patch_size, patches_per_image=config.synthetic_patches_per_image,
         clean_fraction=config.synthetic_clean_fraction, noise_map=config.noise_map, seed=config.seed,
+        output=config.synthetic_output,
     ))
 
 

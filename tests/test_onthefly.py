@@ -32,6 +32,26 @@ def test_synthesized_input_matches_the_engine_on_the_same_raw(tmp_path, noise):
     assert torch.equal(item["rgb"], torch.from_numpy(srgb.transpose(2, 0, 1)).float())
 
 
+@pytest.mark.parametrize("noise", [(0.0, 0.0), (2.5e-4, 1.8e-6)])
+def test_scene_linear_pairs_match_the_engine_and_target_the_clean_camera_image(tmp_path, noise):
+    """`wb-headroom` input as the engine makes it; the target is the clean image the mosaic sampled."""
+    rng = np.random.default_rng(5)
+    srgb = smooth_scene(64, 96, seed=5)
+    params = random_params(rng, cfa_pattern="RGGB", noise=False)
+    dng_params = params.__class__(**{**params.__dict__, "shot_noise": noise[0], "read_noise": noise[1]})
+    write_synthetic_dng(srgb, tmp_path / "s.dng", np.random.default_rng(7), params=dng_params)
+    engine = network_input(decode_raw(tmp_path / "s.dng"), "wb-headroom", noise=NoiseLevels(*noise)).packed[0]
+    item = synthesize_pair(srgb, params, noise, np.random.default_rng(7), with_noise_map=True, linear_target=True,
+                           sample_normal=lambda shape: _unprocess_normals(np.random.default_rng(7), shape))
+    assert torch.allclose(item["raw"], engine, atol=2e-3), (item["raw"] - engine).abs().max()
+    target = item["rgb"]
+    assert target.shape == (3, 64, 96) and float(target.max()) <= 1.0
+    # Each site of the clean input is the target's own colour there, up to quantisation.
+    if noise == (0.0, 0.0):
+        sites = torch.stack([target[0, 0::2, 0::2], target[1, 0::2, 1::2], target[1, 1::2, 0::2], target[2, 1::2, 1::2]])
+        assert float((sites - item["raw"][:4]).abs().max()) < 1e-3
+
+
 def _unprocess_normals(rng: np.random.Generator, packed_shape: tuple[int, ...]) -> np.ndarray:
     """The normals unprocess draws for its (H, W) mosaic, rearranged into packed order."""
     c, h, w = packed_shape

@@ -180,3 +180,18 @@ def test_every_architecture_is_checked_the_same_with_and_without_torch():
 
     assert set(ARCHITECTURES) == set(BLOCK_CHECKS)
     assert all(spec.check_block is BLOCK_CHECKS[name] for name, spec in ARCHITECTURES.items())
+
+
+@pytest.mark.parametrize("meta, reason", [
+    ({"output": "scene-linear", "output_color_space": "srgb"}, "scene-linear"),
+    ({"output": "display", "output_color_space": "camera-linear"}, "camera-linear"),
+    ({"output": "hdr", "output_color_space": "srgb"}, "unknown output"),
+])
+def test_a_profile_says_consistently_what_it_outputs(tmp_path, meta, reason):
+    """A scene-linear profile's numbers are camera RGB, not sRGB: the two fields must agree."""
+    full = {"format_version": 1, "input_normalization": "wb-headroom",
+            "architecture": {"name": "g1", "width": 8}, **meta}
+    path = tmp_path / "mixed.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={METADATA_KEY: json.dumps(full)})
+    with pytest.raises(ProfileError, match=reason):
+        load_profile(path)

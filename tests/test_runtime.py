@@ -126,6 +126,7 @@ def test_border_fills_equal_torch_padding(pad):
     {"residual_base": "mhc-srgb"},
     {"residual_base": "mhc-srgb-gated"},
     {"residual_base": "mhc-srgb-gated", "noise_channels": 4},
+    {"residual_base": "mhc-linear-gated", "noise_channels": 4},
     {"norm": "none", "residual_blocks": 0, "out_channels": 1},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_rewritten_g1_equals_eager_in_float32(overrides):

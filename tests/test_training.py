@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.models.g1 import G1, G1Config
+from raw2rgb_plugin.models.g1 import G1, G1Config, plain_state_dict
 from raw2rgb_plugin.profiles.store import load_profile, save_profile
 from raw2rgb_plugin.training.trainer import TrainConfig, Trainer, TrainingError
 
@@ -381,3 +381,23 @@ def test_max_minutes_stops_with_a_checkpoint_and_a_profile(tmp_path):
     assert result.global_step == 1 and not result.completed and result.profile_path.is_file()
     assert [e["reason"] for e in events if e["event"] == "stop"] == ["max_minutes"]
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_a_display_profile_starts_a_scene_linear_run_keeping_its_gate(tmp_path):
+    """`train --target scene-linear --init default-lite`: the linear base replaces the sRGB one,
+    every weight (gate included) carries over, and the run only starts when asked for its input."""
+    torch.manual_seed(5)
+    start = G1(G1Config(width=8, spectral_norm=False, residual_base="mhc-srgb-gated")).eval()
+    path = save_profile(tmp_path / "display.safetensors", start, {"input_normalization": "linear-srgb"})
+    data = PairDatasetInMemory(input_normalization="wb-headroom")
+    with pytest.raises(TrainingError, match="linear-srgb"):  # not asked for: a mismatch is refused
+        Trainer(dataclasses.replace(TINY, init_profile=str(path)), data, tmp_path / "refused", install_profile=False)
+    config = dataclasses.replace(TINY, init_profile=str(path), input_normalization="wb-headroom")
+    g1 = Trainer(config, data, tmp_path / "run", install_profile=False).g1
+    assert g1.config.residual_base == "mhc-linear-gated"
+    display_data = PairDatasetInMemory(input_normalization="linear-srgb")
+    display_run = Trainer(dataclasses.replace(TINY, init_profile=str(path)), display_data, tmp_path / "display",
+                          install_profile=False).g1
+    linear, display = plain_state_dict(g1), plain_state_dict(display_run)
+    assert linear["d4.conv.weight"].shape[0] == 16  # 12 image channels + the 4 gates
+    assert set(linear) == set(display) and all(torch.equal(linear[k], display[k]) for k in linear)

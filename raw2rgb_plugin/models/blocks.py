@@ -8,7 +8,12 @@ without importing torch. `models/registry.py` builds the models the blocks descr
 from __future__ import annotations
 
 #: what G1 combines its output with (see models/g1.py).
-RESIDUAL_BASES = ("none", "mhc-srgb", "mhc-srgb-gated")
+RESIDUAL_BASES = ("none", "mhc-srgb", "mhc-srgb-gated", "mhc-linear-gated")
+#: the input normalisation each classical base renders (the display bases tone-map linear sRGB;
+#: the scene-linear one demosaics white-balanced camera RGB and leaves it linear).
+RESIDUAL_BASE_INPUT = {"mhc-srgb": "linear-srgb", "mhc-srgb-gated": "linear-srgb", "mhc-linear-gated": "wb-headroom"}
+#: bases whose G1 emits one gate per Bayer site beside the image (4 more output channels).
+GATED_BASES = ("mhc-srgb-gated", "mhc-linear-gated")
 
 #: inclusive bounds of every integer field of a G1 block. The seed's G1 is width 64 with 4
 #: residual blocks; the bounds leave room for research variants while keeping a hostile profile

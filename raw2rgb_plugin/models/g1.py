@@ -22,6 +22,9 @@ set (28.0 dB; 32.6 dB without noise), where the CPU-trained lite network without
 - ``mhc-srgb-gated`` (what training picks for ``linear-srgb``): four more output channels give
   a per-pixel gate that blends G1's own image with the rendering, so G1 keeps its denoised image
   where the input is noisy and the classical detail where it is clean.
+- ``mhc-linear-gated`` (scene-linear profiles, ``wb-headroom`` input): the same gate over the
+  linear Malvar–He–Cutler demosaic of the input, no colour conversion and no curves: G1's image
+  stays scene-linear light for an editable DNG.
 - ``mhc-srgb``: G1's output is added to the rendering through a learned gain that starts at
   zero (spectral norm would undo a zero-initialised conv). It learns slowly on noisy input: to
   denoise it has to predict the noise after the filters and the curves, pixel by pixel.
@@ -44,12 +47,13 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from raw2rgb_plugin.models.blocks import (
     G1_BOUNDS as G1_BOUNDS,
     G1_NORMS as G1_NORMS,
+    GATED_BASES,
     RESIDUAL_BASES as RESIDUAL_BASES,
     check_g1_block,
 )
 from raw2rgb_plugin.models.g1_inference import G1Inference, g1_inference_activation_bytes
 from raw2rgb_plugin.models.spec import ArchitectureSpec
-from raw2rgb_plugin.pipeline.classical import mhc_srgb_rendering
+from raw2rgb_plugin.pipeline.classical import mhc_linear_rendering, mhc_srgb_rendering
 
 #: base width of each named variant; `base` is the seed's.
 VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}
@@ -156,7 +160,7 @@ class G1(nn.Module):
         self.d2 = UpBlock(8 * w, 2 * w, n, sn)
         self.d3 = UpBlock(4 * w, w, n, sn)
         # 4 output pixels per packed pixel → pixel_shuffle to full sensor resolution.
-        gates = _GATE_CHANNELS if config.residual_base == "mhc-srgb-gated" else 0
+        gates = _GATE_CHANNELS if config.residual_base in GATED_BASES else 0
         self.d4 = ConvBlock(2 * w, 4 * config.out_channels + gates, 7, norm="none", act=False, spectral=sn)
         if config.residual_base == "mhc-srgb":
             self.residual_gain = nn.Parameter(torch.zeros(()))
@@ -186,9 +190,9 @@ class G1(nn.Module):
             residual = F.pixel_shuffle(out, 2) * self.residual_gain
             return (mhc_srgb_rendering(image_in) + residual).clamp(0.0, 1.0), [d1, d2, d3]
         image = (F.pixel_shuffle(torch.tanh(out[:, : 4 * self.config.out_channels]), 2) + 1) / 2
-        if base == "mhc-srgb-gated":
+        if base in GATED_BASES:
             gate = torch.sigmoid(F.pixel_shuffle(out[:, 4 * self.config.out_channels :], 2))
-            classical = mhc_srgb_rendering(image_in)
+            classical = mhc_srgb_rendering(image_in) if base == "mhc-srgb-gated" else mhc_linear_rendering(image_in)
             return classical + gate * (image - classical), [d1, d2, d3]
         return image, [d1, d2, d3]
 
@@ -206,11 +210,12 @@ def adapt_plain_state(
     residual starts at zero (gain 0). Used when fine-tuning a profile into another base.
     """
     state = dict(state)
-    if from_base == to_base:
+    # Between gated bases the gate keeps its meaning (where to trust the classical image).
+    if from_base == to_base or (from_base in GATED_BASES and to_base in GATED_BASES):
         return state
     image = 4 * out_channels
     weight, bias = state["d4.conv.weight"][:image], state["d4.conv.bias"][:image]
-    if to_base == "mhc-srgb-gated":
+    if to_base in GATED_BASES:
         weight = torch.cat([weight, weight.new_zeros(_GATE_CHANNELS, *weight.shape[1:])])
         bias = torch.cat([bias, bias.new_zeros(_GATE_CHANNELS)])
     state["d4.conv.weight"], state["d4.conv.bias"] = weight, bias

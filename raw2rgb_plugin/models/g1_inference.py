@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from raw2rgb_plugin.models.blocks import GATED_BASES
 from raw2rgb_plugin.pipeline.mhc import _PACKED_MHC_KERNELS, _pad_packed
 
 _SLOPE = 0.2  # LeakyReLU of every ConvBlock with an activation
@@ -198,10 +199,11 @@ class G1Inference(nn.Module):
         # in-place sigmoid gives the image and the gate.
         out = out.sigmoid_()
         image = out[:, :channels]  # packed: channel = colour·4 + site
-        if self.residual_base != "mhc-srgb-gated":
+        if self.residual_base not in GATED_BASES:
             return F.pixel_shuffle(image, 2)
         gate = out[:, channels:].unsqueeze(1)  # (N, 1, 4 sites, h, w)
-        classical = _mhc_srgb_packed(image_in)  # (N, 12, h, w), colour·4 + site
+        # (N, 12, h, w), colour·4 + site
+        classical = _mhc_srgb_packed(image_in) if self.residual_base == "mhc-srgb-gated" else _mhc_linear_packed(image_in)
         # classical + gate·(image − classical), the eager blend's order, with the last addition
         # written straight into the full-resolution layout (a fused pixel_shuffle).
         diff = torch.sub(image, classical)
@@ -232,9 +234,14 @@ _MHC_COLOUR_MAJOR = _PACKED_MHC_KERNELS.transpose(0, 1).reshape(12, 4, 3, 3).to(
 
 def _mhc_srgb_packed(packed: torch.Tensor) -> torch.Tensor:
     """`pipeline.classical.mhc_srgb_rendering` in float32, before its pixel_shuffle: (N, 12, h, w)."""
+    return _tone_curve_(_srgb_encode_(_mhc_linear_packed(packed)))
+
+
+def _mhc_linear_packed(packed: torch.Tensor) -> torch.Tensor:
+    """`pipeline.classical.mhc_linear_rendering` in float32, before its pixel_shuffle: (N, 12, h, w)."""
     padded = _pad_packed(packed.float()).contiguous(memory_format=torch.channels_last)
     kernels = _MHC_COLOUR_MAJOR.to(packed.device).contiguous(memory_format=torch.channels_last)
-    return _tone_curve_(_srgb_encode_(F.conv2d(padded, kernels)))
+    return F.conv2d(padded, kernels)
 
 
 def g1_inference_activation_bytes(model: nn.Module, packed_pixels: int, dtype: torch.dtype) -> int:

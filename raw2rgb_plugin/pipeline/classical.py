@@ -31,6 +31,16 @@ def mhc_srgb_rendering(packed: torch.Tensor) -> torch.Tensor:
         return tone_curve(srgb_encode_tensor(demosaic(packed.float())))
 
 
+@torch.no_grad()
+def mhc_linear_rendering(packed: torch.Tensor) -> torch.Tensor:
+    """Packed linear input (N, 4, h, w) → its Malvar–He–Cutler demosaic (N, 3, 2h, 2w), still linear.
+
+    In float32 whatever the autocast dtype, like `mhc_srgb_rendering`.
+    """
+    with torch.autocast(packed.device.type, enabled=False):
+        return demosaic(packed.float())
+
+
 def bilinear_srgb(packed_linear: torch.Tensor) -> torch.Tensor:
     """(N, 4, h, w) packed linear sRGB (`wb+ccm`) → (N, 3, 2h, 2w) sRGB by bilinear demosaicking."""
     mosaic = unpack_rggb(packed_linear)[:, None]  # (N, 1, 2h, 2w), RGGB phase

@@ -11,6 +11,11 @@ A profile records which of these its network was trained on, and the engine appl
 - ``linear-srgb``: ``wb`` then the mosaic in linear sRGB: each site keeps its own colour's row
   of the camera → sRGB matrix, applied to its own sample and to the two colours it lacks as
   Malvar–He–Cutler interpolation estimates them. Clipped to [0, 1].
+- ``wb-headroom`` (scene-linear profiles): ``raw`` times the white-balance multipliers divided by
+  the largest of them, so white-balanced camera RGB where no channel is pushed past the sensor's
+  white: nothing clips, and the network's output divides back to the camera's own values for a
+  DNG exactly (`headroom_gains`). No camera matrix: an out-of-gamut colour would go negative in
+  sRGB and be clipped, and a DNG reader applies the matrix itself.
 
 Why ``linear-srgb`` exists: ``wb+ccm`` multiplies samples from four different sites as if they
 were one pixel, so along every edge the matrix's off-diagonal terms mix in a neighbour's value,
@@ -33,7 +38,7 @@ from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
 from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
 
-INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")
+INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb", "wb-headroom")
 
 
 class MosaicFrame(Protocol):
@@ -87,6 +92,17 @@ def _scale_levels(values: torch.Tensor, black: torch.Tensor, white_level: float)
     return scaled.clamp_(0.0, 1.0)
 
 
+def headroom_gains(wb_gains_rgb) -> np.ndarray:
+    """The ``wb-headroom`` multipliers for R, G, B: the white balance scaled so the largest is 1."""
+    gains = np.asarray(wb_gains_rgb, dtype=np.float64)
+    return gains / gains.max()
+
+
+def input_gains_rgb(mode: str, wb_gains_rgb) -> np.ndarray:
+    """The per-colour multipliers `mode` applies to the levelled RAW (what the noise map scales σ by)."""
+    return headroom_gains(wb_gains_rgb) if mode == "wb-headroom" else np.asarray(wb_gains_rgb, dtype=np.float64)
+
+
 def apply_color_normalization(
     packed: torch.Tensor, mode: str, wb_gains_rgb: np.ndarray, camera_to_srgb: np.ndarray
 ) -> torch.Tensor:
@@ -95,10 +111,10 @@ def apply_color_normalization(
         raise ValueError(f"unknown input normalisation {mode!r}")
     if mode == "raw":
         return packed
-    r, g, b = (float(v) for v in wb_gains_rgb)
+    r, g, b = (float(v) for v in input_gains_rgb(mode, wb_gains_rgb))
     gains = torch.tensor([r, g, g, b], dtype=packed.dtype, device=packed.device).view(4, 1, 1)
     packed = (packed * gains).clamp_(0.0, 1.0)
-    if mode == "wb":
+    if mode in ("wb", "wb-headroom"):
         return packed
     m = torch.as_tensor(np.asarray(camera_to_srgb, dtype=np.float32), device=packed.device, dtype=packed.dtype)
     if mode == "linear-srgb":
@@ -129,6 +145,7 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
     raw_packed = pack_rggb(pad_mosaic(levelled, padding))
     packed = apply_color_normalization(raw_packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb)
     if noise is not None:
-        sigma_map = noise_map(raw_packed[None], noise.shot, noise.read, site_gains_rgb(frame.wb_gains_rgb), noise.strength)
+        gains = site_gains_rgb(input_gains_rgb(mode, frame.wb_gains_rgb))
+        sigma_map = noise_map(raw_packed[None], noise.shot, noise.read, gains, noise.strength)
         packed = torch.cat([packed[None], sigma_map], dim=1)[0]
     return NetworkInput(packed=packed[None].contiguous(), padding=padding)

@@ -16,15 +16,19 @@ from pathlib import Path
 import platformdirs
 
 from raw2rgb_plugin.errors import ProfileError
-from raw2rgb_plugin.models.blocks import check_architecture_block
+from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT, check_architecture_block
 
 FORMAT_VERSION = 1
 PROFILE_SUFFIX = ".safetensors"
 METADATA_KEY = "raw2rgb.profile"
 
-OUTPUT_COLOR_SPACES = ("srgb",)
+#: "camera-linear": white-balanced camera RGB scaled so no channel clips (`wb-headroom`), linear.
+OUTPUT_COLOR_SPACES = ("srgb", "camera-linear")
+#: what a profile's network renders: a finished display image, or scene-linear light for an
+#: editable DNG / linear TIFF (no tone curve, highlights not clipped by a display curve).
+PROFILE_OUTPUTS = ("display", "scene-linear")
 #: as pipeline/normalization.INPUT_NORMALIZATIONS, which needs torch (a test keeps the two equal).
-INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb")
+INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb", "wb-headroom")
 #: the names `convert` falls back between when one is not installed.
 DEFAULT_PROFILES = ("default", "default-lite")
 
@@ -156,5 +160,10 @@ def check_metadata(meta: dict, path: Path) -> None:
         raise bad(str(exc)) from None
     assert isinstance(arch, dict)
     base = arch.get("residual_base", "none")
-    if base != "none" and meta["input_normalization"] != "linear-srgb":
-        raise bad(f"puts an {base} residual base on input that is not linear-srgb")
+    if base != "none" and meta["input_normalization"] != RESIDUAL_BASE_INPUT[base]:
+        raise bad(f"puts an {base} residual base on input that is not {RESIDUAL_BASE_INPUT[base]}")
+    output = meta.get("output", "display")
+    if output not in PROFILE_OUTPUTS:
+        raise bad(f"names an unknown output {output!r}")
+    if (output == "scene-linear") != (meta["output_color_space"] == "camera-linear"):
+        raise bad(f"says output {output!r} in colour space {meta['output_color_space']!r}")

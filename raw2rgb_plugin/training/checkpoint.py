@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT
 from raw2rgb_plugin.models.g1 import G1, VARIANT_WIDTHS, G1Config, adapt_plain_state, add_noise_channels, load_plain_state_dict
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
@@ -31,6 +32,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 #: settings a resumed run may change: they steer the run, not what it computes.
+#: the residual base a new G1 (or `auto`) gets for each input normalisation.
+AUTO_RESIDUAL_BASE = {"linear-srgb": "mhc-srgb-gated", "wb-headroom": "mhc-linear-gated"}
 RUN_CONTROL_FIELDS = ("max_steps", "device", "workers", "checkpoint_every", "log_every")
 
 
@@ -129,13 +132,13 @@ def starting_point(config: TrainConfig, input_normalization: str, progress: dict
     elif config.init_profile:
         start = _from_profile(config, input_normalization)
     else:
-        auto = "mhc-srgb-gated" if input_normalization == "linear-srgb" else "none"
+        auto = AUTO_RESIDUAL_BASE.get(input_normalization, "none")
         start = StartingPoint(config.g1_config(auto if config.residual_base == "auto" else config.residual_base))
     base = start.g1_config.residual_base
-    if base != "none" and input_normalization != "linear-srgb":
+    if base != "none" and input_normalization != RESIDUAL_BASE_INPUT[base]:
         raise TrainingError(
-            f"the {base} residual base renders linear-srgb input, this run's is {input_normalization!r}",
-            "use --input-normalization linear-srgb or --residual-base none",
+            f"the {base} residual base renders {RESIDUAL_BASE_INPUT[base]} input, this run's is {input_normalization!r}",
+            f"use --input-normalization {RESIDUAL_BASE_INPUT[base]} or --residual-base none",
         )
     return start
 
@@ -143,7 +146,9 @@ def starting_point(config: TrainConfig, input_normalization: str, progress: dict
 def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoint:
     assert config.init_profile is not None
     profile = load_profile(config.init_profile)
-    if profile.input_normalization != input_normalization:
+    # A profile trained on other input is still a starting point (its features, not its colour)
+    # when the run asks for its input explicitly: a scene-linear profile starts from the display one.
+    if profile.input_normalization != input_normalization and config.input_normalization is None:
         raise TrainingError(
             f"--init profile {profile.name} expects {profile.input_normalization!r} input, "
             f"the dataset holds {input_normalization!r}",
@@ -151,6 +156,8 @@ def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoin
         )
     old = cast(G1Config, profile.model.config)  # --init profiles are G1s (the registry's only architecture)
     base = old.residual_base if config.residual_base == "auto" else config.residual_base
+    if config.residual_base == "auto" and RESIDUAL_BASE_INPUT.get(old.residual_base, input_normalization) != input_normalization:
+        base = AUTO_RESIDUAL_BASE.get(input_normalization, "none")  # the gated base of the run's input
     # A profile that reads a noise map keeps it; one that does not gains one when the run's
     # data carries noise levels (its new input weights start at zero: it renders as before).
     config.noise_map = config.noise_map or bool(old.noise_channels)

@@ -70,6 +70,9 @@ class TrainConfig:
     synthetic_patch_size: int = 192
     synthetic_patches_per_image: int = 16
     synthetic_clean_fraction: float = 0.1
+    #: what a --synthetic run teaches G1 to render: "display" (sRGB) or "scene-linear" (the clean
+    #: camera image for an editable DNG; `wb-headroom` input, `mhc-linear-gated` base)
+    synthetic_output: str = "display"
 
     def g1_config(self, residual_base: str) -> G1Config:
         """G1's architecture with `residual_base` resolved (the Trainer knows the input that `auto` needs)."""
@@ -121,6 +124,8 @@ class TrainConfig:
             raise TrainingError(f"--clean-fraction {self.synthetic_clean_fraction} is not in [0, 1]", "use e.g. 0.1")
         if self.synthetic_patch_size % 16 or self.synthetic_patch_size < 32:
             raise TrainingError(f"--patch-size {self.synthetic_patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
+        if self.synthetic_output not in ("display", "scene-linear"):
+            raise TrainingError(f"unknown --target {self.synthetic_output!r}", "use display or scene-linear")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise TrainingError(f"unknown --amp {self.amp!r}", "use auto, bf16, fp16 or off")
         for name in ("lambda_l1", "lambda_attn", "lambda_perc", "lambda_gan", "lr_stage1", "lr_g", "lr_d"):

@@ -90,6 +90,7 @@ def profile_metadata(
         "variant": config.variant if named_width else f"width{config.width}",
         "input_normalization": run.input_normalization,
         "output_color_space": run.manifest.get("output_color_space", "srgb"),
+        "output": run.manifest.get("output", "display"),
         "description": f"trained by raw2rgb train on {Path(run.dataset_path).name if run.dataset_path else 'a dataset'}",
         "training": {
             "run_id": run.run_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from raw2rgb_plugin.models.g1 import G1
 from raw2rgb_plugin.models.g2 import G2
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
-from raw2rgb_plugin.training.losses import PerceptualLoss, attention_loss, l1_loss, lsgan_d_loss, lsgan_g_loss
+from raw2rgb_plugin.training.losses import PerceptualLoss, attention_loss, l1_loss, lsgan_d_loss, lsgan_g_loss, output_view
 
 
 def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
@@ -64,8 +65,10 @@ class GanStep:
         amp_dtype: torch.dtype | None,
         perceptual: PerceptualLoss | None,
         distributed: bool,
+        view: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         self.config = config
+        self.view = view or output_view("display")  # what the losses and D compare
         self.generators, self.d = generators, d
         self.device, self.amp_dtype, self.perceptual = device, amp_dtype, perceptual
         if distributed:
@@ -125,6 +128,7 @@ class GanStep:
         assert self.opt_g is not None, "enter_stage() first"
         with self.autocast():
             fake, predicted_saliency = self.gen_train(raw)
+        fake, rgb = self.view(fake), self.view(rgb)
         losses: dict[str, torch.Tensor] = {}
         adversarial = self.stage == 2 and self.opt_d is not None
         if adversarial:

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from raw2rgb_plugin.pipeline.colour import srgb_encode_tensor
+
 
 def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(fake, real)
@@ -57,3 +59,22 @@ def lsgan_d_loss(score_fake: torch.Tensor, score_real: torch.Tensor) -> torch.Te
 
 def lsgan_g_loss(score_fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (score_fake.float() - 1).pow(2).mean()
+
+
+def display_view(image: torch.Tensor) -> torch.Tensor:
+    """What a scene-linear output is scored as: its sRGB encoding (no tone curve).
+
+    L1 on linear light would spend the network on highlights and let shadows, where noise shows,
+    go; the sRGB encoding weighs errors roughly as they are seen, as the display profiles' sRGB
+    targets do. Used for the losses, the discriminator and the validation PSNR alike.
+    """
+    return srgb_encode_tensor(image.float())
+
+
+def output_view(output: str):
+    """The view losses and scores see of a profile's `output` ("display" or "scene-linear")."""
+    return display_view if output == "scene-linear" else _identity
+
+
+def _identity(image: torch.Tensor) -> torch.Tensor:
+    return image

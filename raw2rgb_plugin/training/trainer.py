@@ -59,7 +59,7 @@ from raw2rgb_plugin.training.export import (
     save_best,
 )
 from raw2rgb_plugin.training.gan_step import GanStep, GeneratorPair, autocast_dtype
-from raw2rgb_plugin.training.losses import PerceptualLoss
+from raw2rgb_plugin.training.losses import PerceptualLoss, output_view
 from raw2rgb_plugin.training.metrics import psnr, ssim
 from raw2rgb_plugin.training.run_log import LOG_NAME, RunLog, StepRate, now
 from raw2rgb_plugin.training.sampling import RankShard, ResumableSampler, SeededItems, make_loader
@@ -142,6 +142,7 @@ class Trainer:
         cfg = self.config
         self.manifest: dict = dict(getattr(dataset, "manifest", {}) or {})
         self.input_normalization: str = cfg.input_normalization or self.manifest.get("input_normalization", "wb+ccm")
+        self.view = output_view(self.manifest.get("output", "display"))  # what losses and PSNR compare
         # A dataset keeps raw sensor integers and normalises on reading, so it can serve any mode.
         mode = {"input_normalization": cfg.input_normalization} if cfg.input_normalization else {}
         self.train_items = dataset.split("train", augment=True, **mode)
@@ -211,7 +212,8 @@ class Trainer:
             perceptual = PerceptualLoss(load_vgg16_conv4_3(cfg.vgg_weights)).to(self.device)
             self.vgg_source = cfg.vgg_weights or "torchvision vgg16-397923af (torch hub cache)"
         self.gan = GanStep(cfg, self.generators, self.d, device=self.device, amp_dtype=self.amp_dtype,
-                           perceptual=perceptual, distributed=self.dist.enabled)
+                           perceptual=perceptual, distributed=self.dist.enabled,
+                           view=self.view)
 
     def _provenance(self, dataset_path: str | os.PathLike | None, command_line: str | None) -> Provenance:
         return Provenance(
@@ -369,7 +371,7 @@ class Trainer:
                     target = batch["rgb"].to(self.device)
                     with self.gan.autocast():
                         out = self.g1(raw)
-                    out = out.float().clamp(0, 1)
+                    out, target = self.view(out.float().clamp(0, 1)), self.view(target)
                     count = torch.tensor(float(len(out)))
                     sums += torch.stack([psnr(out, target).sum(), ssim(out, target).sum(), count]).cpu().double()
             finally:

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from raw2rgb_plugin.io.noise_profile import iso_prior
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
-from raw2rgb_plugin.pipeline.normalization import apply_color_normalization
+from raw2rgb_plugin.pipeline.normalization import apply_color_normalization, headroom_gains, input_gains_rgb
 from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
 from raw2rgb_plugin.training.data.images import load_rgb
 from raw2rgb_plugin.training.data.sources import find_images
@@ -61,6 +61,14 @@ class OnTheFlyOptions:
     #: profile trained on. Seed 1 holds out kodim02, kodim03, kodim21 and McMaster 4 of
     #: ../shared/data/rgb: the images every shipped default-lite was validated on.
     split_seed: int = 1
+    #: what G1 learns to render: "display" (the sRGB image, from `linear-srgb` input) or
+    #: "scene-linear" (the clean white-balanced camera RGB, from `wb-headroom` input: demosaic
+    #: and denoise only, for an editable DNG)
+    output: str = "display"
+
+    @property
+    def input_normalization(self) -> str:
+        return "wb-headroom" if self.output == "scene-linear" else "linear-srgb"
 
 
 class OnTheFlyDataset:
@@ -69,6 +77,8 @@ class OnTheFlyDataset:
     def __init__(self, rgb_dir: str | Path, options: OnTheFlyOptions = OnTheFlyOptions()):
         if options.patch_size % 16 or options.patch_size < 32:
             raise DatasetError(f"patch size {options.patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
+        if options.output not in ("display", "scene-linear"):
+            raise DatasetError(f"unknown output {options.output!r}", "use display or scene-linear")
         self.rgb_dir = Path(rgb_dir)
         self.options = options
         self.images = find_images(self.rgb_dir)
@@ -78,8 +88,9 @@ class OnTheFlyDataset:
         self.manifest = {
             "kind": "synthetic-on-the-fly",
             "rgb_dir": str(self.rgb_dir),
-            "input_normalization": "linear-srgb",
-            "output_color_space": "srgb",
+            "input_normalization": options.input_normalization,
+            "output_color_space": "camera-linear" if options.output == "scene-linear" else "srgb",
+            "output": options.output,
             "images": len(self.images),
             "scenes": {name: sorted(scenes[p] for p in paths) for name, paths in self._by_split.items()},
             "options": asdict(options),
@@ -87,8 +98,9 @@ class OnTheFlyDataset:
         }
 
     def split(self, name: str, augment: bool = False, *, input_normalization: str | None = None) -> OnTheFlySplit:
-        if input_normalization not in (None, "linear-srgb"):
-            raise DatasetError(f"on-the-fly pairs are made for linear-srgb input, not {input_normalization!r}",
+        own = self.options.input_normalization
+        if input_normalization not in (None, own):
+            raise DatasetError(f"on-the-fly pairs are made for {own} input, not {input_normalization!r}",
                                "drop --input-normalization")
         return OnTheFlySplit(self._by_split[name], self.rgb_dir, self.options, validation=(name == "val"))
 
@@ -128,7 +140,7 @@ class OnTheFlySplit(Dataset):
             noise = sample_camera_noise_np(rng, clean_fraction=self.options.clean_fraction)
         crop = _random_crop(self._image(k), self.options.patch_size, rng, augment=not self.validation)
         item = synthesize_pair(crop, random_params(rng, cfa_pattern="RGGB", noise=False), noise, rng,
-                               with_noise_map=self.options.noise_map)
+                               with_noise_map=self.options.noise_map, linear_target=self.options.output == "scene-linear")
         item["scene"] = _scene(self.images[k], self.root)
         return item
 
@@ -149,8 +161,12 @@ def _random_crop(image: np.ndarray, size: int, rng: np.random.Generator, *, augm
 
 
 def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[float, float], rng: np.random.Generator,
-                    *, with_noise_map: bool, sample_normal: Callable[..., np.ndarray] | None = None) -> dict:
+                    *, with_noise_map: bool, sample_normal: Callable[..., np.ndarray] | None = None,
+                    linear_target: bool = False) -> dict:
     """sRGB (2p, 2p, 3) in [0, 1] → the network input the engine would make of its RAW, and targets.
+
+    The target is the sRGB crop, or with `linear_target` the clean camera image in the network's
+    `wb-headroom` space (what the mosaic samples, before noise and quantisation, at every pixel).
 
     The mosaic is RGGB-phase packed directly (the engine pads every order to that phase), noise
     is Gaussian with variance a·x + b (the Poisson–Gaussian model at these counts), and values
@@ -169,10 +185,13 @@ def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[floa
 
     levelled = torch.from_numpy(packed)
     camera_to_srgb = camera_to_srgb_from_xyz_to_camera(np.asarray(params.xyz_to_camera, dtype=np.float64))
-    net = apply_color_normalization(levelled.clone(), "linear-srgb", params.wb_gains_rgb, camera_to_srgb.astype(np.float32))
+    mode = "wb-headroom" if linear_target else "linear-srgb"
+    net = apply_color_normalization(levelled.clone(), mode, params.wb_gains_rgb, camera_to_srgb.astype(np.float32))
     if with_noise_map:
-        net = torch.cat([net, noise_map(levelled[None], shot, read, site_gains_rgb(params.wb_gains_rgb))[0]])
-    target = torch.from_numpy(np.ascontiguousarray(srgb.transpose(2, 0, 1), dtype=np.float32))
+        gains = site_gains_rgb(input_gains_rgb(mode, params.wb_gains_rgb))
+        net = torch.cat([net, noise_map(levelled[None], shot, read, gains)[0]])
+    image = camera * headroom_gains(params.wb_gains_rgb) if linear_target else srgb
+    target = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
     saliency = torch.from_numpy(builtin_saliency(srgb.astype(np.float32)))[None]
     return {"raw": net.contiguous(), "rgb": target.contiguous(), "saliency": saliency.contiguous(),
             "noise": torch.tensor([shot, read], dtype=torch.float32)}
