@@ -29,19 +29,53 @@ _PINNED_DATE = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
 _LCMS_COLOR_SPACES: dict[str, Literal["sRGB"]] = {"srgb": "sRGB"}
 
 
+#: "srgb-linear": sRGB's primaries and white with a gamma-1 curve (a scene-linear profile's TIFF).
+_LINEAR_VARIANTS = {"srgb-linear": "srgb"}
+_LINEAR_DESCRIPTION = "raw2rgb linear sRGB (sRGB primaries, D65, gamma 1.0)"
+
+
 def icc_profile_bytes(color_space: str = "srgb") -> bytes:
-    """The ICC profile for `color_space` ("srgb"), byte-identical across runs and processes."""
+    """The ICC profile for `color_space` ("srgb" or "srgb-linear"), byte-identical across runs."""
     key = color_space.lower()
-    if key not in _LCMS_COLOR_SPACES:
-        known = ", ".join(sorted(_LCMS_COLOR_SPACES))
+    if key not in _LCMS_COLOR_SPACES and key not in _LINEAR_VARIANTS:
+        known = ", ".join(sorted([*_LCMS_COLOR_SPACES, *_LINEAR_VARIANTS]))
         raise ValueError(f"no ICC profile for colour space {color_space!r} (known: {known})")
     return _build(key)
 
 
 @cache
 def _build(key: str) -> bytes:
+    if key in _LINEAR_VARIANTS:
+        # LittleCMS (through Pillow) only builds the standard profiles; the linear one is the
+        # same profile with its three tone curves replaced by the identity and its name changed.
+        return _pin_creation_date(_with_linear_curves(_build(_LINEAR_VARIANTS[key]), _LINEAR_DESCRIPTION))
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile(_LCMS_COLOR_SPACES[key]))
     return _pin_creation_date(profile.tobytes())
+
+
+def _with_linear_curves(data: bytes, description: str) -> bytes:
+    """`data` with rTRC/gTRC/bTRC → one gamma-1.0 `curv` and desc → `description` (ICC.1:2010 §9–10)."""
+    count = struct.unpack_from(">I", data, _HEADER_SIZE)[0]
+    body = bytearray(data)
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, 0x0100) + bytes(2)  # one entry: gamma 1.0 (u8Fixed8)
+    text = description.encode("utf-16-be")
+    mluc = b"mluc" + bytes(4) + struct.pack(">II2s2sII", 1, 12, b"en", b"US", len(text), 28) + text
+    mluc += bytes(-len(mluc) % 4)
+    curve_at = len(body)
+    body += curve
+    mluc_at = len(body)
+    body += mluc
+    for i in range(count):
+        entry = _HEADER_SIZE + 4 + 12 * i
+        signature = bytes(body[entry : entry + 4])
+        if signature in (b"rTRC", b"gTRC", b"bTRC"):
+            struct.pack_into(">II", body, entry + 4, curve_at, len(curve))
+        elif signature == b"desc":
+            struct.pack_into(">II", body, entry + 4, mluc_at, len(mluc))
+    struct.pack_into(">I", body, 0, len(body))
+    if body[8] < 4:
+        body[8:12] = bytes([4, 0x20, 0, 0])  # version 4.2: mluc descriptions are v4 tags
+    return bytes(body)
 
 
 def _pin_creation_date(data: bytes) -> bytes:
