@@ -1,4 +1,4 @@
-"""`raw2rgb convert`: batch RAW → 16-bit TIFF through a profile's model."""
+"""`raw2rgb convert`: batch RAW → 16-bit TIFF (or editable linear DNG) through a profile's model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from raw2rgb_plugin.engine.options import ConvertOptions
+from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, ConvertOptions
 from raw2rgb_plugin.runtime.settings import DEVICE_HELP, check_device_name
 
 from .console import err, error_line, fail, note_line, print_json, progress_bar, shown
@@ -26,8 +26,9 @@ class _Terminated(KeyboardInterrupt):
 
 def convert(
     inputs: list[str] = typer.Argument(..., help="RAW files, folders or glob patterns.", show_default=False),
-    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Folder for the TIFFs (default: beside each input).", file_okay=False),
-    profile: str | None = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP})."),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Folder for the outputs (default: beside each input).", file_okay=False),
+    output_format: str = typer.Option(D.output_format, "--format", "-f", help="tiff: a finished 16-bit image; dng: an editable linear DNG (demosaiced and denoised, camera RGB, white balance still editable) from a scene-linear profile."),
+    profile: str | None = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP}; {DEFAULT_DNG_PROFILE} with --format dng)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     devices: str | None = typer.Option(None, "--devices", help="Several devices at once, e.g. cuda:0,cuda:1: one converter per device, all taking files from one queue."),
     shard_text: str | None = typer.Option(None, "--shard", help="K/N: convert only the K-th of N deterministic shares of the inputs (one per machine: SLURM arrays, Kubernetes indexed jobs)."),
@@ -36,13 +37,13 @@ def convert(
     denoise: float = typer.Option(D.denoise, "--denoise", help="Denoising strength of a noise-aware profile, 0 (keep all detail and grain) to 2 (strong); it scales the noise level the network is told."),
     half_size: bool = typer.Option(D.half_size, "--half-size", help="Write at half sensor resolution (the packed grid)."),
     compress: bool = typer.Option(D.compress, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),
-    overwrite: bool = typer.Option(D.overwrite, "--overwrite/--skip-existing", help="Replace existing TIFFs, or skip them."),
+    overwrite: bool = typer.Option(D.overwrite, "--overwrite/--skip-existing", help="Replace existing outputs, or skip them."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look into sub-folders of folder inputs."),
     jobs: int = typer.Option(D.decode_workers, "--jobs", "-j", min=1, help="RAW decoding threads."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary; errors only."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
-    """Convert camera RAW files to full-resolution 16-bit TIFFs with ICC profile and EXIF."""
+    """Convert camera RAW files to full-resolution 16-bit TIFFs with ICC profile and EXIF, or to editable linear DNGs."""
     from raw2rgb_plugin.engine.plan import expand_inputs, parse_shard, plan_jobs, shard
     from raw2rgb_plugin.engine.scheduler import precheck
     from raw2rgb_plugin.errors import Raw2RgbError
@@ -50,7 +51,7 @@ def convert(
 
     started = time.perf_counter()
     options = ConvertOptions(tile=tile, overlap=overlap, half_size=half_size, compress=compress,
-                             overwrite=overwrite, decode_workers=jobs, denoise=denoise)
+                             overwrite=overwrite, decode_workers=jobs, denoise=denoise, output_format=output_format)
     paths, problems = expand_inputs(inputs, recursive=recursive)
     for problem in problems:
         error_line(problem.argument, problem.problem)
@@ -67,7 +68,7 @@ def convert(
             resolve_profile_path(profile)
         if output_dir is not None:
             _make_output_dir(output_dir)
-        plan = plan_jobs(paths, output_dir)
+        plan = plan_jobs(paths, output_dir, suffix=".dng" if output_format == "dng" else ".tif")
     except Raw2RgbError as exc:
         fail("raw2rgb", str(exc), json_output=json_output)
 
@@ -122,6 +123,9 @@ def _load_converter(profile: str | None, device: str, options: ConvertOptions):
     from raw2rgb_plugin.runtime.device import choose_device
 
     torch_device = choose_device(device)
+    if options.output_format == "dng":  # a DNG needs a scene-linear profile: not the display defaults
+        return Converter(load_profile(profile or DEFAULT_DNG_PROFILE), device=torch_device, tile=options.tile,
+                         overlap=options.overlap, denoise=options.denoise, output_format="dng")
     name = profile or default_profile_name(torch_device.type)
     if profile in DEFAULT_PROFILES and profile not in installed_names():
         name = default_profile_name(torch_device.type)
@@ -183,7 +187,7 @@ def _convert_on(converters: list, jobs_list: list, options: ConvertOptions, on_e
     from raw2rgb_plugin.engine.fanout import stream_on_devices
     from raw2rgb_plugin.engine.scheduler import in_job_order
 
-    writer = converters[0].tiff_writer(compress=options.compress)
+    writer = converters[0].writer(compress=options.compress)
     return in_job_order(jobs_list, lambda events: stream_on_devices(
         converters, jobs_list, writer=writer, overwrite=options.overwrite, half_size=options.half_size,
         decode_workers=options.decode_workers, on_event=events), on_event)

@@ -1,7 +1,12 @@
 """`Converter`: a profile's model resident on a device, converting RAW files to images.
 
     RawFile (decode) ─▶ network_input (levels, pack, normalise) ─▶ Runner (model, tiles)
-        ─▶ crop, half size, square pixels, orient ─▶ uint16 ─▶ Writer (TIFF, atomic)
+        ─▶ crop, half size, square pixels, [scene-linear: to camera RGB or linear sRGB], orient
+        ─▶ uint16 ─▶ Writer (TIFF or DNG, atomic)
+
+A display profile renders a finished sRGB image (TIFF). A scene-linear profile renders linear
+light: `--format dng` writes it as the camera's own RGB in sensor orientation (an editable DNG),
+`--format tiff` as linear sRGB with a linear ICC profile.
 
 `render` does one frame; `stream` runs any iterable of jobs through the scheduler and yields
 results as files finish; `convert` is `stream` collected in job order.
@@ -17,7 +22,7 @@ import torch
 
 from raw2rgb_plugin import __version__
 from raw2rgb_plugin.engine.jobs import ConvertJob, EventCallback, FileResult
-from raw2rgb_plugin.engine.options import check_denoise
+from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, OUTPUT_FORMATS, check_denoise
 from raw2rgb_plugin.engine.scheduler import Stages, in_job_order, schedule
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
@@ -25,11 +30,11 @@ from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.libraw import libraw_stderr
 from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile
-from raw2rgb_plugin.io.writers import TiffWriter, Writer
+from raw2rgb_plugin.io.writers import DngWriter, TiffWriter, Writer
 from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
 from raw2rgb_plugin.pipeline.geometry import to_square_pixels
 from raw2rgb_plugin.pipeline.noise import NoiseModel
-from raw2rgb_plugin.pipeline.normalization import NoiseLevels, network_input
+from raw2rgb_plugin.pipeline.normalization import NoiseLevels, from_headroom, network_input
 from raw2rgb_plugin.pipeline.orientation import orient
 from raw2rgb_plugin.profiles.store import Profile
 from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device
@@ -37,6 +42,18 @@ from raw2rgb_plugin.runtime.runner import Runner, build_runner
 from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP
 
 __all__ = ["Converter", "ConvertJob", "FileResult"]
+
+def check_output_format(output_format: str, profile: Profile) -> str:
+    """`output_format`, once the profile can feed it: a DNG holds scene-linear light only."""
+    if output_format not in OUTPUT_FORMATS:
+        raise Raw2RgbError(f"unknown output format {output_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
+    if output_format == "dng" and profile.metadata.get("output", "display") != "scene-linear":
+        raise Raw2RgbError(
+            f"profile {profile.name!r} renders a finished display image (tone curve, clipped highlights), "
+            "which an editable DNG must not hold",
+            f"use a scene-linear profile: --profile {DEFAULT_DNG_PROFILE} (the default for --format dng)")
+    return output_format
+
 
 class RenderError(Raw2RgbError):
     """A frame that decoded but could not be rendered (out of memory, …)."""
@@ -80,20 +97,32 @@ class Converter:
         dtype: torch.dtype | None = None,
         threads: int | None = None,
         denoise: float = 1.0,
+        output_format: str = "tiff",
     ):
         self.denoise = check_denoise(denoise)
         self.profile = profile
+        self.output_format = check_output_format(output_format, profile)
         self.device = device if isinstance(device, torch.device) else choose_device(device)
         self.threads = bound_cpu_threads(threads) if self.device.type == "cpu" else None
         # After the threads: on a CPU the precision is measured with them (once per machine, cached).
         self.runner: Runner = build_runner(profile.model, profile.architecture, device=self.device, dtype=dtype,
                                            tile=tile, overlap=overlap, architecture_block=profile.metadata["architecture"])
         self.dtype = self.runner.dtype
-        self.icc = icc_profile_bytes(profile.output_color_space)
+        # A scene-linear profile's TIFF is linear sRGB: it gets the linear-sRGB ICC profile.
+        self.icc = icc_profile_bytes("srgb-linear" if self.scene_linear else profile.output_color_space)
         self.software = f"raw2rgb {__version__} (profile {profile.name})"
+
+    @property
+    def scene_linear(self) -> bool:
+        """Whether the profile renders scene-linear light (for DNG / linear TIFF), not a display image."""
+        return self.profile.metadata.get("output", "display") == "scene-linear"
 
     def tiff_writer(self, *, compress: bool = False) -> TiffWriter:
         return TiffWriter(icc=self.icc, software=self.software, compress=compress)
+
+    def writer(self, *, compress: bool = False) -> Writer:
+        """The writer of this converter's `output_format`."""
+        return DngWriter(software=self.software) if self.output_format == "dng" else self.tiff_writer(compress=compress)
 
     @property
     def reads_noise(self) -> bool:
@@ -120,7 +149,10 @@ class Converter:
             # Mean of each 2×2 block; an odd last row/column is dropped, as LibRaw's half_size does.
             rgb = to_half_size(rgb)
         rgb = to_square_pixels(rgb, frame.pixel_aspect)  # non-square sensor pixels, as LibRaw renders them
-        rgb = orient(rgb[0], frame.flip)  # (3, H, W)
+        if self.scene_linear:
+            rgb = from_headroom(rgb, frame.wb_gains_rgb, None if self.output_format == "dng" else frame.camera_to_srgb)
+        # A DNG keeps sensor orientation and records the source's in its Orientation tag.
+        rgb = rgb[0] if self.output_format == "dng" else orient(rgb[0], frame.flip)  # (3, H, W)
         # int32 is the widest dtype every backend can cast to and copy back cheaply.
         pixels = (rgb.clamp(0, 1) * 65535).round().to(torch.int32).permute(1, 2, 0).cpu().numpy()
         return pixels.astype(np.uint16)
@@ -145,11 +177,14 @@ class Converter:
         on_event: EventCallback | None = None,
     ) -> Iterator[FileResult]:
         """Convert `jobs` (any iterable, consumed lazily); yield each result as its file finishes."""
-        out = writer or self.tiff_writer()
+        out = writer or self.writer()
+        if out.sensor_oriented != (self.output_format == "dng"):
+            raise ValueError(f"a {out.suffix} writer does not take this converter's {self.output_format} rendering")
         stages: Stages[Decoded] = Stages(
             decode=lambda job: decode(job, with_noise=self.reads_noise),
             render=lambda decoded: self._render_stage(decoded, half_size),
-            write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite),
+            write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite,
+                                                         frame=decoded.frame),
         )
         return _capturing_libraw_stderr(
             schedule(jobs, stages, overwrite=overwrite, decode_workers=decode_workers, on_event=on_event))
@@ -164,9 +199,9 @@ class Converter:
         decode_workers: int = 2,
         on_event: EventCallback | None = None,
     ) -> list[FileResult]:
-        """`stream` to TIFF, collected in the order of `jobs`."""
+        """`stream` to this converter's format, collected in the order of `jobs`."""
         jobs = list(jobs)
-        writer = self.tiff_writer(compress=compress)
+        writer = self.writer(compress=compress)
         return in_job_order(jobs, lambda events: self.stream(
             jobs, writer=writer, overwrite=overwrite, half_size=half_size, decode_workers=decode_workers,
             on_event=events), on_event)

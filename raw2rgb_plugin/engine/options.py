@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.runtime.settings import DEFAULT_OVERLAP
 
+#: `--format`: a finished TIFF, or an editable linear DNG (needs a scene-linear profile).
+OUTPUT_FORMATS = ("tiff", "dng")
+#: the profile `--format dng` uses when none is named: the shipped scene-linear one.
+DEFAULT_DNG_PROFILE = "develop-lite"
+
 #: `--denoise` range: the noise level a noise-aware profile is told is multiplied by this strength.
 MAX_DENOISE = 2.0
 
@@ -28,6 +33,7 @@ class ConvertOptions:
     decode_workers: int = 2
     #: how strongly a noise-aware profile denoises: the noise level it is told, ×this (0 … 2).
     denoise: float = 1.0
+    output_format: str = "tiff"
 
     def check(self) -> None:
         """One-line errors for settings that cannot work (before any model is loaded)."""
@@ -39,5 +45,10 @@ class ConvertOptions:
             raise Raw2RgbError(f"--overlap {self.overlap} must be smaller than --tile {self.tile}",
                                f"use e.g. --tile {max(512, 4 * self.overlap)}")
         check_denoise(self.denoise)
+        if self.output_format not in OUTPUT_FORMATS:
+            raise Raw2RgbError(f"--format {self.output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}",
+                               "use tiff (a finished image) or dng (an editable linear DNG)")
+        if self.output_format == "dng" and self.compress:
+            raise Raw2RgbError("--compress is for TIFF output", "drop --compress with --format dng")
         if self.decode_workers < 1:
             raise Raw2RgbError(f"--jobs {self.decode_workers} must be at least 1", "use e.g. 2")

@@ -32,6 +32,22 @@ def camera_to_srgb_from_xyz_to_camera(xyz_to_camera: np.ndarray) -> np.ndarray:
     return np.linalg.inv(camera_from_srgb)
 
 
+def xyz_to_camera_from_camera_to_srgb(camera_to_srgb: np.ndarray) -> np.ndarray:
+    """The XYZ(D65) → camera matrix `camera_to_srgb_from_xyz_to_camera` maps to `camera_to_srgb`.
+
+    Rows come out scaled as dcraw normalises them (D65 white → camera 1, 1, 1); LibRaw and
+    darktable normalise a DNG's ColorMatrix1 rows the same way, so the scale does not matter to them.
+    """
+    return np.linalg.inv(np.asarray(camera_to_srgb, dtype=np.float64)) @ XYZ_TO_SRGB
+
+
+def camera_native_to_display(native: np.ndarray, wb_gains_rgb: np.ndarray, camera_to_srgb: np.ndarray) -> np.ndarray:
+    """Camera-native linear RGB (…, 3) → a finished sRGB image in [0, 1]: white balance, the
+    camera matrix, sRGB encoding and the generic tone curve (a DNG's preview, not the product)."""
+    matrix = np.asarray(camera_to_srgb, dtype=np.float32) * np.asarray(wb_gains_rgb, dtype=np.float32)[None, :]
+    return tone_curve(srgb_encode(native.astype(np.float32) @ matrix.T))
+
+
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
     """The sRGB transfer function (IEC 61966-2-1) on values in [0, 1]."""
     linear = np.clip(linear, 0.0, 1.0)

@@ -98,6 +98,18 @@ def headroom_gains(wb_gains_rgb) -> np.ndarray:
     return gains / gains.max()
 
 
+def from_headroom(rgb: torch.Tensor, wb_gains_rgb, camera_to_srgb: np.ndarray | None) -> torch.Tensor:
+    """A scene-linear profile's (N, 3, H, W) output in ``wb-headroom`` space → camera-native RGB
+    (not white-balanced, what the sensor recorded; `camera_to_srgb` None), or → linear sRGB."""
+    gains = headroom_gains(wb_gains_rgb)
+    if camera_to_srgb is None:
+        return rgb / torch.as_tensor(gains, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    # White-balanced camera RGB is the output × the largest gain; then the camera → sRGB matrix.
+    scale = float(np.max(np.asarray(wb_gains_rgb, dtype=np.float64)))
+    m = torch.as_tensor(np.asarray(camera_to_srgb, dtype=np.float64) * scale, dtype=rgb.dtype, device=rgb.device)
+    return torch.einsum("ij,njhw->nihw", m, rgb)
+
+
 def input_gains_rgb(mode: str, wb_gains_rgb) -> np.ndarray:
     """The per-colour multipliers `mode` applies to the levelled RAW (what the noise map scales σ by)."""
     return headroom_gains(wb_gains_rgb) if mode == "wb-headroom" else np.asarray(wb_gains_rgb, dtype=np.float64)
