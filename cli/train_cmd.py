@@ -56,7 +56,7 @@ def train(
     d_width: int = typer.Option(_D.d_width, "--d-width", min=1, help="Discriminator base width."),
     input_normalization: str | None = typer.Option(_D.input_normalization, "--input-normalization", help="raw, wb, wb+ccm, linear-srgb or wb-headroom (default: the dataset's)."),
     residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel), mhc-linear-gated (the same over a linear demosaic; wb-headroom input) or auto (the gated base of the input; an --init profile keeps its own)."),
-    amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision on CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. Never on the CPU."),
+    amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision. CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. CPU: auto (bf16 autocast where measured faster on this CPU, cached), bf16 or off."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seed of weights, data order and augmentation."),
     checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every", min=0, help="Steps between checkpoints (one is also written at every epoch's end)."),
     log_every: int = typer.Option(_D.log_every, "--log-every", min=1, help="Steps between step records in log.jsonl."),

@@ -421,3 +421,50 @@ def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
     assert row["runtime"] == "optimized-bf16" and row["files_per_s"] > 0 and row["peak_rss_gib"] > 0
     assert "optimized-bf16" in (tmp_path / "out" / "bench.txt").read_text()
     assert "skipped" in (tmp_path / "out" / "cuda-tests.txt").read_text() or torch.cuda.is_available()
+
+
+# ------------------------------------------------------------------------------------------------
+# the CPU training precision choice
+
+
+@pytest.mark.parametrize("bf16_seconds, expected", [(0.6, "bf16"), (0.95, "fp32"), (9.0, "fp32")])
+def test_training_uses_bf16_autocast_only_where_measured_faster(tmp_path, bf16_seconds, expected):
+    from raw2rgb_plugin.runtime.precision import choose_cpu_training_precision
+
+    clock = FakeClock()
+    seconds = {None: 1.0, torch.bfloat16: bf16_seconds}
+
+    def step_for(dtype):
+        def step():
+            clock.now += seconds[dtype]
+        return step
+
+    choice = choose_cpu_training_precision(step_for, BLOCK, timer=clock, cache=tmp_path / "p.json", env={})
+    assert (choice.precision, choice.source) == (expected, "measured")
+    # Cached apart from the inference choice of the same architecture, and reused.
+    again = choose_cpu_training_precision(lambda dtype: pytest.fail("measured twice"), BLOCK, cache=tmp_path / "p.json", env={})
+    assert (again.precision, again.source) == (expected, "cache")
+    inference = choose(FakeClock(), {torch.float32: 1.0, torch.bfloat16: 2.0}, tmp_path)
+    assert (inference.precision, inference.source) == ("fp32", "measured")
+    forced = choose_cpu_training_precision(lambda dtype: pytest.fail("measured"), BLOCK, cache=tmp_path / "p.json",
+                                           env={"RAW2RGB_CPU_PRECISION": "fp32"})
+    assert forced.precision == "fp32" and forced.source == "env"
+
+
+def test_cpu_training_runs_in_bf16_autocast_when_asked(tmp_path):
+    import dataclasses
+    import json as json_module
+
+    from raw2rgb_plugin.training.trainer import TrainConfig, Trainer
+
+    from train_helpers import PairDatasetInMemory
+
+    config = TrainConfig(width=8, d_width=8, batch_size=2, stage1_epochs=1, stage2_epochs=0, perceptual=False,
+                         max_steps=2, device="cpu", amp="bf16")
+    trainer = Trainer(config, PairDatasetInMemory(), tmp_path / "run", install_profile=False)
+    assert trainer.amp_dtype == torch.bfloat16
+    result = trainer.run()
+    start = json_module.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert start["amp"] == "bfloat16" and result.global_step == 2 and result.validation is not None
+    with pytest.raises(Exception, match="CUDA"):
+        Trainer(dataclasses.replace(config, amp="fp16"), PairDatasetInMemory(), tmp_path / "fp16", install_profile=False)

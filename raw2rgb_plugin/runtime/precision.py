@@ -218,3 +218,53 @@ def choose_cpu_precision(
     choice = PrecisionChoice(precision, "measured", fp32_s, bf16_s, quality, reason)
     write_cache(path, key, choice)
     return choice
+
+
+#: a training step's input side (sensor px) for timing: small, but big enough for oneDNN's bf16 kernels.
+TRAINING_TIMING_SIDE = 96
+
+
+def choose_cpu_training_precision(
+    step_for: Callable[[torch.dtype | None], Callable[[], None]],
+    architecture_block: Mapping,
+    *,
+    env: Mapping[str, str] | None = None,
+    cache: Path | None = None,
+    timer: Callable[[], float] = time.perf_counter,
+    repeats: int = REPEATS,
+) -> PrecisionChoice:
+    """fp32 or bf16 autocast for training this model on this CPU: the override, the cache, or a
+    measurement of forward + backward steps (`step_for(None)` fp32, `step_for(bfloat16)` autocast).
+
+    Speed decides, as for inference; whether bf16 autocast keeps convergence was measured once
+    for this project's networks (README "CPU precision"), not per machine: a per-machine check
+    would cost a training run.
+    """
+    override = precision_override(env)
+    if override != "auto":
+        return PrecisionChoice(override, "env", reason=f"{CPU_PRECISION_ENV}={override}")
+    path = cache if cache is not None else cache_path()
+    key = "train:" + cache_key(architecture_block)
+    cached = read_cache(path).get(key)
+    if isinstance(cached, dict) and cached.get("precision") in DTYPES:
+        return PrecisionChoice(cached["precision"], "cache", cached.get("fp32_s"), cached.get("bf16_s"),
+                               reason=str(cached.get("reason", "")))
+    steps = {"fp32": step_for(None), "bf16": step_for(torch.bfloat16)}
+
+    def timed(name: str) -> float:
+        start = timer()
+        steps[name]()
+        return timer() - start
+
+    best = {name: timed(name) for name in steps}  # warm-up: allocation, kernel selection
+    if best["bf16"] <= GIVE_UP_RATIO * best["fp32"]:
+        for _ in range(repeats):
+            for name in steps:  # alternating, so load on a shared machine hits both alike
+                best[name] = min(best[name], timed(name))
+    fast_enough = best["bf16"] <= SPEEDUP_MARGIN * best["fp32"]
+    precision = "bf16" if fast_enough else "fp32"
+    reason = (f"bf16 autocast {best['fp32'] / max(best['bf16'], 1e-9):.2f}× faster per step" if fast_enough
+              else f"bf16 autocast is not faster ({best['bf16'] * 1e3:.0f} ms vs fp32 {best['fp32'] * 1e3:.0f} ms per step)")
+    choice = PrecisionChoice(precision, "measured", best["fp32"], best["bf16"], None, reason)
+    write_cache(path, key, choice)
+    return choice

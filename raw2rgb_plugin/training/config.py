@@ -52,7 +52,7 @@ class TrainConfig:
     residual_base: str = "auto"  # none | mhc-srgb | mhc-srgb-gated | auto (gated for linear-srgb input; an --init profile's own)
     init_profile: str | None = None
     seed: int = 0
-    amp: str = "auto"  # auto | bf16 | fp16 | off; never on the CPU
+    amp: str = "auto"  # auto | bf16 | fp16 | off; on a CPU: auto = bf16 autocast where measured faster, fp16 refused
     device: str = "auto"
     workers: int | None = None  # None: 0 on the CPU, a few on CUDA
     max_steps: int | None = None

@@ -58,7 +58,7 @@ from raw2rgb_plugin.training.export import (
     profile_metadata,
     save_best,
 )
-from raw2rgb_plugin.training.gan_step import GanStep, GeneratorPair, autocast_dtype
+from raw2rgb_plugin.training.gan_step import GanStep, GeneratorPair, autocast_dtype, cpu_training_dtype
 from raw2rgb_plugin.training.losses import PerceptualLoss, output_view
 from raw2rgb_plugin.training.metrics import psnr, ssim
 from raw2rgb_plugin.training.run_log import LOG_NAME, RunLog, StepRate, now
@@ -206,6 +206,9 @@ class Trainer:
         self.d = PatchDiscriminator(cfg.d_width)
         self.generators = GeneratorPair(self.g1, self.g2).to(self.device)
         self.d.to(self.device)
+        if self.device.type == "cpu":
+            block = {"name": "g1", **self.g1_config.to_dict()}
+            self.amp_dtype = cpu_training_dtype(self.generators, cfg.amp, self.input_channels, block)
         perceptual: PerceptualLoss | None = None
         self.vgg_source: str | None = None
         if cfg.uses_perceptual:
