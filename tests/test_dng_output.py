@@ -113,6 +113,10 @@ def test_a_real_raw_keeps_its_colours_and_exif(tmp_path, classical_develop, shar
         tags = exifread.process_file(f, details=False)
     from raw2rgb_plugin.io.exif_read import read_photo_metadata
 
+    # The camera's own matrix, rows at its own scale: darktable 5 and RawTherapee read them as written.
+    written = np.array([float(Fraction(str(v))) for v in tags["Image Tag 0xC621"].values]).reshape(3, 3)
+    with rawpy.imread(str(source)) as raw:
+        assert np.allclose(written, raw.rgb_xyz_matrix[:3], atol=1e-4)
     meta = read_photo_metadata(source)
     assert str(tags["Image Make"]) == meta.make and str(tags["Image Model"]) == meta.model
     assert str(tags["EXIF DateTimeOriginal"]) == meta.datetime_original

@@ -22,7 +22,7 @@ import rawpy
 from raw2rgb_plugin.errors import RawDecodeError, UnsupportedRawError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
 from raw2rgb_plugin.io.libraw import LibRawHandle
-from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
+from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera, xyz_to_camera_from_camera_to_srgb
 from raw2rgb_plugin.pipeline.geometry import stretched_size
 
 #: LibRaw colour indices (0=R, 1=G, 2=B, 3=second G) → CFA letters.
@@ -50,6 +50,10 @@ class BayerFrame:
     #: width ÷ height of one sensor pixel (LibRaw sizes.pixel_aspect, DNG DefaultScale): 1 for
     #: square pixels; the output is resampled to square pixels as LibRaw does (`stretched_size`).
     pixel_aspect: float = 1.0
+    #: XYZ(D65) → camera-native RGB with the camera's own row scale (what a DNG's ColorMatrix1
+    #: holds); None where unknown. `camera_to_srgb` alone loses the row scale, and darktable 5 and
+    #: RawTherapee read a DNG's matrix rows as written (4.2 and LibRaw renormalise them).
+    xyz_to_camera: np.ndarray | None = None
 
     @property
     def height(self) -> int:
@@ -349,6 +353,7 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy, file_size: int, notes: list[st
         raw_size=(int(raw.sizes.raw_height), int(raw.sizes.raw_width)),
         notes=notes,
         pixel_aspect=aspect,
+        xyz_to_camera=_xyz_to_camera(raw, matrix, matrix_source),
     )
 
 
@@ -398,6 +403,21 @@ def _camera_to_srgb(raw: rawpy.RawPy, path: Path, notes: list[str]) -> tuple[np.
             notes.append("DNG ColorMatrix1 is degenerate")
     notes.append("no colour matrix in the file: camera RGB is taken as sRGB")
     return np.eye(3, dtype=np.float32), "identity"
+
+
+def _xyz_to_camera(raw: rawpy.RawPy, camera_to_srgb: np.ndarray, matrix_source: str) -> np.ndarray:
+    """The XYZ(D65) → camera-native matrix of the frame, rows at the camera's own scale.
+
+    LibRaw's table gives it directly. Otherwise it is rebuilt from `camera_to_srgb`: dcraw's
+    construction divided each row by the camera's response to D65 white, which is 1 / the
+    daylight white-balance gain, so multiplying back by it restores the scale (exact on the D30,
+    whose table matrix is known).
+    """
+    if matrix_source == "rgb_xyz_matrix":
+        return np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3, :3].copy()
+    derived = xyz_to_camera_from_camera_to_srgb(camera_to_srgb)
+    daylight = _normalised_wb(raw.daylight_whitebalance)
+    return derived / daylight.astype(np.float64)[:, None] if daylight is not None else derived
 
 
 def _dng_color_matrix1(path: Path) -> np.ndarray | None:

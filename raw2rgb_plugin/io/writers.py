@@ -87,7 +87,10 @@ class DngWriter:
         neutral = (1.0 / gains) / np.max(1.0 / gains)
         preview = _downscaled(pixels, PREVIEW_LONG_SIDE) / 65535.0
         display = camera_native_to_display(preview, gains, frame.camera_to_srgb)
-        write_linear_dng(path, pixels, xyz_to_camera=xyz_to_camera_from_camera_to_srgb(frame.camera_to_srgb),
+        matrix = frame.xyz_to_camera
+        if matrix is None:  # a frame built without it: dcraw's row scale (LibRaw renormalises)
+            matrix = xyz_to_camera_from_camera_to_srgb(frame.camera_to_srgb)
+        write_linear_dng(path, pixels, xyz_to_camera=matrix,
                          as_shot_neutral=[float(v) for v in neutral], orientation=_FLIP_TO_EXIF.get(frame.flip, 1),
                          preview_srgb=np.rint(display * 255).astype(np.uint8), metadata=metadata,
                          original_raw_file_name=frame.path.name, software=self.software, overwrite=overwrite)

@@ -35,8 +35,8 @@ def camera_to_srgb_from_xyz_to_camera(xyz_to_camera: np.ndarray) -> np.ndarray:
 def xyz_to_camera_from_camera_to_srgb(camera_to_srgb: np.ndarray) -> np.ndarray:
     """The XYZ(D65) → camera matrix `camera_to_srgb_from_xyz_to_camera` maps to `camera_to_srgb`.
 
-    Rows come out scaled as dcraw normalises them (D65 white → camera 1, 1, 1); LibRaw and
-    darktable normalise a DNG's ColorMatrix1 rows the same way, so the scale does not matter to them.
+    Rows come out scaled as dcraw normalises them (D65 white → camera 1, 1, 1), not at the
+    camera's own scale: `io.raw_file` restores that with the daylight white balance.
     """
     return np.linalg.inv(np.asarray(camera_to_srgb, dtype=np.float64)) @ XYZ_TO_SRGB
 
