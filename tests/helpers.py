@@ -40,3 +40,16 @@ def smooth_scene(height: int, width: int, seed: int = 0) -> np.ndarray:
         fy, fx, phase = rng.uniform(1, 4), rng.uniform(1, 4), rng.uniform(0, 6.28)
         channels.append(0.45 + 0.35 * np.sin(fy * 6.28 * y + phase) * np.cos(fx * 6.28 * x))
     return np.clip(np.stack(channels, axis=-1), 0.02, 0.98)
+
+
+def make_classical_develop_profile(path: Path) -> Path:
+    """A scene-linear profile for `convert --format dng` whose network adds nothing: its gate is
+    shut, so its image is exactly the linear Malvar–He–Cutler demosaic of its input. What a test
+    of it measures is the DNG and raw2rgb's colour path, not a training run."""
+    torch.manual_seed(0)
+    model = G1(G1Config(width=8, spectral_norm=False, residual_base="mhc-linear-gated", noise_channels=4)).eval()
+    with torch.no_grad():
+        model.d4.conv.weight[12:].zero_()
+        model.d4.conv.bias[12:].fill_(-40.0)  # sigmoid(-40) ≈ 4e-18: the classical image
+    return save_profile(path, model, {"input_normalization": "wb-headroom", "output_color_space": "camera-linear",
+                                      "output": "scene-linear"})

@@ -8,13 +8,18 @@
       adds `require "raw2rgb"` to <configdir>/luarc), then restart darktable
     * export: pick the target storage "raw2rgb (neural, 16-bit TIFF)" in the export module and
       press export. The ORIGINAL RAW of each image is converted by `raw2rgb convert` (darktable's
-      edits are not applied: raw2rgb replaces the development), the TIFF is imported and grouped
+      edits are not applied: raw2rgb replaces the development), the result is imported and grouped
       with its original and gets the original's tags.
+    * output: "finished TIFF" (a developed 16-bit TIFF) or "editable DNG" (`--format dng`: a linear
+      DNG, demosaiced and denoised but still camera RGB with editable white balance, which darktable
+      develops like a RAW); chosen in the storage's widget or the preferences, each with its own
+      profile. A preference makes the DNG the leader of its group (off by default: the group keeps
+      the leader it had).
     * without exporting: the button "raw2rgb: convert selected" in the selected images module,
       or the shortcut "lua/raw2rgb: convert selected" (preferences > shortcuts > lua)
-    * settings: preferences > lua options (executable, profile, device, denoise strength, output
-      folder, existing files); the profile, device and output folder also sit in the storage's
-      own widget
+    * settings: preferences > lua options (executable, profile, profile for DNGs, device, denoise
+      strength, output, DNG group leader, output folder, existing files); the output, its profile,
+      the device and the output folder also sit in the storage's own widget
 
     WHY THE "copy" FORMAT
     darktable calls a storage's store() only after it has processed each image through its own
@@ -36,6 +41,16 @@ local STORAGE_LABEL = "raw2rgb (neural, 16-bit TIFF)"
 local ACTION_LABEL = "raw2rgb: convert selected"
 local DEVICES = { "auto", "cpu", "cuda", "mps" }
 local ON_EXISTING = { "overwrite", "skip" }
+-- The output choices as the preference and the widget show them, and the `--format` of each.
+-- "finished TIFF" passes no --format at all: the converter's default, the call it always was.
+local FORMATS = { "finished TIFF", "editable DNG" }
+local FORMAT_ARGUMENT = { ["finished TIFF"] = false, ["editable DNG"] = "dng" }
+-- Each output has its own profile preference: a DNG needs a scene-linear profile, which raw2rgb
+-- refuses for a TIFF, and a TIFF profile (tone curve, clipped highlights) is refused for a DNG.
+local PROFILE_PREFERENCE = { ["finished TIFF"] = "profile", ["editable DNG"] = "dng_profile" }
+local PROFILE_PLACEHOLDER = {
+  ["finished TIFF"] = "raw2rgb's default profile", ["editable DNG"] = "raw2rgb's default DNG profile",
+}
 -- Files per converter process: one process loads the model once for all of them, and the
 -- progress bar moves after each batch.
 local BATCH_SIZE = 8
@@ -245,11 +260,20 @@ end
 -- ------------------------------------------------------------------------------------------
 -- preferences (lua options) and the storage widget
 
-dt.preferences.register(MODULE, "on_existing", "enum", "raw2rgb: existing TIFFs",
-  "overwrite: convert again and replace the TIFF; skip: keep it (it is still imported and grouped)",
+dt.preferences.register(MODULE, "on_existing", "enum", "raw2rgb: existing TIFFs/DNGs",
+  "overwrite: convert again and replace the TIFF or DNG; skip: keep it (it is still imported and grouped)",
   "overwrite", table.unpack(ON_EXISTING))
+-- Off by default: a conversion then never reorders the user's groups (the RAW, or whatever led
+-- its group, e.g. a camera JPEG, stays on top of a collapsed group), exactly as for TIFFs.
+dt.preferences.register(MODULE, "dng_group_leader", "bool", "raw2rgb: make the DNG the group leader",
+  "on: an imported editable DNG leads the group of its RAW (the collapsed group shows the DNG); "
+  .. "off: the group keeps its leader", false)
+dt.preferences.register(MODULE, "format", "enum", "raw2rgb: output",
+  "finished TIFF: developed by raw2rgb, ready to use; editable DNG: demosaiced and denoised by raw2rgb, "
+  .. "then developed in darktable like a RAW (white balance, exposure, colour)",
+  FORMATS[1], table.unpack(FORMATS))
 dt.preferences.register(MODULE, "output_folder", "string", "raw2rgb: output folder",
-  "where the TIFFs go; $(FILE_FOLDER) is the folder of the RAW, a relative folder is taken inside it",
+  "where the TIFFs and DNGs go; $(FILE_FOLDER) is the folder of the RAW, a relative folder is taken inside it",
   "$(FILE_FOLDER)/raw2rgb")
 -- a float preference: darktablerc key lua/raw2rgb/denoise, a spin button from 0 to 2 by 0.1
 dt.preferences.register(MODULE, "denoise", "float", "raw2rgb: denoise strength",
@@ -260,11 +284,16 @@ dt.preferences.register(MODULE, "device", "enum", "raw2rgb: device",
 dt.preferences.register(MODULE, "profile", "string", "raw2rgb: profile",
   "profile name or .safetensors path; empty: raw2rgb's default for the device",
   recorded(RECORDED_PROFILE, ""))
+dt.preferences.register(MODULE, "dng_profile", "string", "raw2rgb: profile for DNGs",
+  "scene-linear profile name or .safetensors path for the editable DNG output; empty: raw2rgb's default "
+  .. "for DNGs (develop-lite)", "")
 dt.preferences.register(MODULE, "executable", "string", "raw2rgb: executable",
   "absolute path of the raw2rgb program (darktable may not see your shell's PATH)",
   recorded(RECORDED_EXECUTABLE, "raw2rgb"))
 
-local PREFERENCE_KINDS = { device = "enum", on_existing = "enum", denoise = "float" }
+local PREFERENCE_KINDS = {
+  device = "enum", on_existing = "enum", denoise = "float", format = "enum", dng_group_leader = "bool",
+}
 
 local function pref(name)
   return dt.preferences.read(MODULE, name, PREFERENCE_KINDS[name] or "string")
@@ -277,11 +306,22 @@ local function index_of(list, value)
   return 1
 end
 
+--- The output format preference, one of FORMATS (a stale or hand-edited value reads as the first).
+local function format_pref()
+  local format = pref("format")
+  if FORMAT_ARGUMENT[format] == nil then return FORMATS[1] end
+  return format
+end
+
+-- The format whose profile the widget's profile entry shows: the entry is saved to that format's
+-- profile preference, also when the format was changed meanwhile in the preferences dialog.
+local entry_format = format_pref()
+
 local widgets = {
   profile = dt.new_widget("entry") {
-    text = pref("profile"),
-    placeholder = "raw2rgb's default profile",
-    tooltip = "profile name or .safetensors path",
+    text = pref(PROFILE_PREFERENCE[entry_format]),
+    placeholder = PROFILE_PLACEHOLDER[entry_format],
+    tooltip = "profile name or .safetensors path, for the output chosen above (TIFFs and DNGs have one each)",
     editable = true,
   },
   output_folder = dt.new_widget("entry") {
@@ -298,9 +338,28 @@ local widgets = {
   },
 }
 
+-- after the table: its callback reaches the profile entry through `widgets`
+widgets.format = dt.new_widget("combobox") {
+  label = "output",
+  tooltip = "finished TIFF: developed by raw2rgb; editable DNG: demosaiced and denoised, "
+    .. "developed further in darktable",
+  selected = index_of(FORMATS, entry_format),
+  changed_callback = function(w)
+    if FORMAT_ARGUMENT[w.value] == nil then return end
+    -- the profile entry follows the output: keep what it held, show the new output's profile
+    dt.preferences.write(MODULE, PROFILE_PREFERENCE[entry_format], "string", widgets.profile.text or "")
+    dt.preferences.write(MODULE, "format", "enum", w.value)
+    entry_format = w.value
+    widgets.profile.text = pref(PROFILE_PREFERENCE[entry_format])
+    widgets.profile.placeholder = PROFILE_PLACEHOLDER[entry_format]
+  end,
+  FORMATS[1], FORMATS[2],
+}
+
 local storage_widget = dt.new_widget("box") {
   orientation = "vertical",
   dt.new_widget("label") { label = "converts the original RAW; darktable edits are not applied" },
+  widgets.format,
   dt.new_widget("label") { label = "profile" },
   widgets.profile,
   widgets.device,
@@ -310,19 +369,23 @@ local storage_widget = dt.new_widget("box") {
 
 --- The settings for one run, from the widget (saved back as preferences) and the preferences.
 local function current_settings()
-  dt.preferences.write(MODULE, "profile", "string", widgets.profile.text or "")
+  dt.preferences.write(MODULE, PROFILE_PREFERENCE[entry_format], "string", widgets.profile.text or "")
   dt.preferences.write(MODULE, "output_folder", "string", widgets.output_folder.text or "")
   local executable = pref("executable")
   if executable == "" then executable = recorded(RECORDED_EXECUTABLE, "raw2rgb") end
   local folder = pref("output_folder")
   if folder == "" then folder = "$(FILE_FOLDER)" end
+  local format = format_pref()
   return {
     executable = executable,
-    profile = pref("profile"),
+    profile = pref(PROFILE_PREFERENCE[format]),
     device = pref("device"),
     denoise = denoise_argument(pref("denoise")),
     output_folder = folder,
     overwrite = pref("on_existing") ~= "skip",
+    format = format,
+    format_argument = FORMAT_ARGUMENT[format],
+    dng_group_leader = FORMAT_ARGUMENT[format] == "dng" and pref("dng_group_leader") == true,
   }
 end
 
@@ -354,6 +417,7 @@ local function run_converter(sources, folder, settings)
   -- digits and one point only (denoise_argument), quoted all the same like every other value
   words[#words + 1] = "--denoise " .. shell_quote(settings.denoise)
   if settings.profile ~= "" then words[#words + 1] = "--profile " .. shell_quote(settings.profile) end
+  if settings.format_argument then words[#words + 1] = "--format " .. shell_quote(settings.format_argument) end
   words[#words + 1] = settings.overwrite and "--overwrite" or "--skip-existing"
   words[#words + 1] = "--quiet --json"
   local command = table.concat(words, " ") .. " >" .. shell_quote(stdout_file) .. " 2>" .. shell_quote(stderr_file)
@@ -396,12 +460,13 @@ local function copy_tags(from, to)
   end
 end
 
-local function import_result(image, output)
+local function import_result(image, output, settings)
   local imported = dt.database.import(output)
   if not imported then return false end
-  -- a TIFF converted again keeps its database entry: drop its stale thumbnail
+  -- a file converted again keeps its database entry: drop its stale thumbnail
   pcall(function() imported:drop_cache() end)
   imported:group_with(image.group_leader)
+  if settings.dng_group_leader then imported:make_group_leader() end
   copy_tags(image, imported)
   return true
 end
@@ -464,7 +529,7 @@ local function convert_images(images, settings, summary)
     for _, item in ipairs(batch.items) do
       local entry = results[item.source]
       if entry and (entry.status == "converted" or entry.status == "skipped") and type(entry.output) == "string" then
-        if import_result(item.image, entry.output) then
+        if import_result(item.image, entry.output, settings) then
           converted = converted + 1
         else
           failure(item.image, "converted, but darktable could not import " .. entry.output)
@@ -482,6 +547,7 @@ local function convert_images(images, settings, summary)
   if job.valid then job.valid = false end
   summary = summary or {}
   summary.converted, summary.failed, summary.not_converted = converted, failed, #work - done
+  summary.format = settings.format
   summary.messages = messages
   report(summary)
 end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -92,6 +93,64 @@ def run_bounded(command: list[str], *, timeout: float, env: dict | None = None, 
         return Finished(process.returncode, output(), time.perf_counter() - started)
 
 
+#: the Debian trixie chroot that .ci/install-hosts builds: GIMP 3.0 and darktable 5.0.
+TRIXIE_CHROOT = Path(os.environ.get("RAW2RGB_HOST_CACHE", "/var/cache/raw2rgb-hosts")) / "gimp3-trixie"
+#: where the host's root shows inside the chroot while `in_trixie` runs a command there.
+HOST_ROOT_IN_CHROOT = "/run/raw2rgb-host"
+
+# $1 chroot, $2 the test folder, then the command. /tmp and /run of the chroot get a fresh tmpfs,
+# so nothing made for a test outlives it; every mount dies with the namespace. The test folder is
+# bind-mounted at its own path, so the host and the chroot name every test file alike.
+_ENTER_CHROOT = r"""
+set -e
+root="$1"; work="$2"; shift 2
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs tmpfs "$root/tmp"
+mount -t tmpfs tmpfs "$root/run"
+mkdir -p "$root$work" "$root/run/raw2rgb-host"
+mount --bind "$work" "$root$work"
+mount --rbind / "$root/run/raw2rgb-host"
+exec chroot "$root" "$@"
+"""
+
+
+def trixie_skip_reason(program: str) -> str | None:
+    """Why `program` cannot run in the trixie chroot here, or None when it can."""
+    if not (TRIXIE_CHROOT / ".raw2rgb-ready").is_file():
+        return f"no trixie chroot at {TRIXIE_CHROOT} (.ci/install-hosts builds it; it needs root and debootstrap)"
+    if not (TRIXIE_CHROOT / "usr" / "bin" / program).is_file():
+        return f"the trixie chroot has no {program} (run .ci/install-hosts again to add it)"
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return "running programs in the trixie chroot needs root and unshare (mount namespaces)"
+    return None
+
+
+def in_trixie(work: Path, *command: str) -> list[str]:
+    """The command line that runs `command` inside the trixie chroot, `work` visible at its own path."""
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _ENTER_CHROOT, "sh",
+            str(TRIXIE_CHROOT), str(work), *command]
+
+
+def run_on_host(wrapper: Path, program: Path) -> Path:
+    """A two-line script for the chroot that starts `program` (a host path) on the host: raw2rgb,
+    its Python and torch live there."""
+    wrapper.write_text(f"#!/bin/sh\nexec /usr/sbin/chroot {HOST_ROOT_IN_CHROOT} {shlex.quote(str(program))} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def format_dng_supported(raw2rgb_exe: Path) -> bool:
+    """Whether this raw2rgb's `convert` has `--format` (the editable DNG output)."""
+    done = subprocess.run([str(raw2rgb_exe), "convert", "--help"], capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
+    return "--format" in done.stdout
+
+
+#: why the DNG tests skip where raw2rgb has no DNG output
+NO_FORMAT_DNG = "raw2rgb convert has no --format option yet (DNG output is being added)"
+
+
 def raw2rgb_console_script() -> Path | None:
     """The `raw2rgb` console script of the environment running the tests."""
     beside = Path(sys.executable).parent / "raw2rgb"
@@ -120,6 +179,137 @@ def write_test_raw(path: Path, *, height: int = 128, width: int = 192, seed: int
                                f_number=Fraction(28, 10), iso=TEST_ISO, datetime_original=TEST_DATETIME),
     )
     return path
+
+
+#: linear sRGB → XYZ (D65), to build camera data whose colours a host must reproduce.
+_SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+#: the four patches of `patch_scene`, row-major in a 2×2 layout, in linear sRGB: a mid grey and
+#: three colours whose dominant channel a host that applies the DNG's colour matrix keeps.
+PATCHES = {"grey": (0.18, 0.18, 0.18), "red": (0.4, 0.05, 0.05), "green": (0.05, 0.3, 0.05), "blue": (0.05, 0.05, 0.4)}
+
+#: DNG tags (DNG 1.4 specification, chapter 4) and TIFF datatypes, as tifffile's extratags take them.
+_DNG_VERSION, _DNG_BACKWARD_VERSION, _UNIQUE_CAMERA_MODEL = 50706, 50707, 50708
+_WHITE_LEVEL, _COLOR_MATRIX_1, _AS_SHOT_NEUTRAL, _CALIBRATION_ILLUMINANT_1 = 50717, 50721, 50728, 50778
+_MAKE, _MODEL = 271, 272
+_BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _SRATIONAL = 1, 2, 3, 4, 5, 10
+_LINEAR_RAW = 34892
+
+
+def patch_scene(height: int = 128, width: int = 192) -> np.ndarray:
+    """The PATCHES as a linear sRGB image (H, W, 3), one quadrant each."""
+    scene = np.zeros((height, width, 3))
+    for i, rgb in enumerate(PATCHES.values()):
+        row, col = divmod(i, 2)
+        scene[row * height // 2:(row + 1) * height // 2, col * width // 2:(col + 1) * width // 2] = rgb
+    return scene
+
+
+def scene_to_camera(scene: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Camera RGB in [0, 1] of a linear sRGB scene seen by a sensor with TEST_XYZ_TO_CAMERA, and
+    that sensor's AsShotNeutral (its response to D65 white, largest channel 1)."""
+    from helpers import TEST_XYZ_TO_CAMERA
+
+    camera_from_srgb = TEST_XYZ_TO_CAMERA @ _SRGB_TO_XYZ
+    white = camera_from_srgb @ np.ones(3)
+    return np.clip(scene @ camera_from_srgb.T / white.max(), 0, 1), white / white.max()
+
+
+def _rationals(values, denominator: int = 10000) -> tuple[int, ...]:
+    out: list[int] = []
+    for value in values:
+        fraction = Fraction(float(value)).limit_denominator(denominator)
+        out += [fraction.numerator, fraction.denominator]
+    return tuple(out)
+
+
+def write_linear_test_dng(path: Path, *, color_matrix: bool = True, illuminant: bool = True,
+                          as_shot_neutral: bool = True, matrix_rows_to_white: bool = False) -> Path:
+    """A LinearRaw DNG of `patch_scene` laid out as darktable's own linear DNG writer does: one
+    IFD0 image, PhotometricInterpretation 34892, 3×16-bit camera RGB, black 0, white 65535,
+    ColorMatrix1 (XYZ → camera) with CalibrationIlluminant1 = D65 and AsShotNeutral. The flags
+    leave tags out, or (`matrix_rows_to_white`) scale each row of the matrix so that D65 white
+    maps to (1, 1, 1), a white-balanced matrix that the camera-native pixels and AsShotNeutral
+    contradict: to see what a host says about such DNGs."""
+    import tifffile
+
+    from helpers import TEST_XYZ_TO_CAMERA
+
+    camera, neutral = scene_to_camera(patch_scene())
+    matrix = TEST_XYZ_TO_CAMERA
+    if matrix_rows_to_white:
+        matrix = matrix / (matrix @ (_SRGB_TO_XYZ @ np.ones(3)))[:, None]
+    tags = [
+        (_DNG_VERSION, _BYTE, 4, (1, 4, 0, 0), True),
+        (_DNG_BACKWARD_VERSION, _BYTE, 4, (1, 1, 0, 0), True),
+        (_MAKE, _ASCII, 0, "raw2rgb", True),
+        (_MODEL, _ASCII, 0, "Host Test", True),
+        (_UNIQUE_CAMERA_MODEL, _ASCII, 0, "raw2rgb Host Test", True),
+        (_WHITE_LEVEL, _LONG, 1, 65535, True),
+    ]
+    if color_matrix:
+        tags.append((_COLOR_MATRIX_1, _SRATIONAL, 9, _rationals(matrix.ravel()), True))
+    if illuminant:
+        tags.append((_CALIBRATION_ILLUMINANT_1, _SHORT, 1, 21, True))
+    if as_shot_neutral:
+        tags.append((_AS_SHOT_NEUTRAL, _RATIONAL, 3, _rationals(neutral), True))
+    pixels = np.round(camera * 65535).astype(np.uint16)
+    tifffile.imwrite(path, pixels, photometric=_LINEAR_RAW, planarconfig="contig", subfiletype=0,
+                     extratags=tags, software=False, metadata=None)
+    return path
+
+
+def write_patch_raw(path: Path) -> Path:
+    """A Bayer DNG (RGGB, 12-bit) of `patch_scene`, with the colour tags of write_linear_test_dng."""
+    from raw2rgb_plugin.io.dng_write import write_bayer_dng
+    from raw2rgb_plugin.training.data.unprocess import mosaic_rgb
+
+    from helpers import TEST_XYZ_TO_CAMERA
+
+    black, white = 64, 4095
+    camera, neutral = scene_to_camera(patch_scene())
+    mosaic = mosaic_rgb(np.round(black + camera * (white - black)).astype(np.uint16), "RGGB")
+    write_bayer_dng(path, mosaic, "RGGB", black_level=black, white_level=white, color_matrix1=TEST_XYZ_TO_CAMERA,
+                    as_shot_neutral=tuple(neutral), make="raw2rgb", model="Host Test")
+    return path
+
+
+def patch_means(image: np.ndarray, inset: int = 12) -> dict[str, np.ndarray]:
+    """The mean RGB (scaled to [0, 1]) of the middle of each PATCHES quadrant of a host's render."""
+    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
+    height, width = image.shape[:2]
+    means = {}
+    for i, name in enumerate(PATCHES):
+        row, col = divmod(i, 2)
+        block = image[row * height // 2 + inset:(row + 1) * height // 2 - inset,
+                      col * width // 2 + inset:(col + 1) * width // 2 - inset, :3]
+        means[name] = block.reshape(-1, 3).mean(axis=0) / scale
+    return means
+
+
+def patch_colour_problems(image: np.ndarray) -> list[str]:
+    """What is wrong with a host's display-referred render of `patch_scene` (empty: nothing).
+
+    Tone curves differ between hosts and versions, so only what any correct colour pipeline keeps
+    is checked: the grey stays grey and mid-toned, each colour patch keeps its dominant channel
+    well above the two others, which stay close to each other. A host that ignored the colour
+    matrix (seen: darktable 4.2 and RawTherapee fall back to another matrix, darktable 5.0 to a
+    black frame) fails these.
+    """
+    problems = []
+    means = patch_means(image)
+    grey = means["grey"]
+    if not 0.15 <= grey.mean() <= 0.85:
+        problems.append(f"the grey patch has a mean of {grey.mean():.3f} (black, blown or garbage)")
+    if np.ptp(grey) > 0.04:
+        problems.append(f"the grey patch is tinted: RGB {np.round(grey, 3).tolist()}")
+    for channel, name in enumerate(("red", "green", "blue")):
+        rgb = means[name]
+        others = np.delete(rgb, channel)
+        if rgb[channel] - others.max() < 0.15:
+            problems.append(f"the {name} patch is not {name}: RGB {np.round(rgb, 3).tolist()}")
+        elif np.ptp(others) > 0.05:
+            problems.append(f"the {name} patch has a wrong hue: RGB {np.round(rgb, 3).tolist()}")
+    return problems
 
 
 def tiff_summary(path: Path) -> dict:

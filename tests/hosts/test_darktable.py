@@ -3,7 +3,9 @@
 Each test installs the script with `raw2rgb install darktable`, starts the full program with a
 driver module (darktable_driver.lua) that imports synthetic DNGs, selects them, presses the real
 export button or fires the render-free action, waits for raw2rgb's run to finish and dumps the
-library, then checks the TIFFs on disk and what darktable made of them.
+library, then checks the TIFFs on disk and what darktable made of them. The "editable DNG" output
+is also run in darktable 5.0 (the trixie chroot of .ci/install-hosts, on this machine's Xvfb), and
+its grouping is read from the library.db darktable leaves behind.
 """
 
 from __future__ import annotations
@@ -15,15 +17,21 @@ from pathlib import Path
 
 import pytest
 
+from helpers import make_classical_develop_profile
 from hostrun import (
     EXPECTED_TIFF,
     HOSTILE_STEMS,
+    NO_FORMAT_DNG,
     TimedOut,
+    format_dng_supported,
+    in_trixie,
     install_integration,
     option_values,
     recorded_calls,
     run_bounded,
+    run_on_host,
     tiff_summary,
+    trixie_skip_reason,
     write_converter_wrapper,
     write_test_raw,
 )
@@ -71,7 +79,10 @@ def setup(tmp_path, raw2rgb_exe, tiny_profile, darktable):
     return {"tmp": tmp_path, "config": config, "canary": canary}
 
 
-def run_darktable(setup: dict, inputs: list[Path], mode: str, *conf: str) -> dict:
+def run_darktable(setup: dict, inputs: list[Path], mode: str, *conf: str, library: str = ":memory:",
+                  trixie: bool = False) -> dict:
+    """Run the full darktable with the driver; `trixie`: darktable 5.0 in the trixie chroot, on an
+    Xvfb of this machine (the X socket is an abstract one: the chroot shares the network namespace)."""
     tmp = setup["tmp"]
     for name in ("cache", "dt-tmp", "home"):
         (tmp / name).mkdir(exist_ok=True)
@@ -86,11 +97,17 @@ def run_darktable(setup: dict, inputs: list[Path], mode: str, *conf: str) -> dic
         RAW2RGB_TEST_MODE=mode,
         RAW2RGB_TEST_TIMEOUT="90",
     )
+    darktable = ["darktable"]
+    xvfb_run = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24"]
+    if trixie:
+        # the X cookie where the chroot sees it; everything darktable reads or writes is in `tmp`
+        xauthority = tmp / "xauthority"
+        xvfb_run[1:1] = ["-f", str(xauthority)]
+        darktable = in_trixie(tmp, "/usr/bin/env", f"XAUTHORITY={xauthority}", "darktable")
     command = [
         "timeout", "-k", "10", str(DARKTABLE_TIMEOUT_S),
-        "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24",
-        "darktable", "--configdir", str(setup["config"]), "--cachedir", str(tmp / "cache"),
-        "--tmpdir", str(tmp / "dt-tmp"), "--library", ":memory:",
+        *xvfb_run, *darktable, "--configdir", str(setup["config"]), "--cachedir", str(tmp / "cache"),
+        "--tmpdir", str(tmp / "dt-tmp"), "--library", library,
         # never .xmp files beside the test images
         "--conf", "write_sidecar_files=never",
         "--conf", "plugins/lighttable/export/storage_name=raw2rgb",
@@ -226,3 +243,65 @@ def test_denoise_preference_reaches_the_converter(setup, raw2rgb_exe):
     assert_converted_and_grouped(result, raws, raw_dir / "raw2rgb")
     (_, second) = recorded_calls(recording)
     assert option_values(second, "--denoise") == ["0.5"], second
+
+
+# ------------------------------------------------------------------------------------------
+# the "editable DNG" output: imported, grouped with its RAW, leading the group when asked
+
+
+def library_groups(library: Path) -> dict[str, dict]:
+    """{path: {id, group_id}} of every image in a darktable library.db (4.2 and 5.0 alike)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{library}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT images.id, images.group_id, film_rolls.folder, images.filename "
+                          "FROM images JOIN film_rolls ON images.film_id = film_rolls.id").fetchall()
+    return {f"{folder}/{filename}": {"id": image_id, "group_id": group_id}
+            for image_id, group_id, folder, filename in rows}
+
+
+@pytest.fixture(scope="module")
+def develop_profile(tmp_path_factory) -> Path:
+    return make_classical_develop_profile(tmp_path_factory.mktemp("dng profile") / "develop test.safetensors")
+
+
+@pytest.mark.parametrize("leader", [False, True], ids=["raw-leads", "dng-leads"])
+@pytest.mark.parametrize("release", ["4.2", "5.0"])
+def test_editable_dng_is_imported_and_grouped(setup, raw2rgb_exe, develop_profile, release, leader):
+    if not format_dng_supported(raw2rgb_exe):
+        pytest.skip(NO_FORMAT_DNG)
+    trixie = release == "5.0"
+    if trixie and (reason := trixie_skip_reason("darktable")):
+        pytest.skip(reason)
+    tmp = setup["tmp"]
+    raw_dir = tmp / "photos"
+    raw_dir.mkdir()
+    raws = [write_test_raw(raw_dir / "first.dng"), write_test_raw(raw_dir / "it's second.dng", seed=1)]
+    recording = write_converter_wrapper(tmp, raw2rgb_exe)
+    # in the chroot, raw2rgb (its Python, torch) runs on this machine through a wrapper
+    executable = run_on_host(tmp / "raw2rgb on the host", recording) if trixie else recording
+    library = tmp / "library.db"
+
+    result = run_darktable(
+        setup, raws, "export", f"lua/raw2rgb/executable={executable}", "lua/raw2rgb/format=editable DNG",
+        f"lua/raw2rgb/dng_profile={develop_profile}", f"lua/raw2rgb/dng_group_leader={'TRUE' if leader else 'FALSE'}",
+        library=str(library), trixie=trixie,
+    )
+
+    run = result["run"]
+    assert (run["converted"], run["failed"], run["format"]) == (2, 0, "editable DNG"), run["messages"]
+    (call,) = recorded_calls(recording)
+    # the DNG profile, never the TIFF profile `raw2rgb install` recorded
+    assert option_values(call, "--format") == ["dng"] and option_values(call, "--profile") == [str(develop_profile)], call
+    groups = library_groups(library)
+    for raw in raws:
+        dng = raw_dir / "raw2rgb" / raw.name  # <stem>.dng: the RAWs here are DNGs themselves
+        assert dng.is_file(), f"no {dng.name} written"
+        assert str(dng) in groups, f"{dng.name} was not imported: {sorted(groups)}"
+        raw_row, dng_row = groups[str(raw)], groups[str(dng)]
+        leader_id = dng_row["id"] if leader else raw_row["id"]
+        assert raw_row["group_id"] == dng_row["group_id"] == leader_id, (
+            f"{dng.name}: RAW {raw_row}, DNG {dng_row}, expected the {'DNG' if leader else 'RAW'} to lead")
+        imported = next(image for image in result["images"] if image["path"] == str(dng))
+        assert "raw2rgb-test|original" in imported["tags"], f"{dng.name} did not get the RAW's tags"
+    assert_nothing_left_behind(setup, raw_dir)
