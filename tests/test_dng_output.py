@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import rawpy
 import tifffile
-import torch
 from typer.testing import CliRunner
 
 from raw2rgb_cli.main import app
@@ -25,12 +24,11 @@ from raw2rgb_plugin.engine.converter import Converter
 from raw2rgb_plugin.engine.jobs import ConvertJob
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
-from raw2rgb_plugin.models.g1 import G1, G1Config
-from raw2rgb_plugin.profiles.store import load_profile, save_profile
+from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.color_difference import delta_e2000, linear_srgb_to_lab
 from raw2rgb_plugin.training.data.unprocess import BAYER_ORDERS, random_params, write_synthetic_dng
 
-from helpers import smooth_scene
+from helpers import make_classical_develop_profile, smooth_scene
 
 MAX_MEDIAN_DELTA_E = 3.0  # the issue's bar; the classical path measures well below it
 META = PhotoMetadata(make="Testmaker", model="T-100", iso=400, exposure_time=Fraction(1, 125), f_number=Fraction(28, 10),
@@ -39,15 +37,7 @@ META = PhotoMetadata(make="Testmaker", model="T-100", iso=400, exposure_time=Fra
 
 @pytest.fixture(scope="module")
 def classical_develop(tmp_path_factory) -> Path:
-    """A scene-linear profile that renders exactly the linear MHC demosaic (gate shut)."""
-    torch.manual_seed(0)
-    model = G1(G1Config(width=8, spectral_norm=False, residual_base="mhc-linear-gated", noise_channels=4)).eval()
-    with torch.no_grad():
-        model.d4.conv.weight[12:].zero_()
-        model.d4.conv.bias[12:].fill_(-40.0)  # sigmoid(-40) ≈ 4e-18: the classical image
-    path = tmp_path_factory.mktemp("develop") / "develop-test.safetensors"
-    return save_profile(path, model, {"input_normalization": "wb-headroom", "output_color_space": "camera-linear",
-                                      "output": "scene-linear"})
+    return make_classical_develop_profile(tmp_path_factory.mktemp("develop") / "develop-test.safetensors")
 
 
 def _libraw_linear_srgb(path: Path, wb_gains_rgb: np.ndarray | None = None) -> np.ndarray:
