@@ -468,3 +468,31 @@ def test_cpu_training_runs_in_bf16_autocast_when_asked(tmp_path):
     assert start["amp"] == "bfloat16" and result.global_step == 2 and result.validation is not None
     with pytest.raises(Exception, match="CUDA"):
         Trainer(dataclasses.replace(config, amp="fp16"), PairDatasetInMemory(), tmp_path / "fp16", install_profile=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# ONNX Runtime (the optional `onnx` extra)
+
+
+def test_onnx_runtime_gives_the_torch_image_and_caches_its_export(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from raw2rgb_plugin.models.registry import ARCHITECTURES
+    from raw2rgb_plugin.runtime.runner import build_runner
+
+    monkeypatch.setenv("RAW2RGB_CACHE_DIR", str(tmp_path / "cache"))
+    model = trained_like_g1(residual_base="mhc-srgb-gated", noise_channels=4)
+    spec = ARCHITECTURES["g1"]
+    x = torch.rand(1, 8, 48, 72, generator=torch.Generator().manual_seed(5))
+    onnx_runner = build_runner(model, spec, device=torch.device("cpu"), runtime="onnx", tile=0)
+    reference = build_runner(model, spec, device=torch.device("cpu"), runtime="eager", dtype=torch.float32, tile=0)
+    assert onnx_runner.name == "onnxruntime float32"
+    assert float((onnx_runner.run(x) - reference.run(x)).abs().max()) <= 1e-5
+    # Tiles of other sizes through one session (the export's height and width are dynamic), blended
+    # as PyTorch's tiles are.
+    tiled = build_runner(model, spec, device=torch.device("cpu"), runtime="onnx", tile=32, overlap=8)
+    torch_tiled = build_runner(model, spec, device=torch.device("cpu"), runtime="eager", dtype=torch.float32, tile=32,
+                               overlap=8)
+    y = torch.rand(1, 8, 64, 40)
+    assert float((tiled.run(y) - torch_tiled.run(y)).abs().max()) <= 1e-5
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1  # one export, reused

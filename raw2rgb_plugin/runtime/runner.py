@@ -280,6 +280,8 @@ def build_runner(
 ) -> TorchRunner:
     """The runner the converter uses for `model` on `device`.
 
+    - `runtime` 'onnx' on a CPU: ONNX Runtime (`runtime/onnx_runner.py`, fp32; the optional extra).
+
     - `runtime` (else $RAW2RGB_RUNTIME): 'auto'/'optimized' = the architecture's inference
       rewrites, tiles by memory budget, heap reuse; 'eager' = the runner as it was before (the
       plain model, its tile policy: in fp32 bit for bit the golden outputs).
@@ -289,7 +291,12 @@ def build_runner(
     - Tiles (optimised): on a CPU sized from the memory budget (`cpu_memory_budget`); on a GPU
       from half its free memory.
     """
-    optimize = runtime_choice(runtime) != "eager"
+    choice = runtime_choice(runtime)
+    if choice == "onnx" and device.type == "cpu":
+        from raw2rgb_plugin.runtime.onnx_runner import OnnxRunner  # an optional extra, imported on demand
+
+        return OnnxRunner(model, spec, tile=tile, overlap=overlap, memory_budget=cpu_memory_budget())
+    optimize = choice != "eager"
     if dtype is None:
         if device.type == "cpu":
             block = architecture_block if architecture_block is not None else {"name": spec.name, **spec.to_block(model)}

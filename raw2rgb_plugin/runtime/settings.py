@@ -18,9 +18,10 @@ def check_device_name(name: str) -> str:
 DEFAULT_OVERLAP = 64
 
 #: which inference runtime the converter builds (runtime/runner.build_runner): `auto` and
-#: `optimized` = the architecture's exact inference rewrites; `eager` = the plain model.
+#: `optimized` = the architecture's exact inference rewrites; `eager` = the plain model; `onnx` =
+#: ONNX Runtime on the CPU (the `onnx` extra; runtime/onnx_runner.py).
 RUNTIME_ENV = "RAW2RGB_RUNTIME"
-RUNTIME_CHOICES = ("auto", "optimized", "eager")
+RUNTIME_CHOICES = ("auto", "optimized", "eager", "onnx")
 
 #: CPU compute precision: `auto` measures fp32 against bf16 once per machine (runtime/precision.py).
 CPU_PRECISION_ENV = "RAW2RGB_CPU_PRECISION"
