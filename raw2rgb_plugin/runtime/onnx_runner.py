@@ -88,7 +88,8 @@ def _exported(model: nn.Module, channels: int) -> bytes:
     example = torch.rand(1, channels, _EXPORT_SIDE, _EXPORT_SIDE)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes: not the user's business
-        torch.onnx.export(model.float(), (example,), buffer, dynamo=False, opset_version=OPSET,
+        # A file object works (and keeps the export off the disk); the stubs only name paths.
+        torch.onnx.export(model.float(), (example,), buffer, dynamo=False, opset_version=OPSET,  # type: ignore[arg-type]
                           input_names=["packed"], output_names=["rgb"],
                           dynamic_axes={"packed": {0: "n", 2: "h", 3: "w"}, "rgb": {0: "n", 2: "height", 3: "width"}})
     data = buffer.getvalue()
