@@ -29,10 +29,7 @@ import torch
 from torch import nn
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.models.spec import ArchitectureSpec
 from raw2rgb_plugin.runtime.precision import CACHE_ENV
-from raw2rgb_plugin.runtime.runner import TorchRunner, input_channels
-from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP
 
 OPSET = 17
 _EXPORT_SIDE = 64  # packed pixels of the example input the graph is traced with (H and W stay dynamic)
@@ -42,23 +39,21 @@ def onnx_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 
 
-class OnnxRunner(TorchRunner):
-    """`TorchRunner`'s tiling with every tile computed by ONNX Runtime (CPU, float32)."""
+class OnnxForward:
+    """A prepared (eager, BatchNorm-folded, float32) model's forward, computed by ONNX Runtime.
 
-    def __init__(self, model: nn.Module, spec: ArchitectureSpec, *, tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, memory_budget: int | None = None):
+    `TorchRunner.use_forward` takes it, so tiling and the memory budget stay PyTorch's.
+    """
+
+    name = "onnxruntime float32"
+
+    def __init__(self, prepared: nn.Module, channels: int):
         if not onnx_available():
             raise Raw2RgbError("the onnx runtime needs onnxruntime and onnx",
                                "pip install 'raw2rgb[onnx]', or unset RAW2RGB_RUNTIME")
-        super().__init__(model, spec, device=torch.device("cpu"), dtype=torch.float32, tile=tile, overlap=overlap,
-                         optimize=False, memory_budget=memory_budget)
-        self.session = _session(self.model, input_channels(model))
+        self.session = _session(prepared, channels)
 
-    @property
-    def name(self) -> str:
-        return "onnxruntime float32"
-
-    def _forward(self, packed: torch.Tensor) -> torch.Tensor:
+    def __call__(self, packed: torch.Tensor) -> torch.Tensor:
         out = self.session.run(None, {"packed": packed.float().contiguous().numpy()})[0]
         return torch.from_numpy(out)
 

@@ -116,6 +116,14 @@ def flush_denormals(device: torch.device) -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
+class NamedForward(Protocol):
+    """A tile's forward computed by another runtime, with the name logs and benchmarks show."""
+
+    name: str
+
+    def __call__(self, packed: torch.Tensor) -> torch.Tensor: ...
+
+
 class TorchRunner:
     """PyTorch on one device, whole frame or tiled (see `runtime/tiling.py`)."""
 
@@ -145,10 +153,18 @@ class TorchRunner:
         self.reuse_heap = reuse_heap
         self.source_model = model  # the plain model, for memory estimates
         self.model = prepare_for_inference(model, spec, device, dtype, optimize=self.optimized)
+        self._external: NamedForward | None = None
+
+    def use_forward(self, forward: NamedForward) -> None:
+        """Compute every tile with `forward` (another runtime, e.g. `onnx_runner.OnnxForward`)
+        instead of `self.model`; tiling and the memory budget stay as they are."""
+        self._external = forward
 
     @property
     def name(self) -> str:
         """What runs, for logs and benchmarks: e.g. 'optimised bf16', 'eager float32'."""
+        if self._external is not None:
+            return self._external.name
         return f"{'optimised' if self.optimized else 'eager'} {str(self.dtype).removeprefix('torch.')}"
 
     def activation_bytes(self, packed_pixels: int) -> int:
@@ -171,6 +187,8 @@ class TorchRunner:
         return 0 if tile_h == 0 else (tile_h, tile_w)
 
     def _forward(self, packed: torch.Tensor) -> torch.Tensor:
+        if self._external is not None:
+            return self._external(packed)
         if self.optimized:  # takes float32 and casts its trunk itself (its head stays float32)
             return self.model(packed)
         return self.model(packed.to(self.dtype).contiguous(memory_format=torch.channels_last))
@@ -293,9 +311,12 @@ def build_runner(
     """
     choice = runtime_choice(runtime)
     if choice == "onnx" and device.type == "cpu":
-        from raw2rgb_plugin.runtime.onnx_runner import OnnxRunner  # an optional extra, imported on demand
+        from raw2rgb_plugin.runtime.onnx_runner import OnnxForward  # an optional extra, imported on demand
 
-        return OnnxRunner(model, spec, tile=tile, overlap=overlap, memory_budget=cpu_memory_budget())
+        runner = TorchRunner(model, spec, device=device, dtype=torch.float32, tile=tile, overlap=overlap,
+                             memory_budget=cpu_memory_budget())
+        runner.use_forward(OnnxForward(runner.model, input_channels(model)))
+        return runner
     optimize = choice != "eager"
     if dtype is None:
         if device.type == "cpu":
