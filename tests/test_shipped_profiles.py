@@ -13,8 +13,9 @@ from raw2rgb_plugin.profiles.store import SHIPPED_PROFILE_DIR, load_profile
 SHIPPED = sorted(SHIPPED_PROFILE_DIR.glob("*.safetensors"))
 
 
-def test_a_default_profile_ships():
-    assert "default-lite" in {p.stem for p in SHIPPED}
+def test_a_default_profile_and_a_dng_profile_ship():
+    assert {"default-lite", "develop-lite"} <= {p.stem for p in SHIPPED}
+    assert load_profile("develop-lite").metadata["output"] == "scene-linear"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
@@ -23,7 +24,8 @@ def test_shipped_profile_has_provenance_and_a_model_card(path):
     training = profile.metadata["training"]
     assert training["steps"] > 0 and training["command_line"] and training["validation"]["psnr"] > 0
     assert training["dataset"]["manifest"]["kind"] in ("synthetic", "synthetic-on-the-fly")
-    assert profile.metadata["input_normalization"] in ("wb+ccm", "linear-srgb")  # one profile for every camera
+    # one profile for every camera: normalised colour, or white-balanced camera RGB for a DNG
+    assert profile.metadata["input_normalization"] in ("wb+ccm", "linear-srgb", "wb-headroom")
     assert path.with_suffix(".md").is_file(), "each shipped profile has a model card beside it"
 
 
@@ -65,3 +67,24 @@ def test_denoise_strength_has_a_clear_monotonic_effect(path, tmp_path):
         energy.append(float((laplacian**2).mean()))
     assert energy[0] > energy[1] > energy[2], energy
     assert energy[0] > 1.2 * energy[2], "the effect must be clear, not a rounding difference"
+
+
+def test_develop_lite_writes_a_dng_libraw_renders_like_its_source(repo_root, tmp_path):
+    """The shipped scene-linear profile, end to end: its DNG of the example renders in the
+    example's colours (a random-weight network would be far off; the classical path gives ~0.2)."""
+    from raw2rgb_plugin.engine.jobs import ConvertJob
+    from raw2rgb_plugin.training.color_difference import delta_e2000, linear_srgb_to_lab
+
+    example = repo_root / "examples" / "astronaut.dng"
+    converter = Converter(load_profile("develop-lite"), device="cpu", output_format="dng")
+    [result] = converter.convert([ConvertJob(example, tmp_path / "astronaut.dng")])
+    assert result.status == "converted", result.error
+
+    def render(path):
+        with rawpy.imread(str(path)) as raw:
+            rgb = raw.postprocess(use_camera_wb=True, no_auto_bright=True, gamma=(1, 1), output_bps=16,
+                                  adjust_maximum_thr=0.0, output_color=rawpy.ColorSpace.sRGB)
+        return rgb.reshape(64, 8, 64, 8, 3).mean(axis=(1, 3)) / 65535.0
+
+    delta = np.median(delta_e2000(linear_srgb_to_lab(render(result.output)), linear_srgb_to_lab(render(example))))
+    assert delta <= 3.0, delta
