@@ -38,10 +38,13 @@ from raw2rgb_plugin.io.dng_write import write_bayer_dng
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.models.g1 import G1, G1Config
-from raw2rgb_plugin.profiles.store import METADATA_KEY, load_profile, save_profile
+from raw2rgb_plugin.profiles.store import METADATA_KEY, SHIPPED_PROFILE_DIR, load_profile, save_profile
 
 from helpers import TEST_XYZ_TO_CAMERA
 from test_convert import BLACK, NEUTRAL, WHITE, write_scene_dng
+
+#: the profiles the package ships, as `profiles list` names them (shipped ones after the user's).
+SHIPPED_NAMES = sorted(p.stem for p in SHIPPED_PROFILE_DIR.glob("*.safetensors"))
 
 ROOT = Path(__file__).resolve().parents[1]
 LATIN1_NAME = os.fsdecode(b"caf\xe9.dng")  # a Latin-1 file name: not valid UTF-8
@@ -146,7 +149,7 @@ def test_an_unbounded_profile_is_one_line_in_convert_and_profiles(tmp_path, tiny
     assert "width 100000" in json.loads(converted.stdout)["error"]
 
     listed = run_cli("profiles", "list", "--json")
-    assert listed.exit_code == 0 and [p["name"] for p in json.loads(listed.stdout)] == ["fine", "default-lite"]
+    assert listed.exit_code == 0 and [p["name"] for p in json.loads(listed.stdout)] == ["fine", *SHIPPED_NAMES]
     [line] = listed.stderr.splitlines()
     assert "huge.safetensors" in line and "width 100000" in line and line.count(str(hostile)) == 1
 
@@ -295,7 +298,7 @@ def test_usage_mistakes_are_one_line_and_a_json_document(tmp_path, tiny_profile)
         (["--overlap", "100", "--tile", "32"], "must be smaller than --tile"),
         (["--tile", "-5"], "negative"),
         (["--device", "gpu"], "unknown device"),
-        (["--profile", "nowhere"], "no profile named 'nowhere' (installed: default-lite)"),
+        (["--profile", "nowhere"], f"no profile named 'nowhere' (installed: {', '.join(SHIPPED_NAMES)})"),
     ]
     for extra, words in cases:
         profile = [] if "--profile" in extra else ["--profile", tiny_profile]
@@ -428,7 +431,7 @@ def test_listing_profiles_imports_no_torch(tiny_profile, isolated_profile_dir):
             "print(json.dumps([[p['name'] for p in json.loads(r.stdout)], 'torch' in sys.modules]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     names, torch_loaded = json.loads(result.stdout)
-    assert names == ["mine", "default-lite"] and torch_loaded is False
+    assert names == ["mine", *SHIPPED_NAMES] and torch_loaded is False
 
 
 def test_nothing_to_convert_loads_no_model_and_draws_no_bar(tmp_path, tiny_profile, monkeypatch):
@@ -458,7 +461,8 @@ def test_profile_default_falls_back_like_convert_does(tmp_path):
     result = run_cli("convert", source, "-o", tmp_path / "out", "--profile", "default", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["profile"] == "default-lite"
-    assert "no profile named 'default' is installed (installed: default-lite); using 'default-lite'" in result.stderr
+    installed = ", ".join(SHIPPED_NAMES)
+    assert f"no profile named 'default' is installed (installed: {installed}); using 'default-lite'" in result.stderr
 
 
 def test_train_picks_the_variant_that_fits_the_device_and_says_so(tmp_path, monkeypatch):
