@@ -1,7 +1,9 @@
 """Bayer CFA DNGs: synthetic training pairs, examples and test inputs that LibRaw reads as RAW.
 
-One uncompressed IFD0 holds the mosaic (NewSubfileType 0, no preview): the smallest layout
-LibRaw and darktable's rawspeed accept. The colour metadata is written the way a camera
+One uncompressed IFD0 holds the mosaic (NewSubfileType 0): the smallest layout LibRaw and
+darktable's rawspeed accept. An optional JPEG preview goes in a SubIFD (NewSubfileType 1,
+Compression 7), where cameras and Adobe's converter put theirs and LibRaw's `extract_thumb`
+finds it. The colour metadata is written the way a camera
 would (ColorMatrix1 = XYZ(D65) → camera, CalibrationIlluminant1 = D65, AsShotNeutral), so
 synthetic data exercises the same metadata path as real RAWs.
 """
@@ -55,7 +57,7 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
                     orientation: int = 1, make: str = "raw2rgb", model: str = "Synthetic",
                     metadata: PhotoMetadata | None = None,
                     baseline_exposure: float | None = None, default_scale: tuple[float, float] | None = None,
-                    overwrite: bool = True) -> None:
+                    overwrite: bool = True, preview_jpeg: bytes | None = None) -> None:
     """Write `mosaic` (uint16 H×W in sensor orientation, 2×2 `cfa` order) as a DNG.
 
     `black_level` is one value or four, one per 2×2 site in `cfa` order (row-major).
@@ -64,7 +66,8 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
     a viewer applies to show the mosaic upright. `make`/`model` name the camera; the rest
     of `metadata` (exposure, lens, date, GPS…) goes into the EXIF IFD. `default_scale`
     (horizontal, vertical) declares non-square pixels: LibRaw reads their width ÷ height as
-    horizontal ÷ vertical (a Nikon D1X-like sensor is (1, 2)). An existing `path` is
+    horizontal ÷ vertical (a Nikon D1X-like sensor is (1, 2)). `preview_jpeg`, a baseline
+    JPEG in the mosaic's orientation, becomes the embedded preview. An existing `path` is
     replaced atomically unless `overwrite` is False.
     """
     cfa = cfa.upper()
@@ -88,6 +91,8 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
             Tag.Software: f"raw2rgb {__version__}"}
     ifd0.update({int(tag): {"datatype": Datatype.ASCII, "data": value}
                  for tag, value in text.items()})
+    if preview_jpeg is not None:
+        ifd0[int(Tag.SubIFD)] = {"datatype": Datatype.IFD, "ifds": [[_preview_ifd(preview_jpeg)]]}
     with atomic_output(Path(path), overwrite=overwrite) as out:
         encoded = io.BytesIO()
         # One strip: the plainest layout a DNG reader can meet.
@@ -95,6 +100,35 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
                          rowsperstrip=mosaic.shape[0], software=False, metadata=None,
                          extratags=extratags)
         copy_with_tags(encoded, out, ifd0)
+
+
+def _preview_ifd(jpeg: bytes) -> dict:
+    """A tifftools IFD holding `jpeg` as a one-strip JPEG preview (DNG 1.4, "Preview IFDs")."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as image:
+        if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+            raise ValueError(f"the preview must be an RGB or grey JPEG, got {image.format} {image.mode}")
+        (width, height), bands = image.size, len(image.getbands())
+    # tifftools copies strips out of a source file and skips offsets below a TIFF header's 8
+    # bytes, so the JPEG sits at offset 8 of its in-memory source.
+    source = bytes(8) + jpeg
+
+    def tag(datatype: Datatype, *values: int) -> dict:
+        return {"datatype": datatype, "data": list(values)}
+
+    return {"path_or_fobj": io.BytesIO(source), "size": len(source), "tags": {
+        int(Tag.NewSubfileType): tag(Datatype.LONG, 1),  # a reduced-resolution image
+        int(Tag.ImageWidth): tag(Datatype.LONG, width),
+        int(Tag.ImageLength): tag(Datatype.LONG, height),
+        int(Tag.BitsPerSample): tag(Datatype.SHORT, *[8] * bands),
+        int(Tag.Compression): tag(Datatype.SHORT, 7),  # JPEG
+        int(Tag.Photometric): tag(Datatype.SHORT, 6 if bands == 3 else 1),  # YCbCr, as JPEG stores it
+        int(Tag.SamplesPerPixel): tag(Datatype.SHORT, bands),
+        int(Tag.RowsPerStrip): tag(Datatype.LONG, height),
+        int(Tag.StripOffsets): tag(Datatype.LONG, 8),
+        int(Tag.StripByteCounts): tag(Datatype.LONG, len(jpeg)),
+    }}
 
 
 def _check_mosaic(mosaic: np.ndarray, cfa: str) -> None:
