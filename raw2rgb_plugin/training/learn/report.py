@@ -1,0 +1,151 @@
+"""What a learn run shows: held-out scores of the base, the fitted curve + LUT and the learned
+profile against the camera's own rendering, crops of all four side by side, and the timings.
+
+Scores are PSNR (dB) and median CIEDE2000 against the target JPEG (the only truth a card has),
+on frames the fine-tune and the LUT never saw; with fewer than four usable files nothing can be
+held out and the report says the scores are on training frames. Detail is the mean absolute
+Laplacian of the learned rendering over the base's on the same frames (1 = the base's detail;
+a look with more contrast raises it a little, blur lowers it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from raw2rgb_plugin.training.color_difference import median_delta_e2000
+from raw2rgb_plugin.training.data.store import atomic_write_json
+from raw2rgb_plugin.training.learn.lut import CurveLut
+from raw2rgb_plugin.training.learn.pairs import LearnPair
+from raw2rgb_plugin.training.learn.patches import network_input, padded16
+
+REPORT_DIR = "report"
+CROP = 256  # side of the report's crops, pair px
+METHODS = ("base", "lut", "learned")
+_LABELS = {"base": "base profile", "lut": "curve + 3D LUT", "learned": "learned profile", "target": "camera JPEG"}
+
+
+@torch.no_grad()
+def render(model: nn.Module, pair: LearnPair, device: torch.device | str = "cpu") -> np.ndarray:
+    """A whole pair rendered by `model` (its noise map from the pair) → (H, W, 3) float32."""
+    h, w = pair.linear.shape[:2]
+    padded = padded16(pair.linear)
+    noise_channels = int(getattr(getattr(model, "config", None), "noise_channels", 0))
+    x = network_input(pair, padded, noise_channels=noise_channels)[None].to(device)
+    out = model(x)[0, :, :h, :w].clamp(0, 1)
+    return np.ascontiguousarray(out.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(1.0 / max(mse, 1e-10))
+
+
+def laplacian_energy(image: np.ndarray) -> float:
+    gray = np.ascontiguousarray(image.mean(axis=-1), dtype=np.float32)
+    return float(np.mean(np.abs(cv2.Laplacian(gray, cv2.CV_32F))))
+
+
+def score_frames(pairs: list[LearnPair], base: nn.Module, learned: nn.Module, lut: CurveLut, run_dir: Path,
+                 device: torch.device | str = "cpu") -> dict:
+    """Per-frame and mean scores of the three renderings, with crops written to RUN/report/."""
+    folder = Path(run_dir) / REPORT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for pair in pairs:
+        shown = {"base": render(base, pair, device)}
+        shown["lut"] = lut.apply(shown["base"])
+        shown["learned"] = render(learned, pair, device)
+        row = {"name": pair.name, "raw": Path(pair.info["raw"]).name, "kind": pair.info["kind"]}
+        for method in METHODS:
+            row[method] = {"psnr": round(psnr(shown[method], pair.target), 2),
+                           "delta_e2000": round(median_delta_e2000(shown[method], pair.target), 2)}
+        row["detail_vs_base"] = round(laplacian_energy(shown["learned"]) / max(laplacian_energy(shown["base"]), 1e-9), 3)
+        row["crops"] = str(_write_crops(folder / f"{pair.name}.png", {**shown, "target": pair.target}).relative_to(run_dir))
+        frames.append(row)
+    means = {m: {k: round(float(np.mean([f[m][k] for f in frames])), 2) for k in ("psnr", "delta_e2000")} for m in METHODS}
+    detail = round(float(np.mean([f["detail_vs_base"] for f in frames])), 3)
+    return {"frames": frames, "mean": means, "detail_vs_base": detail}
+
+
+def _write_crops(path: Path, images: dict[str, np.ndarray]) -> Path:
+    """base | LUT | learned | target, the same crop (the most detailed window) of each, labelled."""
+    from PIL import Image, ImageDraw
+
+    target = images["target"]
+    h, w = target.shape[:2]
+    side = min(CROP, h, w)
+    y, x = _busiest_window(target, side)
+    panels = [np.clip(images[k][y : y + side, x : x + side], 0, 1) for k in ("base", "lut", "learned", "target")]
+    strip = Image.fromarray((np.concatenate(panels, axis=1) * 255 + 0.5).astype(np.uint8))
+    canvas = Image.new("RGB", (strip.width, strip.height + 16), (255, 255, 255))
+    canvas.paste(strip, (0, 16))
+    draw = ImageDraw.Draw(canvas)
+    for k, name in enumerate(("base", "lut", "learned", "target")):
+        draw.text((k * side + 4, 2), _LABELS[name], fill=(0, 0, 0))
+    tmp = path.with_name(f".{path.name}.partial")
+    canvas.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
+
+
+def _busiest_window(image: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left of the side×side window with the most edges (a crop worth looking at)."""
+    energy = np.abs(cv2.Laplacian(np.ascontiguousarray(image.mean(axis=-1), dtype=np.float32), cv2.CV_32F))
+    window = cv2.boxFilter(energy, -1, (side, side), normalize=True, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+    h, w = image.shape[:2]
+    valid = window[: h - side + 1, : w - side + 1]
+    y, x = np.unravel_index(int(np.argmax(valid)), valid.shape)
+    return int(y), int(x)
+
+
+def write_report(run_dir: Path, document: dict) -> Path:
+    """RUN/report.json (everything) and RUN/report.md (for people)."""
+    run_dir = Path(run_dir)
+    atomic_write_json(run_dir / "report.json", document)
+    path = run_dir / "report.md"
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(_markdown(document))
+    tmp.replace(path)
+    return path
+
+
+def _markdown(d: dict) -> str:
+    scores = d["scores"]
+    where = "held-out frames" if scores["held_out"] else "training frames (too few files to hold any out)"
+    lines = [
+        f"# raw2rgb learn: `{d['profile']}`",
+        "",
+        f"Camera: {d['camera'] or 'unknown'} — {d['files']['used']} of {d['files']['found']} files used "
+        f"({', '.join(f'{n} {k}' for k, n in d['files']['sources'].items())}), base profile `{d['base_profile']}`.",
+        "",
+        f"## Scores on {len(scores['frames'])} {where}, against the camera's rendering",
+        "",
+        "| rendering | PSNR (dB) | median ΔE2000 |",
+        "|---|---|---|",
+    ]
+    for method in METHODS:
+        m = scores["mean"][method]
+        lines.append(f"| {_LABELS[method]} | {m['psnr']:.2f} | {m['delta_e2000']:.2f} |")
+    lines += ["", f"Detail of the learned rendering vs the base (mean |Laplacian|): {scores['detail_vs_base']:.3f}.", ""]
+    lines += [f"![{f['raw']}]({f['crops']}) — {f['raw']}: base {f['base']['psnr']:.2f} dB, LUT {f['lut']['psnr']:.2f} dB, "
+              f"learned {f['learned']['psnr']:.2f} dB" for f in scores["frames"]]
+    lines += ["", "## Time", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in d["seconds"].items()]
+    skipped = d["files"].get("skipped") or {}
+    if skipped:
+        lines += ["", "## Skipped files", ""] + [f"- {name}: {why}" for name, why in skipped.items()]
+    return "\n".join(lines) + "\n"
+
+
+def read_report(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "report.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None

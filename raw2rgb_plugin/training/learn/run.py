@@ -1,0 +1,267 @@
+"""`raw2rgb learn` from end to end: pairs → held-out split → head fit → fine-tune → LUT → report →
+profile, in a run folder that a rerun of the same command resumes.
+
+Nothing is written beside the RAWs (the run folder may not be one of their folders) and the RAWs
+and sidecars are only read. The profile is exported and installed last, once the fine-tune, the
+LUT and the report are all done: an interrupted run installs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.models.g1 import G1
+from raw2rgb_plugin.profiles.store import load_profile
+from raw2rgb_plugin.runtime.device import choose_device
+from raw2rgb_plugin.training.config import TrainingError
+from raw2rgb_plugin.training.data.store import atomic_write_json
+from raw2rgb_plugin.training.export import check_installed_profile, checked_profile_name, export_profile
+from raw2rgb_plugin.training.learn.finetune import CHECKPOINT_NAME, Finetune, gaussian_lowpass
+from raw2rgb_plugin.training.learn.head import fit_head
+from raw2rgb_plugin.training.learn.lut import CurveLut, fit_curve_lut
+from raw2rgb_plugin.training.learn.options import SOURCES, FinetuneOptions, LearnOptions
+from raw2rgb_plugin.training.learn.pairs import (
+    LearnPair,
+    PairSkipped,
+    build_pair,
+    load_pair,
+    pair_name,
+    save_pair,
+)
+from raw2rgb_plugin.training.learn.patches import INPUT_NORMALIZATION, cropped
+from raw2rgb_plugin.training.learn.report import render, score_frames, write_report
+from raw2rgb_plugin.training.learn.targets import find_raws
+from raw2rgb_plugin.training.run_log import now
+
+RUN_FILE = "learn.json"
+LUT_FILE = "lut.npz"
+#: colours the LUT is fitted on (sampled from every training pair): the fit's cost grows with it
+LUT_SAMPLES = 120_000
+LUT_WINDOW = 384
+Event = Callable[[dict], None]
+
+
+@dataclass
+class LearnResult:
+    completed: bool
+    report: dict | None
+    profile_path: Path | None
+    installed_path: Path | None
+
+
+def learn(inputs: list[Path], run_dir: Path, options: LearnOptions, *, on_event: Event | None = None,
+          command_line: str | None = None, stop: Callable[[], bool] | None = None) -> LearnResult:
+    """Learn the look of the RAWs in `inputs` into `run_dir` and install it (see the module doc)."""
+    emit = on_event or (lambda event: None)
+    raws = find_raws(inputs)
+    if not raws:
+        raise Raw2RgbError("no RAW files among the inputs", "pass RAW files or folders that hold them")
+    run_dir = _checked_run_dir(Path(run_dir), raws)
+    state = _open_run(run_dir, options, command_line)
+    if options.install:
+        check_installed_profile(options.profile_name, state["run_id"], overwrite=options.overwrite)
+    seconds: dict[str, float] = {}
+    pairs, skipped = _pairs(raws, run_dir, options, emit, seconds)
+    if not pairs:
+        raise Raw2RgbError("no RAW gave a usable pair", "see the skipped files above; add sidecar JPEGs or use --source")
+    train, held = _split(pairs, options.holdout)
+    emit({"event": "split", "train": len(train), "held_out": len(held)})
+    device = choose_device(options.device)
+    base = _base_model(options.base_profile)
+    finetune = _finetune(base, train, run_dir, options, emit, seconds, device, stop)
+    t0 = time.perf_counter()
+    completed = finetune.run()
+    seconds["fine-tune"] = seconds.get("fine-tune", 0.0) + time.perf_counter() - t0
+    if not completed:
+        emit({"event": "stopped", "step": finetune.step})
+        return LearnResult(False, None, None, None)
+    lut = _lut(run_dir, train, base, emit, seconds, device)
+    t0 = time.perf_counter()
+    scores = score_frames(held or train, base, finetune.student, lut, run_dir, device)
+    scores["held_out"] = bool(held)
+    seconds["report"] = time.perf_counter() - t0
+    document = _document(options, state, raws, pairs, skipped, train, held, scores, seconds, finetune)
+    write_report(run_dir, document)
+    emit({"event": "report", "report": document})
+    path, installed = export_profile(finetune.student, _model_card(options, state, document), run_dir, install=options.install)
+    emit({"event": "profile", "path": str(path), "installed": str(installed) if installed else None})
+    return LearnResult(True, document, path, installed)
+
+
+def _checked_run_dir(run_dir: Path, raws: list[Path]) -> Path:
+    resolved = run_dir.expanduser().resolve()
+    for folder in {raw.parent for raw in raws}:
+        if resolved == folder or folder in resolved.parents:
+            raise Raw2RgbError(f"the run folder {run_dir} is inside the RAWs' folder {folder}",
+                               "nothing is written beside your RAWs: choose -o elsewhere (or leave the default)")
+    return resolved
+
+
+def _open_run(run_dir: Path, options: LearnOptions, command_line: str | None) -> dict:
+    """The run's identity (new, or the saved one when resuming with the same options)."""
+    checked_profile_name(options.profile_name)
+    if options.source not in SOURCES:
+        raise Raw2RgbError(f"unknown --source {options.source!r}", f"use one of {', '.join(SOURCES)}")
+    path = run_dir / RUN_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("options") != json.loads(json.dumps(options.content())):
+            raise TrainingError(f"{run_dir} holds a learn run with other settings",
+                                "rerun it with the same options to resume, or choose another -o")
+        return saved
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise TrainingError(f"{run_dir} exists and is not a learn run", "choose another -o")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {"run_id": uuid.uuid4().hex, "started": now(), "options": options.content(),
+             "command_line": command_line if command_line is not None else " ".join(sys.argv)}
+    atomic_write_json(path, state)
+    return state
+
+
+def _pairs(raws: list[Path], run_dir: Path, options: LearnOptions, emit: Event,
+           seconds: dict) -> tuple[list[LearnPair], dict[str, str]]:
+    """Every RAW's pair, from the run folder or built now; the skipped ones with why."""
+    emit({"event": "pairs", "total": len(raws)})
+    pairs, skipped = [], {}
+    t0 = time.perf_counter()
+    for raw in raws:
+        pair = load_pair(run_dir, pair_name(raw))
+        resumed = pair is not None
+        if pair is None:
+            try:
+                pair = build_pair(raw, options.source, options.max_side)
+            except PairSkipped as exc:
+                skipped[raw.name] = str(exc)
+                emit({"event": "pair", "name": raw.name, "status": "skipped", "reason": str(exc)})
+                continue
+            save_pair(run_dir, pair)
+        pairs.append(pair)
+        emit({"event": "pair", "name": raw.name, "status": "kept", "kind": pair.info["kind"], "resumed": resumed})
+    seconds["pairs"] = time.perf_counter() - t0
+    return pairs, skipped
+
+
+def _split(pairs: list[LearnPair], holdout: int | None) -> tuple[list[LearnPair], list[LearnPair]]:
+    """(train, held out): held-out frames ranked by a hash of their name (stable as files come and go)."""
+    count = holdout if holdout is not None else (max(1, round(0.15 * len(pairs))) if len(pairs) >= 4 else 0)
+    count = min(count, len(pairs) - 1)
+    ranked = sorted(pairs, key=lambda p: hashlib.sha256(p.name.encode()).hexdigest())
+    held = {p.name for p in ranked[:count]}
+    return [p for p in pairs if p.name not in held], [p for p in pairs if p.name in held]
+
+
+def _base_model(name: str) -> torch.nn.Module:
+    profile = load_profile(name)
+    if profile.input_normalization != INPUT_NORMALIZATION or profile.metadata.get("output", "display") != "display":
+        raise TrainingError(f"base profile {profile.name} reads {profile.input_normalization!r} input"
+                            f" and renders {profile.metadata.get('output', 'display')!r}",
+                            f"learn starts from a display profile with {INPUT_NORMALIZATION} input, e.g. default-lite")
+    return profile.model.float().eval()
+
+
+def _finetune(base: torch.nn.Module, train: list[LearnPair], run_dir: Path, options: LearnOptions, emit: Event,
+              seconds: dict, device: torch.device, stop: Callable[[], bool] | None) -> Finetune:
+    """The fine-tune, resumed from its checkpoint or started from the least-squares head."""
+    start = None
+    if not (run_dir / CHECKPOINT_NAME).is_file():
+        t0 = time.perf_counter()
+        start = fit_student_head(base, train, options.finetune)
+        seconds["head fit"] = time.perf_counter() - t0
+        emit({"event": "head", "seconds": seconds["head fit"]})
+    return Finetune(base, train, run_dir, options.finetune, on_event=emit, start=start, device=device, should_stop=stop)
+
+
+def fit_student_head(base: torch.nn.Module, pairs: list[LearnPair], options: FinetuneOptions) -> torch.nn.Module:
+    """A copy of `base` whose output layer is solved for the look (gated or plain G1 only)."""
+    import copy
+
+    student = copy.deepcopy(base)
+    if isinstance(student, G1) and student.config.residual_base in ("none", "mhc-srgb-gated"):
+        fit_head(student, base, pairs, lowpass_sigma=options.lowpass_sigma, seed=options.seed)
+    return student
+
+
+def _lut(run_dir: Path, train: list[LearnPair], base: torch.nn.Module, emit: Event, seconds: dict,
+         device: torch.device) -> CurveLut:
+    """The curve + LUT on the training pairs (cached in the run folder)."""
+    path = run_dir / LUT_FILE
+    if path.is_file():
+        with np.load(path) as saved:
+            return CurveLut(saved["curves"], saved["lut"])
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    per_pair = max(1, LUT_SAMPLES // len(train))
+    sources, targets = [], []
+    # A window per pair (rendering 100 whole pairs would take minutes), whole pairs for a few.
+    side = LUT_WINDOW if len(train) * LUT_WINDOW**2 >= 4 * LUT_SAMPLES else 1 << 30
+    for whole in train:
+        pair = cropped(whole, side, rng)
+        rendered, target = (_lowpassed(a) for a in (render(base, pair, device), pair.target))
+        pick = rng.choice(rendered.shape[0] * rendered.shape[1], size=min(per_pair, rendered.size // 3), replace=False)
+        sources.append(rendered.reshape(-1, 3)[pick])
+        targets.append(target.reshape(-1, 3)[pick])
+    lut = fit_curve_lut(np.concatenate(sources), np.concatenate(targets))
+    tmp = path.with_name(f".{path.name}.partial.npz")
+    np.savez(tmp, curves=lut.curves, lut=lut.lut)
+    tmp.replace(path)
+    seconds["curve + LUT fit"] = time.perf_counter() - t0
+    emit({"event": "lut", "seconds": seconds["curve + LUT fit"]})
+    return lut
+
+
+def _lowpassed(image: np.ndarray) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    return gaussian_lowpass(t, 1.0)[0].permute(1, 2, 0).numpy()
+
+
+def _document(options: LearnOptions, state: dict, raws: list[Path], pairs: list[LearnPair], skipped: dict,
+              train: list[LearnPair], held: list[LearnPair], scores: dict, seconds: dict, finetune: Finetune) -> dict:
+    cameras = sorted({p.info["camera"] for p in pairs if p.info.get("camera")})
+    sources: dict[str, int] = {}
+    for p in pairs:
+        sources[p.info["kind"]] = sources.get(p.info["kind"], 0) + 1
+    return {
+        "profile": options.profile_name, "run_id": state["run_id"], "base_profile": options.base_profile,
+        "camera": ", ".join(cameras) or None, "make": pairs[0].info.get("make"), "model": pairs[0].info.get("model"),
+        "files": {"found": len(raws), "used": len(pairs), "train": [p.info["raw"] for p in train],
+                  "held_out": [p.info["raw"] for p in held], "sources": sources, "skipped": skipped},
+        "pair_scale": {"min": min(p.info["scale"] for p in pairs), "max": max(p.info["scale"] for p in pairs)},
+        "scores": scores, "finetune": {**options.finetune.to_dict(), "steps_done": finetune.step,
+                                       "seconds_per_step": finetune.seconds_per_step},
+        "seconds": {k: round(v, 2) for k, v in seconds.items()}, "finished": now(),
+    }
+
+
+def _model_card(options: LearnOptions, state: dict, document: dict) -> dict:
+    """The profile's metadata: what `profiles show` prints about where the look came from."""
+    mean = document["scores"]["mean"]
+    return {
+        "name": options.profile_name,
+        "input_normalization": INPUT_NORMALIZATION,
+        "output_color_space": "srgb",
+        "output": "display",
+        "description": f"the look of {document['camera'] or 'a camera'}, learned by raw2rgb learn from "
+                       f"{document['files']['used']} files (base {options.base_profile})",
+        "training": {
+            "kind": "learn", "run_id": state["run_id"], "started": state["started"], "finished": document["finished"],
+            "command_line": state["command_line"], "init_profile": options.base_profile,
+            "camera": document["camera"], "make": document["make"], "model": document["model"],
+            "files": {k: v for k, v in document["files"].items() if k not in ("train", "held_out")},
+            "held_out_frames": len(document["files"]["held_out"]),
+            "scores": {"on": "held-out frames" if document["scores"]["held_out"] else "training frames",
+                       **mean, "detail_vs_base": document["scores"]["detail_vs_base"]},
+            "losses": {"colour_lowpass_l1": 1.0, "detail_vs_base_l1": options.finetune.detail_weight},
+            "finetune": document["finetune"], "seconds": document["seconds"],
+        },
+    }
