@@ -60,9 +60,9 @@ def main(
 
 
 def _register_all() -> None:
-    from . import convert_cmd, dataset_cmd, hosts_cmd, info_cmd, profiles_cmd, train_cmd
+    from . import convert_cmd, dataset_cmd, hosts_cmd, info_cmd, learn_cmd, profiles_cmd, train_cmd
 
-    for module in (convert_cmd, info_cmd, profiles_cmd, dataset_cmd, train_cmd, hosts_cmd):
+    for module in (convert_cmd, info_cmd, profiles_cmd, dataset_cmd, train_cmd, learn_cmd, hosts_cmd):
         module.register(app)
 
 
