@@ -81,11 +81,11 @@ def pack_checkpoint(config: TrainConfig, progress: dict, networks: dict[str, nn.
     }
 
 
-def write_checkpoint(run_dir: Path, state: dict) -> Path:
+def write_checkpoint(run_dir: Path, state: dict, name: str = CHECKPOINT_NAME) -> Path:
     """Write atomically: an interrupted save leaves the previous checkpoint intact."""
-    path = run_dir / CHECKPOINT_NAME
+    path = run_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{CHECKPOINT_NAME}.{os.getpid()}.partial")
+    tmp = path.with_name(f".{name}.{os.getpid()}.partial")
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)

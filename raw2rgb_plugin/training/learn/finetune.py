@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from raw2rgb_plugin.training.checkpoint import write_checkpoint
 from raw2rgb_plugin.training.config import TrainingError
 from raw2rgb_plugin.training.learn.options import FinetuneOptions
 from raw2rgb_plugin.training.learn.pairs import LearnPair
@@ -146,9 +146,10 @@ class Finetune:
         self._best = state.get("best")
 
     def save(self) -> None:
-        _save(self.run_dir, {"format": CHECKPOINT_FORMAT, "options": json.dumps(self.options.to_dict()),
-                             "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
-                             "schedule": self.schedule.state_dict(), "step": self.step, "best": self._best})
+        write_checkpoint(self.run_dir, {"format": CHECKPOINT_FORMAT, "options": json.dumps(self.options.to_dict()),
+                                        "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                        "schedule": self.schedule.state_dict(), "step": self.step, "best": self._best},
+                         name=CHECKPOINT_NAME)
 
     @property
     def done(self) -> bool:
@@ -213,15 +214,3 @@ def _rate(step: int, options: FinetuneOptions) -> float:
         return (step + 1) / options.warmup
     done = min(step, options.steps) / options.steps
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done))
-
-
-def _save(run_dir: Path, state: dict) -> None:
-    """The checkpoint, atomically (`checkpoint.write_checkpoint` has the trainer's file name)."""
-    path = Path(run_dir) / CHECKPOINT_NAME
-    tmp = path.with_name(f".{CHECKPOINT_NAME}.{os.getpid()}.partial")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
