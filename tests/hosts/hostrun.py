@@ -140,17 +140,6 @@ def run_on_host(wrapper: Path, program: Path) -> Path:
     return wrapper
 
 
-def format_dng_supported(raw2rgb_exe: Path) -> bool:
-    """Whether this raw2rgb's `convert` has `--format` (the editable DNG output)."""
-    done = subprocess.run([str(raw2rgb_exe), "convert", "--help"], capture_output=True, text=True,
-                          timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
-    return "--format" in done.stdout
-
-
-#: why the DNG tests skip where raw2rgb has no DNG output
-NO_FORMAT_DNG = "raw2rgb convert has no --format option yet (DNG output is being added)"
-
-
 def raw2rgb_console_script() -> Path | None:
     """The `raw2rgb` console script of the environment running the tests."""
     beside = Path(sys.executable).parent / "raw2rgb"

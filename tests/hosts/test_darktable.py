@@ -21,9 +21,7 @@ from helpers import make_classical_develop_profile
 from hostrun import (
     EXPECTED_TIFF,
     HOSTILE_STEMS,
-    NO_FORMAT_DNG,
     TimedOut,
-    format_dng_supported,
     in_trixie,
     install_integration,
     option_values,
@@ -268,8 +266,6 @@ def develop_profile(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("leader", [False, True], ids=["raw-leads", "dng-leads"])
 @pytest.mark.parametrize("release", ["4.2", "5.0"])
 def test_editable_dng_is_imported_and_grouped(setup, raw2rgb_exe, develop_profile, release, leader):
-    if not format_dng_supported(raw2rgb_exe):
-        pytest.skip(NO_FORMAT_DNG)
     trixie = release == "5.0"
     if trixie and (reason := trixie_skip_reason("darktable")):
         pytest.skip(reason)

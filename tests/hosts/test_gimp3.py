@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 from pathlib import Path
 
@@ -20,10 +19,13 @@ import pytest
 from hostrun import (
     EXPECTED_TIFF,
     RENAMED_TIFF,
+    TRIXIE_CHROOT,
+    in_trixie,
     install_integration,
     option_values,
     recorded_calls,
     run_bounded,
+    run_on_host,
     tiff_summary,
     write_converter_wrapper,
     write_test_raw,
@@ -31,41 +33,16 @@ from hostrun import (
 
 pytestmark = pytest.mark.hosts
 
-CACHE = Path(os.environ.get("RAW2RGB_HOST_CACHE", "/var/cache/raw2rgb-hosts"))
-CHROOT = CACHE / "gimp3-trixie"
-HOST_ROOT = "/run/raw2rgb-host"
 GIMP_TIMEOUT_S = 120
-
-# $1 chroot, $2 the test folder, then the command. /tmp and /run of the chroot get a fresh tmpfs,
-# so nothing made for a test outlives it; every mount dies with the namespace.
-ENTER_CHROOT = r"""
-set -e
-root="$1"; work="$2"; shift 2
-mount -t proc proc "$root/proc"
-mount --rbind /dev "$root/dev"
-mount -t tmpfs tmpfs "$root/tmp"
-mount -t tmpfs tmpfs "$root/run"
-mkdir -p "$root$work" "$root/run/raw2rgb-host"
-mount --bind "$work" "$root$work"
-mount --rbind / "$root/run/raw2rgb-host"
-exec chroot "$root" "$@"
-"""
 
 
 @pytest.fixture(scope="module")
 def gimp3() -> Path:
-    if not (CHROOT / ".raw2rgb-ready").is_file():
-        pytest.skip(f"no GIMP 3 chroot at {CHROOT} (.ci/install-hosts builds it; it needs root and debootstrap)")
+    if not (TRIXIE_CHROOT / ".raw2rgb-ready").is_file():
+        pytest.skip(f"no GIMP 3 chroot at {TRIXIE_CHROOT} (.ci/install-hosts builds it; it needs root and debootstrap)")
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("running GIMP 3 in its chroot needs root and unshare (mount namespaces)")
-    return CHROOT
-
-
-def run_on_host(wrapper: Path, program: Path) -> Path:
-    """A two-line script for the chroot that starts `program` (a host path) on the host."""
-    wrapper.write_text(f"#!/bin/sh\nexec /usr/sbin/chroot {HOST_ROOT} {shlex.quote(str(program))} \"$@\"\n")
-    wrapper.chmod(0o755)
-    return wrapper
+    return TRIXIE_CHROOT
 
 
 @pytest.fixture
@@ -93,12 +70,12 @@ def run_gimp3(work: Path, code: str, env: dict | None = None) -> dict:
         + f"\nopen({str(result_file)!r}, 'w').write(json.dumps(out))\n"
     )
     command = [
-        "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", ENTER_CHROOT, "sh",
-        str(CHROOT), str(work),
-        "/usr/bin/env", f"GIMP3_DIRECTORY={work / 'gimp3 profile'}", f"TMPDIR={work / 'tmp'}", f"HOME={work}",
-        *(f"{name}={value}" for name, value in (env or {}).items()),
-        "timeout", "-k", "5", str(GIMP_TIMEOUT_S),
-        "gimp-console-3.0", "-i", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", script, "--quit",
+        *in_trixie(
+            work, "/usr/bin/env", f"GIMP3_DIRECTORY={work / 'gimp3 profile'}", f"TMPDIR={work / 'tmp'}", f"HOME={work}",
+            *(f"{name}={value}" for name, value in (env or {}).items()),
+            "timeout", "-k", "5", str(GIMP_TIMEOUT_S),
+            "gimp-console-3.0", "-i", "-d", "-f", "--batch-interpreter=python-fu-eval", "-b", script, "--quit",
+        ),
     ]
     finished = run_bounded(command, timeout=GIMP_TIMEOUT_S + 20)
     print(f"gimp-console-3.0 ran {finished.seconds:.1f} s")

@@ -25,8 +25,6 @@ import pytest
 
 from helpers import make_classical_develop_profile
 from hostrun import (
-    NO_FORMAT_DNG,
-    format_dng_supported,
     in_trixie,
     patch_colour_problems,
     run_bounded,
@@ -148,8 +146,6 @@ def develop(host: str, dng: Path, work: Path):
 @pytest.fixture(scope="module")
 def raw2rgb_dng(raw2rgb_exe, tmp_path_factory) -> Path:
     """raw2rgb's own DNG of the patch image (Adobe's layout: a thumbnail in IFD0, the image in a SubIFD)."""
-    if not format_dng_supported(raw2rgb_exe):
-        pytest.skip(NO_FORMAT_DNG)
     folder = tmp_path_factory.mktemp("raw2rgb dng")
     raw = write_patch_raw(folder / "patches.dng")
     profile = make_classical_develop_profile(folder / "develop-classical.safetensors")
