@@ -20,11 +20,10 @@ from raw2rgb_plugin.io.dng_linear import write_linear_dng
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata
 from raw2rgb_plugin.training.color_difference import delta_e2000, linear_srgb_to_lab
 
+from helpers import TEST_XYZ_TO_CAMERA
+
 F = Fraction
 
-XYZ_TO_CAMERA = np.array([[0.6722, -0.0635, -0.0963],
-                          [-0.4287, 1.2460, 0.2028],
-                          [-0.0908, 0.2162, 0.5668]])
 # The linear-sRGB(D65) → XYZ matrix LibRaw uses (its xyz_rgb table).
 SRGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423],
                         [0.212671, 0.715160, 0.072169],
@@ -61,7 +60,7 @@ def _preview(camera: np.ndarray) -> np.ndarray:
 
 
 def _write(path: Path, camera: np.ndarray, **overrides) -> Path:
-    options = dict(xyz_to_camera=XYZ_TO_CAMERA, as_shot_neutral=NEUTRAL, orientation=1, metadata=None,
+    options = dict(xyz_to_camera=TEST_XYZ_TO_CAMERA, as_shot_neutral=NEUTRAL, orientation=1, metadata=None,
                    original_raw_file_name="IMG_0001.CR3", software="raw2rgb test")
     options.update(overrides)
     if "preview_srgb" not in options:  # only then: the memory test counts every allocation
@@ -96,7 +95,7 @@ def test_libraw_reads_a_three_channel_stack(tmp_path: Path) -> None:
         # As for every DNG, LibRaw leaves the XYZ→camera table empty and exposes ColorMatrix1 as
         # camera→sRGB instead.
         assert not np.any(raw.rgb_xyz_matrix)
-        np.testing.assert_allclose(raw.color_matrix[:, :3], _camera_to_srgb(XYZ_TO_CAMERA), atol=2e-4)
+        np.testing.assert_allclose(raw.color_matrix[:, :3], _camera_to_srgb(TEST_XYZ_TO_CAMERA), atol=2e-4)
         wb = np.asarray(raw.camera_whitebalance[:3], dtype=np.float64)
         np.testing.assert_allclose(wb / wb[1], 1 / np.asarray(NEUTRAL), rtol=1e-5)
 
@@ -107,7 +106,7 @@ def test_libraw_renders_with_the_matrix_and_white_balance(tmp_path: Path) -> Non
         rendered = raw.postprocess(use_camera_wb=True, **RENDER).astype(np.float64)
     # No demosaicking: white balance (clipped at white), then the matrix.
     balanced = np.minimum(camera / np.asarray(NEUTRAL), 65535)
-    expected = np.clip(balanced @ _camera_to_srgb(XYZ_TO_CAMERA).T, 0, 65535)
+    expected = np.clip(balanced @ _camera_to_srgb(TEST_XYZ_TO_CAMERA).T, 0, 65535)
     np.testing.assert_allclose(rendered, expected, atol=8)
     grey = rendered[GREY_PATCH].reshape(-1, 3).mean(axis=0)
     np.testing.assert_allclose(grey, grey.mean(), rtol=2e-3)
@@ -194,7 +193,7 @@ def test_dng_tags(tmp_path: Path) -> None:
     assert (tags[271], tags[272], tags[50708]) == ("Canon", "EOS D30", "Canon EOS D30")
     assert tags[50778] == 21  # CalibrationIlluminant1 D65
     cm = np.array(tags[50721], dtype=np.float64).reshape(9, 2)
-    np.testing.assert_allclose(cm[:, 0] / cm[:, 1], XYZ_TO_CAMERA.ravel(), atol=1e-9)
+    np.testing.assert_allclose(cm[:, 0] / cm[:, 1], TEST_XYZ_TO_CAMERA.ravel(), atol=1e-9)
     neutral = np.array(tags[50728], dtype=np.float64).reshape(3, 2)
     np.testing.assert_allclose(neutral[:, 0] / neutral[:, 1], NEUTRAL)
     assert tags[50730][0] / tags[50730][1] == -0.75

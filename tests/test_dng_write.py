@@ -17,6 +17,8 @@ from raw2rgb_plugin.errors import OutputError
 from raw2rgb_plugin.io.dng_write import CFA_ORDERS, write_bayer_dng
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
 
+from helpers import TEST_XYZ_TO_CAMERA
+
 F = Fraction
 
 # LibRaw's raw_pattern per order (0=R, 1=G, 2=B, 3=second G), measured in shared/data/README.md.
@@ -25,9 +27,6 @@ RAW_PATTERN = {"RGGB": [[0, 1], [3, 2]], "BGGR": [[2, 3], [1, 0]],
 # EXIF orientation → LibRaw sizes.flip.
 LIBRAW_FLIP = {1: 0, 2: 1, 3: 3, 4: 2, 5: 4, 6: 6, 7: 7, 8: 5}
 
-XYZ_TO_CAMERA = np.array([[0.6722, -0.0635, -0.0963],
-                          [-0.4287, 1.2460, 0.2028],
-                          [-0.0908, 0.2162, 0.5668]])
 # The XYZ→linear-sRGB(D65) inverse LibRaw uses (its xyz_rgb table).
 SRGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423],
                         [0.212671, 0.715160, 0.072169],
@@ -47,7 +46,7 @@ def _mosaic(height: int = 64, width: int = 96, seed: int = 0) -> np.ndarray:
 
 
 def _write(path: Path, mosaic: np.ndarray, cfa: str, **overrides) -> Path:
-    options = dict(black_level=BLACKS, white_level=4095, color_matrix1=XYZ_TO_CAMERA,
+    options = dict(black_level=BLACKS, white_level=4095, color_matrix1=TEST_XYZ_TO_CAMERA,
                    as_shot_neutral=NEUTRAL)
     options.update(overrides)
     write_bayer_dng(path, mosaic, cfa, **options)
@@ -76,7 +75,7 @@ def test_libraw_reads_what_was_written(tmp_path: Path, cfa: str, orientation: in
         inverse_neutral = 1 / np.asarray(NEUTRAL)
         np.testing.assert_allclose(wb / wb[1], inverse_neutral / inverse_neutral[1], rtol=1e-5)
         # LibRaw turns ColorMatrix1 into camera→sRGB: inverse of row-normalised CM1·sRGB→XYZ.
-        camera_from_srgb = XYZ_TO_CAMERA @ SRGB_TO_XYZ
+        camera_from_srgb = TEST_XYZ_TO_CAMERA @ SRGB_TO_XYZ
         camera_from_srgb /= camera_from_srgb.sum(axis=1, keepdims=True)
         np.testing.assert_allclose(raw.color_matrix[:, :3], np.linalg.inv(camera_from_srgb),
                                    atol=2e-4)
@@ -104,7 +103,7 @@ def test_dng_tags(tmp_path: Path) -> None:
     assert tuple(tags[50713]) == (2, 2) and tuple(tags[50714]) == BLACKS
     assert tags[50778] == 21  # D65
     cm = np.array(tags[50721], dtype=np.float64).reshape(9, 2)
-    np.testing.assert_allclose(cm[:, 0] / cm[:, 1], XYZ_TO_CAMERA.ravel(), atol=1e-9)
+    np.testing.assert_allclose(cm[:, 0] / cm[:, 1], TEST_XYZ_TO_CAMERA.ravel(), atol=1e-9)
     neutral = np.array(tags[50728], dtype=np.float64).reshape(3, 2)
     np.testing.assert_allclose(neutral[:, 0] / neutral[:, 1], NEUTRAL)
     assert tags[50730][0] / tags[50730][1] == -0.75
