@@ -15,18 +15,23 @@ from raw2rgb_plugin.training.sampling import SeededItems
 from helpers import smooth_scene
 
 
+def _engine_and_pair(folder, noise: tuple[float, float], seed: int, mode: str, *, linear_target: bool = False):
+    """The engine's input for a synthetic RAW written as a DNG, and `synthesize_pair`'s item for the
+    same scene, camera and noise draw (unprocess adds the noise with the same formula)."""
+    rng = np.random.default_rng(seed)
+    srgb = smooth_scene(64, 96, seed=seed)
+    params = random_params(rng, cfa_pattern="RGGB", noise=False)
+    dng_params = params.__class__(**{**params.__dict__, "shot_noise": noise[0], "read_noise": noise[1]})
+    write_synthetic_dng(srgb, folder / "s.dng", np.random.default_rng(7), params=dng_params)
+    engine = network_input(decode_raw(folder / "s.dng"), mode, noise=NoiseLevels(*noise)).packed[0]
+    item = synthesize_pair(srgb, params, noise, np.random.default_rng(7), with_noise_map=True, linear_target=linear_target,
+                           sample_normal=lambda shape: _unprocess_normals(np.random.default_rng(7), shape))
+    return srgb, engine, item
+
+
 @pytest.mark.parametrize("noise", [(0.0, 0.0), (2.5e-4, 1.8e-6)])
 def test_synthesized_input_matches_the_engine_on_the_same_raw(tmp_path, noise):
-    rng = np.random.default_rng(3)
-    srgb = smooth_scene(64, 96, seed=3)
-    params = random_params(rng, cfa_pattern="RGGB", noise=False)
-    # The DNG gets the same noise draw: unprocess adds it with the same formula.
-    dng_params = params.__class__(**{**params.__dict__, "shot_noise": noise[0], "read_noise": noise[1]})
-    write_synthetic_dng(srgb, tmp_path / "s.dng", np.random.default_rng(7), params=dng_params)
-    levels = NoiseLevels(*noise) if noise[0] else NoiseLevels(0.0, 0.0)
-    engine = network_input(decode_raw(tmp_path / "s.dng"), "linear-srgb", noise=levels).packed[0]
-    item = synthesize_pair(srgb, params, noise, np.random.default_rng(7), with_noise_map=True,
-                           sample_normal=lambda shape: _unprocess_normals(np.random.default_rng(7), shape))
+    srgb, engine, item = _engine_and_pair(tmp_path, noise, 3, "linear-srgb")
     assert item["raw"].shape == engine.shape == (8, 32, 48)
     assert torch.allclose(item["raw"], engine, atol=2e-3), (item["raw"] - engine).abs().max()
     assert torch.equal(item["rgb"], torch.from_numpy(srgb.transpose(2, 0, 1)).float())
@@ -35,14 +40,7 @@ def test_synthesized_input_matches_the_engine_on_the_same_raw(tmp_path, noise):
 @pytest.mark.parametrize("noise", [(0.0, 0.0), (2.5e-4, 1.8e-6)])
 def test_scene_linear_pairs_match_the_engine_and_target_the_clean_camera_image(tmp_path, noise):
     """`wb-headroom` input as the engine makes it; the target is the clean image the mosaic sampled."""
-    rng = np.random.default_rng(5)
-    srgb = smooth_scene(64, 96, seed=5)
-    params = random_params(rng, cfa_pattern="RGGB", noise=False)
-    dng_params = params.__class__(**{**params.__dict__, "shot_noise": noise[0], "read_noise": noise[1]})
-    write_synthetic_dng(srgb, tmp_path / "s.dng", np.random.default_rng(7), params=dng_params)
-    engine = network_input(decode_raw(tmp_path / "s.dng"), "wb-headroom", noise=NoiseLevels(*noise)).packed[0]
-    item = synthesize_pair(srgb, params, noise, np.random.default_rng(7), with_noise_map=True, linear_target=True,
-                           sample_normal=lambda shape: _unprocess_normals(np.random.default_rng(7), shape))
+    _, engine, item = _engine_and_pair(tmp_path, noise, 5, "wb-headroom", linear_target=True)
     assert torch.allclose(item["raw"], engine, atol=2e-3), (item["raw"] - engine).abs().max()
     target = item["rgb"]
     assert target.shape == (3, 64, 96) and float(target.max()) <= 1.0
