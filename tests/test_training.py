@@ -17,6 +17,7 @@ from raw2rgb_plugin.models.g1 import G1, G1Config, plain_state_dict
 from raw2rgb_plugin.profiles.store import load_profile, save_profile
 from raw2rgb_plugin.training.trainer import TrainConfig, Trainer, TrainingError
 
+from helpers import cuda_test
 from train_helpers import PairDatasetInMemory, install_vgg_weights, make_vgg_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -401,3 +402,30 @@ def test_a_display_profile_starts_a_scene_linear_run_keeping_its_gate(tmp_path):
     linear, display = plain_state_dict(g1), plain_state_dict(display_run)
     assert linear["d4.conv.weight"].shape[0] == 16  # 12 image channels + the 4 gates
     assert set(linear) == set(display) and all(torch.equal(linear[k], display[k]) for k in linear)
+
+
+@cuda_test
+def test_both_stages_train_on_cuda_resume_and_export_a_profile_the_cpu_runs(tmp_path, monkeypatch, vgg_state):
+    """The GAN on the GPU with its mixed precision: every loss finite, an interrupted run resumes from
+    its checkpoint, and the exported profile renders on the CPU what the trained G1 renders on CUDA."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    install_vgg_weights(vgg_state)
+    config = dataclasses.replace(TINY, perceptual=True, device="cuda", checkpoint_every=3)
+    run_dir = tmp_path / "run"
+    first = Trainer(dataclasses.replace(config, max_steps=3), PairDatasetInMemory(), run_dir, profile_name="tiny-cuda")
+    assert first.amp_dtype in (torch.bfloat16, torch.float16)
+    assert first.run().global_step == 3
+    resumed = Trainer(config, PairDatasetInMemory(), run_dir, resume=True, profile_name="tiny-cuda")
+    events: list[dict] = []
+    resumed.on_event = events.append
+    result = resumed.run()
+    assert result.completed and result.global_step == 8
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(4, 9))
+    assert all(torch.isfinite(torch.tensor(list(e["losses"].values()))).all() for e in steps)
+    profile = load_profile("tiny-cuda")
+    raw = torch.rand(1, 4, 32, 32)
+    resumed.g1.eval()
+    with torch.no_grad():
+        on_gpu = resumed.g1(raw.cuda()).float().cpu()
+        assert torch.allclose(profile.model(raw), on_gpu, atol=2e-3)  # TF32 convolutions on the GPU

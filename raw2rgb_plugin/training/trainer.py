@@ -375,7 +375,7 @@ class Trainer:
                     with self.gan.autocast():
                         out = self.g1(raw)
                     out, target = self.view(out.float().clamp(0, 1)), self.view(target)
-                    count = torch.tensor(float(len(out)))
+                    count = torch.tensor(float(len(out)), device=out.device)
                     sums += torch.stack([psnr(out, target).sum(), ssim(out, target).sum(), count]).cpu().double()
             finally:
                 self.g1.train()
