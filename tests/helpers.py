@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from raw2rgb_plugin.models.g1 import G1, G1Config
@@ -53,3 +54,13 @@ def make_classical_develop_profile(path: Path) -> Path:
         model.d4.conv.bias[12:].fill_(-40.0)  # sigmoid(-40) ≈ 4e-18: the classical image
     return save_profile(path, model, {"input_normalization": "wb-headroom", "output_color_space": "camera-linear",
                                       "output": "scene-linear"})
+
+
+def cuda_test(test):
+    """A CUDA test: marked `cuda` (benchmarks/gpu_check.sh runs `-m cuda`), skipped without a GPU."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
+
+
+#: a `device` parameter value for a test that runs on the CPU and, where there is one, on CUDA.
+CUDA_PARAM = pytest.param("cuda", marks=[pytest.mark.cuda,
+                                         pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])

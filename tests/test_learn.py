@@ -29,6 +29,7 @@ from raw2rgb_plugin.training.learn.pairs import PairSkipped, build_pair
 from raw2rgb_plugin.training.learn.run import learn
 from raw2rgb_plugin.training.learn.targets import TargetMissing, read_target, to_sensor_orientation
 
+from helpers import CUDA_PARAM
 from scene_images import textured_scene
 
 H, W = 256, 384
@@ -232,9 +233,11 @@ def test_the_cli_learns_a_profile_convert_finds(tmp_path, isolated_profile_dir, 
 
 
 @pytest.mark.slow
-def test_a_learned_look_beats_the_base_and_the_lut_on_frames_it_never_saw(tmp_path, isolated_profile_dir, one_torch_thread):
+@pytest.mark.parametrize("device", ["cpu", CUDA_PARAM])
+def test_a_learned_look_beats_the_base_and_the_lut_on_frames_it_never_saw(tmp_path, isolated_profile_dir, one_torch_thread,
+                                                                          device):
     """10 frames to learn from, 3 held out; scored through `convert --profile` against the look's
-    clean rendering (not the JPEG the run saw)."""
+    clean rendering (not the JPEG the run saw). Learned on `device`, scored on the CPU."""
     from raw2rgb_plugin import Converter, load_profile
     from raw2rgb_plugin.training.color_difference import median_delta_e2000
     from raw2rgb_plugin.training.learn.lut import CurveLut
@@ -242,7 +245,7 @@ def test_a_learned_look_beats_the_base_and_the_lut_on_frames_it_never_saw(tmp_pa
     card = tmp_path / "card"
     _card(card, 13)
     run = tmp_path / "run"
-    result = learn([card], run, LearnOptions("card-look", holdout=3))
+    result = learn([card], run, LearnOptions("card-look", holdout=3, device=device))
     assert result.completed
     held = [p for p in (card.glob("*.dng")) if str(p.resolve()) in result.report["files"]["held_out"]]
     assert len(held) == 3

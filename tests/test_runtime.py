@@ -28,16 +28,13 @@ from raw2rgb_plugin.runtime.precision import choose_cpu_precision, decide, psnr,
 from raw2rgb_plugin.runtime.runner import TorchRunner, build_runner, prepare_for_inference, runtime_choice
 from raw2rgb_plugin.runtime.tiling import plan_tiles, run_tiled, tile_starts
 
+from helpers import cuda_test
+
 FP32_TOLERANCE = 2e-6
 MIN_BF16_PSNR = 50.0
 TILE_MAX_ABS, TILE_MEAN_ABS = 2e-3, 1e-4
 CPU = torch.device("cpu")
 
-
-
-def cuda(test):
-    """A CUDA test: marked `cuda` (benchmarks/gpu_check.sh runs `-m cuda`), skipped without a GPU."""
-    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 
 
 class _no_tf32:
@@ -372,7 +369,7 @@ def test_heap_reuse_applies_on_glibc_and_can_be_declined(monkeypatch):
 # CUDA (skipped without a GPU; benchmarks/gpu_check.sh runs them)
 
 
-@cuda
+@cuda_test
 @pytest.mark.parametrize("overrides", [{"residual_base": "mhc-srgb-gated"}, {"residual_base": "none"}])
 def test_rewritten_g1_equals_eager_on_cuda(overrides):
     device = torch.device("cuda")
@@ -386,7 +383,7 @@ def test_rewritten_g1_equals_eager_on_cuda(overrides):
     assert psnr(fast_bf16, expected) >= MIN_BF16_PSNR
 
 
-@cuda
+@cuda_test
 def test_build_runner_on_cuda_tiles_and_matches_the_whole_frame():
     device = torch.device("cuda")
     model = trained_like_g1(residual_base="mhc-srgb-gated")
