@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,8 +26,8 @@ from raw2rgb_plugin.pipeline.colour import srgb_encode
 from raw2rgb_plugin.training.data.unprocess import unprocess
 from raw2rgb_plugin.training.learn.lut import fit_curve_lut
 from raw2rgb_plugin.training.learn.options import FinetuneOptions, LearnOptions
-from raw2rgb_plugin.training.learn.pairs import PairSkipped, build_pair
-from raw2rgb_plugin.training.learn.run import learn
+from raw2rgb_plugin.training.learn.pairs import LearnPair, PairSkipped, build_pair, pair_name
+from raw2rgb_plugin.training.learn.run import learn, split_pairs
 from raw2rgb_plugin.training.learn.targets import TargetMissing, read_target, to_sensor_orientation
 
 from helpers import CUDA_PARAM
@@ -173,6 +174,25 @@ def test_the_curve_and_lut_recover_a_global_look():
 # ----------------------------------------------------------------------------------------- runs
 
 
+def _weights(run) -> dict[str, np.ndarray]:
+    import torch
+
+    return {k: v.numpy() for k, v in torch.load(run / "finetune.pt", weights_only=True)["model"].items()}
+
+
+def test_the_held_out_frames_do_not_depend_on_where_the_card_is(tmp_path):
+    """Ranked by the RAW's file name, not by its path: each pytest run's tmp folder held out other
+    frames (and so learned from others), and the same card scored a detail ratio of 1.02 or 0.89."""
+    names = [f"IMG_{i:04d}.CR2" for i in range(13)]
+
+    def held(folder) -> list[str]:
+        empty = np.zeros((2, 2, 3), np.float32)
+        pairs = [LearnPair(pair_name(folder / n), empty, empty, {"raw": str(folder / n)}) for n in names]
+        return sorted(Path(p.info["raw"]).name for p in split_pairs(pairs, 3)[1])
+
+    assert held(tmp_path / "card") == held(tmp_path / "elsewhere" / "DCIM") == held(tmp_path / "pytest-12" / "card")
+
+
 def _card(folder, count: int, seed: int = 100) -> list:
     params = card_camera()
     return [write_look_frame(folder, f"IMG_{i:04d}", textured_scene(H, W, seed + i), params=params) for i in range(count)]
@@ -207,6 +227,11 @@ def test_a_run_writes_nothing_beside_the_raws_installs_only_at_the_end_and_resum
     assert kinds == {"sidecar": 3, "embedded": 1}
     assert (run / "report.md").is_file() and (run / "report.json").is_file()
     assert all((run / f["crops"]).is_file() for f in result.report["scores"]["frames"])
+
+    # …exactly: the same weights as a run that was never stopped.
+    learn([card], tmp_path / "uninterrupted", LearnOptions("card-look", holdout=1, finetune=options.finetune, install=False))
+    resumed, uninterrupted = _weights(run), _weights(tmp_path / "uninterrupted")
+    assert resumed.keys() == uninterrupted.keys() and all(np.array_equal(resumed[k], uninterrupted[k]) for k in resumed)
 
     with pytest.raises(Raw2RgbError, match="inside the RAWs' folder"):
         learn([card], card / "run", options)
@@ -247,7 +272,7 @@ def test_a_learned_look_beats_the_base_and_the_lut_on_frames_it_never_saw(tmp_pa
     run = tmp_path / "run"
     result = learn([card], run, LearnOptions("card-look", holdout=3, device=device))
     assert result.completed
-    held = [p for p in (card.glob("*.dng")) if str(p.resolve()) in result.report["files"]["held_out"]]
+    held = sorted(p for p in card.glob("*.dng") if str(p.resolve()) in result.report["files"]["held_out"])
     assert len(held) == 3
     with np.load(run / "lut.npz") as saved:
         lut = CurveLut(saved["curves"], saved["lut"])

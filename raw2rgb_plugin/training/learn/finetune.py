@@ -19,8 +19,10 @@ The loss, on crops of the pairs (`patches`), half of them with camera noise adde
 All of G1 learns (the encoder at 0.2 × the rate): decoder-only fine-tuning was 0.6 dB lower on
 the synthetic look after the same 300 steps. Start: the least-squares head (`head`). Adam, warm-up, cosine
 decay, gradient norm ≤ 0.05; a jump of the loss (2× the best checkpoint interval's) rolls back
-to the best weights at half the rate. Batches come from a generator seeded by (seed, step) and
-the checkpoint holds weights, optimiser, schedule and step, so a resumed run continues exactly.
+to the best weights at half the rate. Batches come from a generator seeded by (seed, step), the
+checkpoint holds weights, optimiser, schedule, step and the open interval's losses, and the guard
+judges whole intervals only, so a resumed run ends with the uninterrupted run's weights, bit for
+bit (with the same torch thread count: more threads sum in another order).
 """
 
 from __future__ import annotations
@@ -144,11 +146,13 @@ class Finetune:
         self.schedule.load_state_dict(state["schedule"])
         self.step = int(state["step"])
         self._best = state.get("best")
+        self._interval = [float(v) for v in state.get("interval", [])]
 
     def save(self) -> None:
         write_checkpoint(self.run_dir, {"format": CHECKPOINT_FORMAT, "options": json.dumps(self.options.to_dict()),
                                         "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                        "schedule": self.schedule.state_dict(), "step": self.step, "best": self._best},
+                                        "schedule": self.schedule.state_dict(), "step": self.step, "best": self._best,
+                                        "interval": list(self._interval)},
                          name=CHECKPOINT_NAME)
 
     @property
@@ -184,8 +188,13 @@ class Finetune:
             self.stop_requested = self.stop_requested or self.should_stop()
             self.on_event({"event": "step", "step": self.step, "steps": o.steps, "losses": values, "it_per_s": rate})
             self._interval.append(values["colour"])
-            if self.step % o.checkpoint_every == 0 or self.done or self.stop_requested:
+            # The guard judges whole intervals only: judged at a stop, a resumed run would have
+            # taken its decisions on other intervals than an uninterrupted one (and the
+            # unfinished interval's losses travel in the checkpoint).
+            on_interval = self.step % o.checkpoint_every == 0 or self.done
+            if on_interval:
                 self._guard()
+            if on_interval or self.stop_requested:
                 self.save()
         return self.done
 

@@ -219,6 +219,16 @@ def _valid_box(valid: np.ndarray) -> tuple[int, int, int, int] | None:
 # ------------------------------------------------------------------------------------- storage
 
 
+def as_stored(pair: LearnPair) -> LearnPair:
+    """The pair exactly as `load_pair` will read it back (images rounded through float16).
+
+    A fresh run trains on this, not on the float32 pair it just built: a resumed run can only
+    load the rounded one, and the two trained on different data (weights differed after 12 steps).
+    """
+    return LearnPair(pair.name, pair.linear.astype(np.float16).astype(np.float32),
+                     pair.target.astype(np.float16).astype(np.float32), pair.info)
+
+
 def save_pair(run_dir: Path, pair: LearnPair) -> Path:
     """Write the pair atomically as RUN/pairs/<name>.npz (float16 images + its info as JSON)."""
     folder = Path(run_dir) / PAIRS_DIR
