@@ -24,7 +24,7 @@ class FinetuneOptions:
     trainable: str = "all"  # all | decoder | head
     encoder_lr_scale: float = 0.2  # the encoder's rate relative to the decoder's
     lowpass_sigma: float = 1.0  # pair px
-    detail_weight: float = 0.5
+    detail_weight: float = 0.1  # a stronger hold on the base's detail blurs it (see finetune)
     clean_fraction: float = 0.5  # share of crops trained without added camera noise
     seed: int = 0
     checkpoint_every: int = 100

@@ -270,7 +270,7 @@ def _model_card(options: LearnOptions, state: dict, document: dict) -> dict:
             "held_out_frames": len(document["files"]["held_out"]),
             "scores": {"on": "held-out frames" if document["scores"]["held_out"] else "training frames",
                        **mean, "detail_vs_base": document["scores"]["detail_vs_base"]},
-            "losses": {"colour_lowpass_l1": 1.0, "detail_vs_base_l1": options.finetune.detail_weight},
+            "losses": {"colour_lowpass_mse": 1.0, "detail_vs_base_mse": options.finetune.detail_weight},
             "finetune": document["finetune"], "seconds": document["seconds"],
         },
     }
