@@ -27,7 +27,7 @@ def learn(
     source: str = typer.Option("auto", "--source", help=f"Target of each RAW: {', '.join(SOURCES)} (auto: the sidecar JPEG of the same name, else the embedded preview)."),
     base: str = typer.Option(DEFAULT_BASE_PROFILE, "--base", help="Profile to start from (a display profile with linear-srgb input); detail comes from it."),
     steps: int = typer.Option(_F.steps, "--steps", min=1, help="Fine-tuning steps."),
-    lowpass: float = typer.Option(_F.lowpass_sigma, "--lowpass", min=0.3, help="Pair pixels (σ) below which detail stays the base profile's and above which the camera's JPEG is learned; raise it if the learned look is softer than you want."),
+    lowpass: float = typer.Option(_F.lowpass_sigma, "--lowpass", min=0.3, help="Pair pixels (σ) below which detail stays the base profile's and above which the camera's JPEG is learned."),
     holdout: int | None = typer.Option(None, "--holdout", min=0, help="Frames held out to score the result (default: about 15 %; none under 4 files)."),
     max_side: int = typer.Option(DEFAULT_MAX_SIDE, "--max-side", min=64, help="Long side of the training pairs, pixels (targets larger than this are reduced)."),
     device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda, cuda:N or mps."),
