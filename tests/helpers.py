@@ -64,3 +64,12 @@ def cuda_test(test):
 #: a `device` parameter value for a test that runs on the CPU and, where there is one, on CUDA.
 CUDA_PARAM = pytest.param("cuda", marks=[pytest.mark.cuda,
                                          pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for a child the test will stop with SIGINT: a shell that starts a job in the
+    background (`cmd &`, nohup, some CI runners) hands it SIGINT ignored, and Python then never
+    turns SIGINT into KeyboardInterrupt (the interrupt tests failed that way, launched with `&`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -28,7 +28,7 @@ from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.data.unprocess import mosaic_rgb as bayer_from_rgb
 
-from helpers import TEST_XYZ_TO_CAMERA, smooth_scene
+from helpers import TEST_XYZ_TO_CAMERA, default_sigint, smooth_scene
 
 ORDERS = ["RGGB", "BGGR", "GRBG", "GBRG"]
 BLACK, WHITE = 64, 4095
@@ -286,7 +286,7 @@ def test_interrupted_batch_leaves_no_partial_tiff_and_resumes(tmp_path, tiny_pro
     out = tmp_path / "out"
     command = [sys.executable, "-m", "raw2rgb_cli.main", "convert", *map(str, inputs), "-o", str(out),
                "--profile", str(tiny_profile), "--quiet"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not (out.exists() and any(out.glob("*.tif"))) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)

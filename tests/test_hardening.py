@@ -40,7 +40,7 @@ from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.models.g1 import G1, G1Config
 from raw2rgb_plugin.profiles.store import METADATA_KEY, SHIPPED_PROFILE_DIR, load_profile, save_profile
 
-from helpers import TEST_XYZ_TO_CAMERA
+from helpers import TEST_XYZ_TO_CAMERA, default_sigint
 from test_convert import BLACK, NEUTRAL, WHITE, write_scene_dng
 
 #: the profiles the package ships, as `profiles list` names them (shipped ones after the user's).
@@ -225,7 +225,7 @@ def test_stopping_a_batch_says_how_far_it_got_and_leaves_no_partial(tmp_path, ti
     command = [sys.executable, "-m", "raw2rgb_cli.main", "convert", *map(str, inputs), "-o", str(out),
                "--profile", str(tiny_profile), "--quiet"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not (out.exists() and any(out.glob("*.tif"))) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
