@@ -219,27 +219,22 @@ def _valid_box(valid: np.ndarray) -> tuple[int, int, int, int] | None:
 # ------------------------------------------------------------------------------------- storage
 
 
-def as_stored(pair: LearnPair) -> LearnPair:
-    """The pair exactly as `load_pair` will read it back (images rounded through float16).
+def save_pair(run_dir: Path, pair: LearnPair) -> LearnPair:
+    """Write the pair atomically as RUN/pairs/<name>.npz (float16 images + its info as JSON) and
+    return it exactly as `load_pair` will read it back.
 
-    A fresh run trains on this, not on the float32 pair it just built: a resumed run can only
-    load the rounded one, and the two trained on different data (weights differed after 12 steps).
+    A fresh run trains on that returned pair, not on the float32 one it just built: a resumed run
+    can only load the rounded one, and the two trained on different data (weights differed after
+    12 steps).
     """
-    return LearnPair(pair.name, pair.linear.astype(np.float16).astype(np.float32),
-                     pair.target.astype(np.float16).astype(np.float32), pair.info)
-
-
-def save_pair(run_dir: Path, pair: LearnPair) -> Path:
-    """Write the pair atomically as RUN/pairs/<name>.npz (float16 images + its info as JSON)."""
     folder = Path(run_dir) / PAIRS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{pair.name}.npz"
+    linear, target = pair.linear.astype(np.float16), pair.target.astype(np.float16)
     tmp = folder / f".{pair.name}.partial.npz"
     with open(tmp, "wb") as f:
-        np.savez(f, linear=pair.linear.astype(np.float16), target=pair.target.astype(np.float16),
-                 info=np.array(json.dumps(pair.info)))
-    os.replace(tmp, path)
-    return path
+        np.savez(f, linear=linear, target=target, info=np.array(json.dumps(pair.info)))
+    os.replace(tmp, folder / f"{pair.name}.npz")
+    return LearnPair(pair.name, linear.astype(np.float32), target.astype(np.float32), pair.info)
 
 
 def load_pair(run_dir: Path, name: str) -> LearnPair | None:

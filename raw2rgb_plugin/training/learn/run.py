@@ -34,7 +34,6 @@ from raw2rgb_plugin.training.learn.options import SOURCES, FinetuneOptions, Lear
 from raw2rgb_plugin.training.learn.pairs import (
     LearnPair,
     PairSkipped,
-    as_stored,
     build_pair,
     load_pair,
     pair_name,
@@ -146,8 +145,7 @@ def _pairs(raws: list[Path], run_dir: Path, options: LearnOptions, emit: Event,
                 skipped[raw.name] = str(exc)
                 emit({"event": "pair", "name": raw.name, "status": "skipped", "reason": str(exc)})
                 continue
-            save_pair(run_dir, pair)
-            pair = as_stored(pair)
+            pair = save_pair(run_dir, pair)  # what a resumed run would load
         pairs.append(pair)
         emit({"event": "pair", "name": raw.name, "status": "kept", "kind": pair.info["kind"], "resumed": resumed})
     seconds["pairs"] = time.perf_counter() - t0
