@@ -58,12 +58,12 @@ def make_classical_develop_profile(path: Path) -> Path:
 
 def cuda_test(test):
     """A CUDA test: marked `cuda` (benchmarks/gpu_check.sh runs `-m cuda`), skipped without a GPU."""
-    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
+    return pytest.mark.cuda(_NEEDS_CUDA(test))
 
 
+_NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 #: a `device` parameter value for a test that runs on the CPU and, where there is one, on CUDA.
-CUDA_PARAM = pytest.param("cuda", marks=[pytest.mark.cuda,
-                                         pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")])
+CUDA_PARAM = pytest.param("cuda", marks=[pytest.mark.cuda, _NEEDS_CUDA])
 
 
 def default_sigint() -> None:
