@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from learn_helpers import camera_look, card_camera, global_look, jpeg_bytes, write_look_frame
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -31,6 +30,7 @@ from raw2rgb_plugin.training.learn.run import learn, split_pairs
 from raw2rgb_plugin.training.learn.targets import TargetMissing, read_target, to_sensor_orientation
 
 from helpers import CUDA_PARAM
+from learn_helpers import camera_look, card_camera, global_look, jpeg_bytes, write_look_frame
 from scene_images import textured_scene
 
 H, W = 256, 384
@@ -228,7 +228,8 @@ def test_a_run_writes_nothing_beside_the_raws_installs_only_at_the_end_and_resum
     assert (run / "report.md").is_file() and (run / "report.json").is_file()
     assert all((run / f["crops"]).is_file() for f in result.report["scores"]["frames"])
 
-    # …exactly: the same weights as a run that was never stopped.
+    # …exactly: the same weights as a run that was never stopped. Exact by construction: both runs
+    # are in this process on the same kernels and threads, and the resume restores every state.
     learn([card], tmp_path / "uninterrupted", LearnOptions("card-look", holdout=1, finetune=options.finetune, install=False))
     resumed, uninterrupted = _weights(run), _weights(tmp_path / "uninterrupted")
     assert resumed.keys() == uninterrupted.keys() and all(np.array_equal(resumed[k], uninterrupted[k]) for k in resumed)
