@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.io.files import write_bytes
 
 HOSTS = ("darktable", "gimp", "gimp2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -243,17 +244,8 @@ class Plan:
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # write beside and rename, so a host never reads a half-written script
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, data, mode=mode)
 
 
 def _plan_file(plan: Plan, path: Path, data: bytes, mode: int) -> None:

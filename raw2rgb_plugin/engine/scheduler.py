@@ -13,7 +13,7 @@ its one-line reason; anything else fails it as unexpected; the batch goes on. A 
 appears while it waits (another run into the same folder finished it) is skipped: checked before
 decoding, again before rendering, and a write that loses the race to the other run counts as
 skipped too, not failed. An output path that is a folder fails that file. Our own partial files
-left in an output folder by a killed run (`io.tiff_write.remove_stale_partials`) are removed the
+left in an output folder by a killed run (`io.files.remove_stale_partials`) are removed the
 first time a job writes into that folder.
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from raw2rgb_plugin.engine.jobs import ConvertJob, DoneEvent, Event, EventCallback, FileResult, StageEvent
 from raw2rgb_plugin.errors import OutputExistsError, Raw2RgbError
-from raw2rgb_plugin.io.tiff_write import remove_stale_partials
+from raw2rgb_plugin.io.files import remove_stale_partials
 
 D = TypeVar("D")  # what decoding yields (frame + metadata)
 

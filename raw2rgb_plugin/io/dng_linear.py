@@ -43,7 +43,8 @@ from raw2rgb_plugin.io.dng_write import (
     _WHITE_LEVEL,
 )
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
-from raw2rgb_plugin.io.tiff_write import TagDict, atomic_output, photo_tags, rational_values
+from raw2rgb_plugin.io.files import atomic_output
+from raw2rgb_plugin.io.tiff_write import TagDict, photo_tags, rational_values
 
 # PreviewColorSpace (below) is a DNG 1.2 tag.
 _DNG_BACKWARD_VERSION = (1, 2, 0, 0)

@@ -21,7 +21,8 @@ from tifftools import Datatype, Tag
 
 from raw2rgb_plugin import __version__
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
-from raw2rgb_plugin.io.tiff_write import atomic_output, copy_with_tags, photo_tags, rational_values
+from raw2rgb_plugin.io.files import atomic_output
+from raw2rgb_plugin.io.tiff_write import copy_with_tags, photo_tags, rational_values
 
 CFA_ORDERS = ("RGGB", "BGGR", "GRBG", "GBRG")
 

@@ -10,12 +10,7 @@ half-written TIFF that a photo manager would import.
 from __future__ import annotations
 
 import io
-import os
-import re
-import secrets
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,8 +21,8 @@ import tifftools
 from tifftools import Datatype, Tag
 from tifftools.constants import EXIFTag, GPSTag
 
-from raw2rgb_plugin.errors import OutputError, OutputExistsError, Raw2RgbError
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata
+from raw2rgb_plugin.io.files import atomic_output
 
 # Deflate level 1 is several times faster than the default 6 and, after the horizontal
 # predictor, within a few percent of its size on 16-bit photographs.
@@ -67,71 +62,6 @@ def write_rgb16_tiff(path: Path, rgb: np.ndarray, *, icc: bytes, metadata: Photo
 
 
 # --- helpers shared with dng_write ------------------------------------------------------------
-
-@contextmanager
-def atomic_output(path: Path, *, overwrite: bool) -> Iterator[BinaryIO]:
-    """Yield a file that becomes `path` only if the block completes.
-
-    The data goes to `.<name>.partial-<random>` beside `path` (same filesystem, so the final
-    rename is atomic), is fsynced, then moved into place. Without `overwrite` an existing
-    `path` is never replaced, even one created while we were writing.
-    """
-    if os.path.isdir(path):
-        raise OutputError(f"{path} is a folder", "rename or remove that folder, or write elsewhere with -o")
-    if not overwrite and os.path.lexists(path):
-        raise OutputExistsError(f"{path} already exists",
-                                "use --overwrite to replace it, or choose another output name")
-    partial = path.with_name(f".{path.name}.partial-{secrets.token_hex(_PARTIAL_TOKEN_BYTES)}")
-    try:
-        # 0o666 & umask: the same permissions a plainly created file would get.
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o666)
-    except OSError as exc:
-        raise _output_error(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        _move_into_place(partial, path, overwrite)
-    except OSError as exc:
-        with suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise _output_error(path, exc) from exc
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
-    _fsync_directory(path.parent)
-
-
-#: `.<name>.partial-<12 hex digits>`: the temporary names `atomic_output` writes under.
-_PARTIAL_TOKEN_BYTES = 6
-PARTIAL_NAME = re.compile(r"^\..+\.partial-[0-9a-f]{12}$")  # 12 = 2 × _PARTIAL_TOKEN_BYTES
-#: a partial file this old is left over from a run that was killed (SIGKILL, power loss): a
-#: running write renames its partial within seconds, so another run's fresh one is never touched.
-STALE_PARTIAL_SECONDS = 3600.0
-
-
-def remove_stale_partials(folder: Path, *, older_than: float = STALE_PARTIAL_SECONDS) -> list[Path]:
-    """Delete our own partial files (`PARTIAL_NAME`) in `folder` older than `older_than` seconds;
-    the paths removed. Anything else, and anything unreadable, is left alone."""
-    removed: list[Path] = []
-    limit = time.time() - older_than
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not PARTIAL_NAME.match(entry.name):
-            continue
-        try:
-            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < limit:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except OSError:
-            continue
-    return removed
 
 
 def photo_tags(metadata: PhotoMetadata | None) -> TagDict:
@@ -234,43 +164,3 @@ def _gps_tags(gps: GpsInfo) -> TagDict:
     if gps.datestamp:
         tags[int(GPSTag.GPSDateStamp)] = _ascii(gps.datestamp)
     return tags
-
-
-def _move_into_place(partial: Path, path: Path, overwrite: bool) -> None:
-    if overwrite:
-        os.replace(partial, path)
-        return
-    try:
-        # A hard link fails if `path` appeared since our check; rename would replace it.
-        os.link(partial, path)
-    except FileExistsError:
-        raise OutputExistsError(f"{path} appeared while it was being written",
-                                "another process wrote it; use --overwrite to replace it") from None
-    except OSError:
-        # Filesystems without hard links (FAT, some network shares): best effort.
-        if os.path.lexists(path):
-            raise OutputExistsError(f"{path} appeared while it was being written",
-                                    "another process wrote it; use --overwrite to replace it") from None
-        os.rename(partial, path)
-        return
-    os.unlink(partial)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on every platform.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _output_error(path: Path, exc: OSError) -> Raw2RgbError:
-    reason = exc.strerror or str(exc)
-    return OutputError(f"cannot write {path}: {reason}",
-                       "check that the folder exists, is writable and has free space")

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from raw2rgb_plugin.errors import ProfileError
+from raw2rgb_plugin.io.files import write_bytes
 from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS, plain_state_dict
 from raw2rgb_plugin.models.registry import block_of, build_model, check_block
 from raw2rgb_plugin.models.spec import ArchitectureSpec
@@ -88,20 +88,7 @@ def save_profile(path: Path, model: nn.Module, metadata: dict, *, dtype: torch.d
         # A diverged run must not ship a profile that renders every photo black.
         raise ProfileError(f"{path}: {broken}; the profile was not written",
                            "the training diverged: resume from an earlier checkpoint, or lower the learning rates")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
-        # mkstemp creates 0600; a profile is a plain file anyone who may read the folder may read.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes(path, save(state, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)}))
 
 
 def load_profile(name_or_path: str | os.PathLike) -> Profile:

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.errors import OutputError, Raw2RgbError
+from raw2rgb_plugin.io.files import write_bytes
 from raw2rgb_plugin.runtime.precision import CACHE_ENV
 
 OPSET = 17
@@ -89,11 +90,8 @@ def _exported(model: nn.Module, channels: int) -> bytes:
                           dynamic_axes={"packed": {0: "n", 2: "h", 3: "w"}, "rgb": {0: "n", 2: "height", 3: "width"}})
     data = buffer.getvalue()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
+        write_bytes(path, data)
+    except (OSError, OutputError):
         pass  # an unwritable cache only costs the next start another export
     return data
 

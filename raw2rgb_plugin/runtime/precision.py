@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.errors import OutputError, Raw2RgbError
+from raw2rgb_plugin.io.files import write_json
 from raw2rgb_plugin.runtime.settings import CPU_PRECISION_CHOICES, CPU_PRECISION_ENV
 
 #: bf16's output against fp32's on the test frame, on [0, 1]: below this bf16 is not used.
@@ -122,11 +123,8 @@ def write_cache(path: Path, key: str, choice: PrecisionChoice) -> None:
     data = read_cache(path)
     data[key] = {k: v for k, v in asdict(choice).items() if k != "source"}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
+        write_json(path, data, sort_keys=True)
+    except (OSError, OutputError):
         pass
 
 

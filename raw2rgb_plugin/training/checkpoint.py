@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from raw2rgb_plugin.io.files import atomic_output
 from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT
 from raw2rgb_plugin.models.g1 import G1, VARIANT_WIDTHS, G1Config, adapt_plain_state, add_noise_channels, load_plain_state_dict
 from raw2rgb_plugin.profiles.store import load_profile
@@ -85,13 +85,8 @@ def write_checkpoint(run_dir: Path, state: dict, name: str = CHECKPOINT_NAME) ->
     """Write atomically: an interrupted save leaves the previous checkpoint intact."""
     path = run_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{name}.{os.getpid()}.partial")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path, overwrite=True) as out:
+        torch.save(state, out)
     return path
 
 

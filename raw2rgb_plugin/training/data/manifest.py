@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
+from raw2rgb_plugin.io.files import write_json
 from raw2rgb_plugin.training.data.options import BuildOptions
 from raw2rgb_plugin.training.data.store import (
     BUILD_OPTIONS,
@@ -21,7 +22,6 @@ from raw2rgb_plugin.training.data.store import (
     MARGIN,
     DatasetError,
     assign_splits,
-    atomic_write_json,
 )
 
 #: options that change how a build runs, not what it stores.
@@ -41,7 +41,7 @@ def check_build_options(out: Path, key: dict) -> None:
                                "resume with the same options, or write to a new folder")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "content": key})
+        write_json(path, {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "content": key})
 
 
 def finish_dataset(out: Path, shards: list[dict], options: BuildOptions, saliency: dict, unmatched: dict) -> dict:
@@ -71,7 +71,7 @@ def finish_dataset(out: Path, shards: list[dict], options: BuildOptions, salienc
         "counts": counts,
         "shards": manifest_shards,
     }
-    atomic_write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
     report = {
         "dataset": str(out),
         "kind": options.kind,
@@ -82,7 +82,7 @@ def finish_dataset(out: Path, shards: list[dict], options: BuildOptions, salienc
         "unmatched": unmatched,
         "pairs": [_report_entry(s, split_of) for s in shards],
     }
-    atomic_write_json(out / "report.json", report)
+    write_json(out / "report.json", report)
     return report
 
 

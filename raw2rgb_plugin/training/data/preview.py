@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from raw2rgb_plugin.io.files import atomic_output
 from raw2rgb_plugin.pipeline.normalization import apply_color_normalization
 from raw2rgb_plugin.training.data.align import packed_rgb_preview
 from raw2rgb_plugin.training.data.store import ShardLevels
@@ -44,6 +45,5 @@ def write_preview(path: Path, preview: dict) -> None:
     if scale < 1:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")  # a killed build leaves no half-written preview
-    image.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_output(path, overwrite=True) as out:  # a killed build leaves no half-written preview
+        image.save(out, format="PNG")

@@ -62,12 +62,6 @@ class DatasetError(Raw2RgbError):
 # ----------------------------------------------------------------------------------- writing
 
 
-def atomic_write_json(path: Path, document: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
 def write_shard(dataset_dir: Path, name: str, arrays: dict[str, np.ndarray] | None, info: dict) -> Path:
     """Write one shard atomically: everything goes into a hidden folder that is renamed last.
 

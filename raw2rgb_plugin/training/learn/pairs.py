@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.io.files import atomic_output
 from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.io.raw_file import RawFile
 from raw2rgb_plugin.pipeline.mhc import demosaic
@@ -230,10 +230,8 @@ def save_pair(run_dir: Path, pair: LearnPair) -> LearnPair:
     folder = Path(run_dir) / PAIRS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     linear, target = pair.linear.astype(np.float16), pair.target.astype(np.float16)
-    tmp = folder / f".{pair.name}.partial.npz"
-    with open(tmp, "wb") as f:
-        np.savez(f, linear=linear, target=target, info=np.array(json.dumps(pair.info)))
-    os.replace(tmp, folder / f"{pair.name}.npz")
+    with atomic_output(folder / f"{pair.name}.npz", overwrite=True) as out:
+        np.savez(out, linear=linear, target=target, info=np.array(json.dumps(pair.info)))
     return LearnPair(pair.name, linear.astype(np.float32), target.astype(np.float32), pair.info)
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from raw2rgb_plugin.io.files import atomic_output, write_json, write_text
 from raw2rgb_plugin.training.color_difference import median_delta_e2000
-from raw2rgb_plugin.training.data.store import atomic_write_json
 from raw2rgb_plugin.training.learn.lut import CurveLut
 from raw2rgb_plugin.training.learn.pairs import LearnPair
 from raw2rgb_plugin.training.learn.patches import network_input, padded16
@@ -88,9 +88,8 @@ def _write_crops(path: Path, images: dict[str, np.ndarray]) -> Path:
     draw = ImageDraw.Draw(canvas)
     for k, name in enumerate(("base", "lut", "learned", "target")):
         draw.text((k * side + 4, 2), _LABELS[name], fill=(0, 0, 0))
-    tmp = path.with_name(f".{path.name}.partial")
-    canvas.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_output(path, overwrite=True) as out:
+        canvas.save(out, format="PNG")
     return path
 
 
@@ -107,12 +106,8 @@ def _busiest_window(image: np.ndarray, side: int) -> tuple[int, int]:
 def write_report(run_dir: Path, document: dict) -> Path:
     """RUN/report.json (everything) and RUN/report.md (for people)."""
     run_dir = Path(run_dir)
-    atomic_write_json(run_dir / "report.json", document)
-    path = run_dir / "report.md"
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(_markdown(document))
-    tmp.replace(path)
-    return path
+    write_json(run_dir / "report.json", document)
+    return write_text(run_dir / "report.md", _markdown(document))
 
 
 def _markdown(d: dict) -> str:

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.io.files import atomic_output, write_json
 from raw2rgb_plugin.models.g1 import G1
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.runtime.device import choose_device
 from raw2rgb_plugin.training.config import TrainingError
-from raw2rgb_plugin.training.data.store import atomic_write_json
 from raw2rgb_plugin.training.export import check_installed_profile, checked_profile_name, export_profile
 from raw2rgb_plugin.training.learn.finetune import CHECKPOINT_NAME, Finetune, gaussian_lowpass
 from raw2rgb_plugin.training.learn.head import fit_head
@@ -125,7 +125,7 @@ def _open_run(run_dir: Path, options: LearnOptions, command_line: str | None) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {"run_id": uuid.uuid4().hex, "started": now(), "options": options.content(),
              "command_line": command_line if command_line is not None else " ".join(sys.argv)}
-    atomic_write_json(path, state)
+    write_json(path, state)
     return state
 
 
@@ -219,9 +219,8 @@ def _lut(run_dir: Path, train: list[LearnPair], base: torch.nn.Module, emit: Eve
         sources.append(rendered.reshape(-1, 3)[pick])
         targets.append(target.reshape(-1, 3)[pick])
     lut = fit_curve_lut(np.concatenate(sources), np.concatenate(targets))
-    tmp = path.with_name(f".{path.name}.partial.npz")
-    np.savez(tmp, curves=lut.curves, lut=lut.lut)
-    tmp.replace(path)
+    with atomic_output(path, overwrite=True) as out:
+        np.savez(out, curves=lut.curves, lut=lut.lut)
     seconds["curve + LUT fit"] = time.perf_counter() - t0
     emit({"event": "lut", "seconds": seconds["curve + LUT fit"]})
     return lut
