@@ -13,6 +13,7 @@ from rich.table import Table
 
 from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, ConvertOptions
 from raw2rgb_plugin.runtime.settings import DEVICE_HELP, check_device_name
+from raw2rgb_plugin.vocabulary import DENOISE_RANGE
 
 from .console import err, error_line, fail, note_line, print_json, progress_bar, shown
 
@@ -34,7 +35,7 @@ def convert(
     shard_text: str | None = typer.Option(None, "--shard", help="K/N: convert only the K-th of N deterministic shares of the inputs (one per machine: SLURM arrays, Kubernetes indexed jobs)."),
     tile: int | None = typer.Option(D.tile, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
     overlap: int = typer.Option(D.overlap, "--overlap", help="Tile overlap in packed pixels."),
-    denoise: float = typer.Option(D.denoise, "--denoise", help="Denoising strength of a noise-aware profile, 0 (keep all detail and grain) to 2 (strong); it scales the noise level the network is told."),
+    denoise: float = typer.Option(D.denoise, "--denoise", help=f"Denoising strength of a noise-aware profile, {DENOISE_RANGE[0]:g} (keep all detail and grain) to {DENOISE_RANGE[1]:g} (strong); it scales the noise level the network is told."),
     half_size: bool = typer.Option(D.half_size, "--half-size", help="Write at half sensor resolution (the packed grid)."),
     compress: bool = typer.Option(D.compress, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),
     overwrite: bool = typer.Option(D.overwrite, "--overwrite/--skip-existing", help="Replace existing outputs, or skip them."),

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from raw2rgb_plugin.vocabulary import DEFAULT_DENOISE, DENOISE_RANGE, DEVICE_CHOICES
+
 from .console import error_line, out
 
 
@@ -17,11 +19,8 @@ class Host(str, Enum):
     gimp2 = "gimp2"
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
+#: --device's choices, from the shared vocabulary (an Enum, so typer lists and checks them)
+Device = Enum("Device", {name: name for name in DEVICE_CHOICES}, type=str)  # type: ignore[misc]
 
 
 NEXT_STEPS = {
@@ -68,8 +67,8 @@ def install(
     device: Device | None = typer.Option(None, "--device", help="Device the host uses by default (default: auto)."),
     denoise: float | None = typer.Option(
         None, "--denoise", metavar="S",
-        help="Denoising strength the host uses by default for a noise-aware profile: 0 (keep all detail "
-        "and grain) to 2 (strong) (default: 1).",
+        help=f"Denoising strength the host uses by default for a noise-aware profile: {DENOISE_RANGE[0]:g} (keep "
+        f"all detail and grain) to {DENOISE_RANGE[1]:g} (strong) (default: {DEFAULT_DENOISE:g}).",
     ),
 ) -> None:
     """Install or update the darktable or GIMP integration for the current user."""

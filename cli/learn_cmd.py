@@ -13,6 +13,7 @@ from rich.progress import TaskID
 from rich.table import Table
 
 # options.py imports no torch: `raw2rgb --help` stays fast.
+from raw2rgb_plugin.runtime.settings import DEVICE_HELP
 from raw2rgb_plugin.training.learn.options import DEFAULT_BASE_PROFILE, DEFAULT_MAX_SIDE, SOURCES, FinetuneOptions
 
 from .console import err, fail, print_json, progress_bar
@@ -30,7 +31,7 @@ def learn(
     lowpass: float = typer.Option(_F.lowpass_sigma, "--lowpass", min=0.3, help="Pair pixels (σ) below which detail stays the base profile's and above which the camera's JPEG is learned."),
     holdout: int | None = typer.Option(None, "--holdout", min=0, help="Frames held out to score the result (default: about 15 %; none under 4 files)."),
     max_side: int = typer.Option(DEFAULT_MAX_SIDE, "--max-side", min=64, help="Long side of the training pairs, pixels (targets larger than this are reduced)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, auto, cuda, cuda:N or mps."),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; errors only."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout at the end."),

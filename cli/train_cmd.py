@@ -15,9 +15,14 @@ from rich.table import Table
 
 # Every option that mirrors a TrainConfig field takes its default from TrainConfig, so the help
 # and the engine never disagree (config.py imports no torch: `raw2rgb --help` stays fast).
+from raw2rgb_plugin.runtime.settings import DEVICE_HELP
 from raw2rgb_plugin.training.config import TrainConfig
+from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, VARIANT_WIDTHS
 
 from .console import err, error_line, fail, print_json, progress_bar
+
+_VARIANT_HELP = ("G1 width: auto (base on a GPU, lite on a CPU), "
+                 + ", ".join(f"{name} ({width})" for name, width in VARIANT_WIDTHS.items()) + "; base is the seed's.")
 
 _D = TrainConfig()
 
@@ -32,7 +37,7 @@ def train(
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
     profile_name: str | None = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
-    variant: str = typer.Option("auto", "--variant", help="G1 width: auto (base on a GPU, lite on a CPU), base (64, the seed's), slim (32) or lite (16)."),
+    variant: str = typer.Option("auto", "--variant", help=_VARIANT_HELP),
     max_steps: int | None = typer.Option(_D.max_steps, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
     max_minutes: float | None = typer.Option(_D.max_minutes, "--max-minutes", help="Stop after this many minutes of training in this invocation; a checkpoint and a profile are still written (--resume continues)."),
     keep_best: bool = typer.Option(_D.keep_best, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
@@ -40,7 +45,7 @@ def train(
     vgg_weights: Path | None = typer.Option(_D.vgg_weights, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output exactly where its checkpoint left it (its saved settings apply)."),
     init: str | None = typer.Option(_D.init_profile, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it; its width wins over --variant."),
-    device: str = typer.Option(_D.device, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option(_D.device, "--device", help=DEVICE_HELP),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", min=1, help="Patches per step (per process under torchrun)."),
     workers: int | None = typer.Option(_D.workers, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),
     stage1_epochs: int = typer.Option(_D.stage1_epochs, "--stage1-epochs", min=0, help="Epochs of stage 1 (L1 + attention)."),
@@ -54,7 +59,7 @@ def train(
     lambda_perc: float = typer.Option(_D.lambda_perc, "--lambda-perc", help="Weight of the VGG16 perceptual loss."),
     lambda_gan: float = typer.Option(_D.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
     d_width: int = typer.Option(_D.d_width, "--d-width", min=1, help="Discriminator base width."),
-    input_normalization: str | None = typer.Option(_D.input_normalization, "--input-normalization", help="raw, wb, wb+ccm, linear-srgb or wb-headroom (default: the dataset's)."),
+    input_normalization: str | None = typer.Option(_D.input_normalization, "--input-normalization", help=f"{', '.join(INPUT_NORMALIZATIONS)} (default: the dataset's)."),
     residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel), mhc-linear-gated (the same over a linear demosaic; wb-headroom input) or auto (the gated base of the input; an --init profile keeps its own)."),
     amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision. CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. CPU: auto (bf16 autocast where measured faster on this CPU, cached), bf16 or off."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seed of weights, data order and augmentation."),
@@ -250,7 +255,7 @@ def evaluate(
     profile: str = typer.Argument(..., help="Profile name or .safetensors path.", show_default=False),
     dataset: Path = typer.Argument(..., help="Dataset folder.", show_default=False),
     split: str = typer.Option("val", "--split", help="val (held-out scenes) or train."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Patches per forward pass."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Score only the first N patches."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also score the classical LibRaw rendering of the same RAWs."),

@@ -32,11 +32,9 @@ from pathlib import Path
 
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.files import write_bytes
+from raw2rgb_plugin.vocabulary import DEFAULT_DENOISE, DENOISE_RANGE, DEVICE_CHOICES
 
 HOSTS = ("darktable", "gimp", "gimp2")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-#: `raw2rgb convert --denoise` takes 0 (keep all detail and grain) … 2 (strong denoising).
-DENOISE_RANGE = (0.0, 2.0)
 
 LUA_MODULE = "raw2rgb"
 LUARC_LINE = f'require "{LUA_MODULE}"'
@@ -51,6 +49,10 @@ PLACEHOLDERS = {
     "device": '"@RAW2RGB_DEVICE@"',
     "denoise": '"@RAW2RGB_DENOISE@"',
 }
+#: raw2rgb's own constants the plug-ins need, written as number literals where the template has
+#: these (quoted, so the template itself still parses): one definition, in raw2rgb_plugin.vocabulary.
+#: The GIMP 2.10 plug-in gets them as RAW2RGB_<NAME> macros in its generated header.
+CONSTANTS = {"DENOISE_MIN": DENOISE_RANGE[0], "DENOISE_MAX": DENOISE_RANGE[1], "DENOISE_DEFAULT": DEFAULT_DENOISE}
 
 
 class HostInstallError(Raw2RgbError):
@@ -151,8 +153,8 @@ class RecordedSettings:
             resolved = Path(os.path.abspath(executable.expanduser()))
             if not (resolved.is_file() and os.access(resolved, os.X_OK)):
                 raise HostInstallError(f"{resolved} is not an executable file", "pass the path of the raw2rgb program")
-        if device and device not in DEVICES:
-            raise HostInstallError(f"unknown device {device!r}", f"pick one of {', '.join(DEVICES)}")
+        if device and device not in DEVICE_CHOICES:
+            raise HostInstallError(f"unknown device {device!r}", f"pick one of {', '.join(DEVICE_CHOICES)}")
         recorded_denoise = ""
         if denoise is not None:
             low, high = DENOISE_RANGE
@@ -196,15 +198,17 @@ def python_string_literal(value: str) -> str:
     return repr(value)
 
 
-def fill_placeholders(template: str, settings: RecordedSettings, literal) -> str:
-    for key, value in settings.values().items():
-        placeholder = PLACEHOLDERS[key]
+def fill_placeholders(template: str, settings: RecordedSettings, literal, number=lambda value: f"{value:g}") -> str:
+    """The recorded settings as string literals, raw2rgb's constants as `number` literals."""
+    values = {PLACEHOLDERS[key]: literal(value) for key, value in settings.values().items()}
+    values.update({f'"@RAW2RGB_{name}@"': number(value) for name, value in CONSTANTS.items()})
+    for placeholder, text in values.items():
         if template.count(placeholder) != 1:
             raise HostInstallError(
                 f"the integration template has {template.count(placeholder)} {placeholder} placeholders, expected 1",
                 "reinstall raw2rgb: its host_integrations folder is damaged",
             )
-        template = template.replace(placeholder, literal(value))
+        template = template.replace(placeholder, text)
     return template
 
 
@@ -352,7 +356,7 @@ def _plan_darktable_uninstall(plan: Plan) -> None:
 
 def _plan_gimp_install(plan: Plan, settings: RecordedSettings) -> None:
     template = (integrations_dir() / "gimp" / GIMP_PLUG_IN / f"{GIMP_PLUG_IN}.py").read_text(encoding="utf-8")
-    script = fill_placeholders(template, settings, python_string_literal)
+    script = fill_placeholders(template, settings, python_string_literal, number=repr)
     (target,) = installed_paths("gimp", plan.config_dir)
     _plan_file(plan, target, script.encode("utf-8", errors="surrogateescape"), 0o755)
 
@@ -399,7 +403,13 @@ def gimp2_config_header(settings: RecordedSettings) -> str:
         f"#define RAW2RGB_RECORDED_PROFILE {c_string_literal(values['profile'])}\n"
         f"#define RAW2RGB_RECORDED_DEVICE {c_string_literal(values['device'])}\n"
         f"#define RAW2RGB_RECORDED_DENOISE {c_string_literal(values['denoise'])}\n"
+        + gimp2_constants_header()
     )
+
+
+def gimp2_constants_header() -> str:
+    """raw2rgb's constants the GIMP 2.10 plug-in needs, as C macros (`CONSTANTS`)."""
+    return "".join(f"#define RAW2RGB_{name} {float(value)!r}\n" for name, value in CONSTANTS.items())
 
 
 def build_gimp2_plug_in(settings: RecordedSettings, build_dir: Path) -> Path:

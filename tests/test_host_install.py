@@ -27,7 +27,7 @@ from raw2rgb_host_integrations.install import (
     lua_string_literal,
     uninstall,
 )
-from raw2rgb_plugin.engine.plan import RAW_EXTENSIONS
+from raw2rgb_plugin.vocabulary import RAW_EXTENSIONS
 
 HOSTILE_TEXT = "/opt/my tools/it's \"raw2rgb\" $(touch x); `y` \\ ? café 写真/raw2rgb"
 
@@ -267,11 +267,14 @@ def summary_reader(tmp_path_factory) -> Path:
     source.write_text(SUMMARY_HARNESS)
     plug_in = host_install.integrations_dir() / "gimp2" / "file-raw2rgb.c"
     binary = folder / "harness"
+    constants = folder / "constants.h"  # what `raw2rgb install gimp2` passes with -include
+    constants.write_text(host_install.gimp2_constants_header())
     flags = shlex.split(subprocess.run(["gimptool-2.0", "--cflags-noui", "--libs-noui"] if shutil.which("gimptool-2.0")
                                        else ["pkg-config", "--cflags", "--libs", "gimp-2.0"],
                                        capture_output=True, text=True, check=True).stdout)
     compiler = host_install.c_compiler()
-    base = [compiler, "-O1", "-g", "-Wall", f"-DSOURCE={c_string_literal(str(plug_in))}", "-o", str(binary), str(source)]
+    base = [compiler, "-O1", "-g", "-Wall", f"-DSOURCE={c_string_literal(str(plug_in))}", "-include", str(constants),
+            "-o", str(binary), str(source)]
     # with the sanitizers where the compiler has them: the reader walks raw bytes
     built = subprocess.run([*base, "-fsanitize=address,undefined", "-fno-sanitize-recover=all", *flags],
                            capture_output=True, text=True, check=False)
@@ -444,6 +447,21 @@ def test_the_recorded_denoise_reaches_every_installed_file(tmp_path, executable)
     assert "RECORDED_DENOISE = '0.5'\n" in plug_in
 
     assert '#define RAW2RGB_RECORDED_DENOISE "0.5"\n' in host_install.gimp2_config_header(settings)
+
+
+def test_the_denoise_range_is_raw2rgbs_own_in_every_installed_file(tmp_path, executable, monkeypatch):
+    """One definition (raw2rgb_plugin.vocabulary): the installer writes it into each plug-in."""
+    monkeypatch.setattr(host_install, "CONSTANTS", {**host_install.CONSTANTS, "DENOISE_MAX": 3.0})
+    settings = RecordedSettings.build(executable)
+    install("darktable", tmp_path / "dt", settings)
+    lua = (tmp_path / "dt" / "lua" / "raw2rgb.lua").read_text(encoding="utf-8")
+    assert "local DENOISE_MIN, DENOISE_MAX, DENOISE_DEFAULT = 0, 3, 1\n" in lua
+    install("gimp", tmp_path / "gimp3", settings)
+    plug_in = (tmp_path / "gimp3" / "plug-ins" / "file-raw2rgb" / "file-raw2rgb.py").read_text(encoding="utf-8")
+    assert "DENOISE_MIN = 0.0\nDENOISE_MAX = 3.0\nDENOISE_DEFAULT = 1.0\n" in plug_in
+    assert "@RAW2RGB_DENOISE" not in lua + plug_in
+    header = host_install.gimp2_config_header(settings)
+    assert "#define RAW2RGB_DENOISE_MIN 0.0\n#define RAW2RGB_DENOISE_MAX 3.0\n#define RAW2RGB_DENOISE_DEFAULT 1.0\n" in header
 
 
 def test_a_relative_profile_path_is_recorded_absolute(tmp_path, monkeypatch, executable):

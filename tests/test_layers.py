@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "raw2rgb_plugin"
 
 #: lowest first. `io` and `pipeline` are the bottom: they know nothing of models or profiles.
-LAYERS = ["errors", "pipeline", "io", "models", "profiles", "runtime", "engine", "training"]
+LAYERS = ["errors", "vocabulary", "pipeline", "io", "models", "profiles", "runtime", "engine", "training"]
 
 
 def _modules() -> dict[str, Path]:

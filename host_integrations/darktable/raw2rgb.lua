@@ -54,8 +54,9 @@ local PROFILE_PLACEHOLDER = {
 -- Files per converter process: one process loads the model once for all of them, and the
 -- progress bar moves after each batch.
 local BATCH_SIZE = 8
--- `raw2rgb convert --denoise` range and default: 0 keeps all detail and grain, 2 denoises strongly.
-local DENOISE_MIN, DENOISE_MAX, DENOISE_DEFAULT = 0, 2, 1
+-- `raw2rgb convert --denoise` range and default (0 keeps all detail and grain, 2 denoises strongly),
+-- written in as numbers by `raw2rgb install darktable` from raw2rgb's own definition.
+local DENOISE_MIN, DENOISE_MAX, DENOISE_DEFAULT = "@RAW2RGB_DENOISE_MIN@", "@RAW2RGB_DENOISE_MAX@", "@RAW2RGB_DENOISE_DEFAULT@"
 
 -- Filled in by `raw2rgb install darktable`; empty, or still shaped like @NAME@, means "not set".
 local RECORDED_EXECUTABLE = "@RAW2RGB_EXECUTABLE@"

@@ -30,7 +30,8 @@
  *
  * Build and install: `raw2rgb install gimp2` (it records the raw2rgb executable, profile, device
  * and denoise strength through a generated header passed with -include). By hand:
- *   gcc -O2 -o file-raw2rgb file-raw2rgb.c $(gimptool-2.0 --cflags-noui --libs-noui)
+ *   gcc -O2 -DRAW2RGB_DENOISE_MIN=0.0 -DRAW2RGB_DENOISE_MAX=2.0 -DRAW2RGB_DENOISE_DEFAULT=1.0 \
+ *       -o file-raw2rgb file-raw2rgb.c $(gimptool-2.0 --cflags-noui --libs-noui)
  */
 
 #include <string.h>
@@ -62,9 +63,13 @@
 #define RAW2RGB_RECORDED_DENOISE ""
 #endif
 
-/* `raw2rgb convert --denoise` range: 0 keeps all detail and grain, 2 denoises strongly. */
-#define DENOISE_MIN 0.0
-#define DENOISE_MAX 2.0
+/* `raw2rgb convert --denoise` range and default (0 keeps all detail and grain, 2 denoises
+ * strongly): raw2rgb's own definition, in the header `raw2rgb install gimp2` generates. */
+#if !defined RAW2RGB_DENOISE_MIN || !defined RAW2RGB_DENOISE_MAX || !defined RAW2RGB_DENOISE_DEFAULT
+#error "build with `raw2rgb install gimp2`, or pass -DRAW2RGB_DENOISE_MIN=0.0 -DRAW2RGB_DENOISE_MAX=2.0 -DRAW2RGB_DENOISE_DEFAULT=1.0"
+#endif
+#define DENOISE_MIN RAW2RGB_DENOISE_MIN
+#define DENOISE_MAX RAW2RGB_DENOISE_MAX
 
 static void query (void);
 static void run   (const gchar      *name,
@@ -151,9 +156,9 @@ setting (const gchar *env_name,
 }
 
 /*
- * `--denoise`'s value from RAW2RGB_DENOISE, else the recorded strength, else "1": a plain decimal
- * ("0.5") read and written with GLib's ASCII functions, which ignore the locale (a German one
- * would write "0,5"). NULL, with `error` set, for a value that is no number from 0 to 2.
+ * `--denoise`'s value from RAW2RGB_DENOISE, else the recorded strength, else raw2rgb's default: a
+ * plain decimal ("0.5") read and written with GLib's ASCII functions, which ignore the locale (a
+ * German one would write "0,5"). NULL, with `error` set, for a value outside the range.
  */
 static gchar *
 denoise_argument (GError **error)
@@ -164,13 +169,13 @@ denoise_argument (GError **error)
   gdouble      value;
 
   if (! text)
-    return g_strdup ("1");
+    return g_strdup (g_ascii_formatd (buffer, sizeof buffer, "%g", RAW2RGB_DENOISE_DEFAULT));
   value = g_ascii_strtod (text, &end);
   if (end == text || *end != '\0' || ! (value >= DENOISE_MIN && value <= DENOISE_MAX))
     {
       g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                   "raw2rgb: the denoise strength '%s' is not a number from 0 to 2 — fix "
-                   "RAW2RGB_DENOISE or run `raw2rgb install gimp2 --denoise S` again", text);
+                   "raw2rgb: the denoise strength '%s' is not a number from %g to %g — fix "
+                   "RAW2RGB_DENOISE or run `raw2rgb install gimp2 --denoise S` again", text, DENOISE_MIN, DENOISE_MAX);
       return NULL;
     }
   return g_strdup (g_ascii_formatd (buffer, sizeof buffer, "%g", value + 0.0));

@@ -22,7 +22,7 @@ import torch
 
 from raw2rgb_plugin import __version__
 from raw2rgb_plugin.engine.jobs import ConvertJob, EventCallback, FileResult
-from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, OUTPUT_FORMATS, check_denoise
+from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, check_denoise
 from raw2rgb_plugin.engine.scheduler import Stages, in_job_order, schedule
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
@@ -40,6 +40,7 @@ from raw2rgb_plugin.profiles.store import Profile
 from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device
 from raw2rgb_plugin.runtime.runner import Runner, build_runner
 from raw2rgb_plugin.runtime.tiling import DEFAULT_OVERLAP
+from raw2rgb_plugin.vocabulary import OUTPUT_FORMATS
 
 __all__ = ["Converter", "ConvertJob", "FileResult"]
 

@@ -6,19 +6,17 @@ from dataclasses import dataclass
 
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.runtime.settings import DEFAULT_OVERLAP
+from raw2rgb_plugin.vocabulary import DEFAULT_DENOISE, DENOISE_RANGE, OUTPUT_FORMATS
 
-#: `--format`: a finished TIFF, or an editable linear DNG (needs a scene-linear profile).
-OUTPUT_FORMATS = ("tiff", "dng")
 #: the profile `--format dng` uses when none is named: the shipped scene-linear one.
 DEFAULT_DNG_PROFILE = "develop-lite"
 
-#: `--denoise` range: the noise level a noise-aware profile is told is multiplied by this strength.
-MAX_DENOISE = 2.0
 
 
 def check_denoise(strength: float) -> float:
-    if not 0.0 <= strength <= MAX_DENOISE:
-        raise Raw2RgbError(f"--denoise {strength:g} is outside 0 … {MAX_DENOISE:g}",
+    low, high = DENOISE_RANGE
+    if not low <= strength <= high:
+        raise Raw2RgbError(f"--denoise {strength:g} is outside {low:g} … {high:g}",
                            "0 keeps all detail and grain, 1 is the default, 2 is strong")
     return float(strength)
 
@@ -32,7 +30,7 @@ class ConvertOptions:
     overwrite: bool = False
     decode_workers: int = 2
     #: how strongly a noise-aware profile denoises: the noise level it is told, ×this (0 … 2).
-    denoise: float = 1.0
+    denoise: float = DEFAULT_DENOISE
     output_format: str = "tiff"
 
     def check(self) -> None:

@@ -15,13 +15,7 @@ from typing import TypeVar
 
 from raw2rgb_plugin.engine.jobs import ConvertJob
 from raw2rgb_plugin.errors import Raw2RgbError
-
-#: camera RAW extensions (lower case) that LibRaw reads; matched case-insensitively.
-RAW_EXTENSIONS = frozenset(
-    ".3fr .ari .arw .bay .cr2 .cr3 .crw .cs1 .dcr .dcs .dng .drf .eip .erf .fff .gpr .iiq .k25 "
-    ".kdc .mdc .mef .mos .mrw .nef .nrw .orf .pef .ptx .pxn .qtk .raf .raw .rw2 .rwl .rwz .sr2 "
-    ".srf .srw .sti .x3f".split()
-)
+from raw2rgb_plugin.vocabulary import RAW_EXTENSIONS
 
 
 def is_raw_path(path: Path) -> bool:

@@ -54,9 +54,7 @@ from raw2rgb_plugin.models.blocks import (
 from raw2rgb_plugin.models.g1_inference import G1Inference, g1_inference_activation_bytes
 from raw2rgb_plugin.models.spec import ArchitectureSpec
 from raw2rgb_plugin.pipeline.classical import mhc_linear_rendering, mhc_srgb_rendering
-
-#: base width of each named variant; `base` is the seed's.
-VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}
+from raw2rgb_plugin.vocabulary import VARIANT_WIDTHS
 
 #: three stride-2 encoder stages: packed inputs must be a multiple of this.
 PACKED_STRIDE = 8

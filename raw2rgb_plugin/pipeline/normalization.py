@@ -37,8 +37,7 @@ import torch
 from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
 from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
-
-INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb", "wb-headroom")
+from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS
 
 
 class MosaicFrame(Protocol):

@@ -17,18 +17,12 @@ import platformdirs
 
 from raw2rgb_plugin.errors import ProfileError
 from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT, check_architecture_block
+from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, OUTPUT_COLOR_SPACES, PROFILE_OUTPUTS
 
 FORMAT_VERSION = 1
 PROFILE_SUFFIX = ".safetensors"
 METADATA_KEY = "raw2rgb.profile"
 
-#: "camera-linear": white-balanced camera RGB scaled so no channel clips (`wb-headroom`), linear.
-OUTPUT_COLOR_SPACES = ("srgb", "camera-linear")
-#: what a profile's network renders: a finished display image, or scene-linear light for an
-#: editable DNG / linear TIFF (no tone curve, highlights not clipped by a display curve).
-PROFILE_OUTPUTS = ("display", "scene-linear")
-#: as pipeline/normalization.INPUT_NORMALIZATIONS, which needs torch (a test keeps the two equal).
-INPUT_NORMALIZATIONS = ("raw", "wb", "wb+ccm", "linear-srgb", "wb-headroom")
 #: the names `convert` falls back between when one is not installed.
 DEFAULT_PROFILES = ("default", "default-lite")
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from raw2rgb_plugin.errors import ProfileError
 from raw2rgb_plugin.io.files import write_bytes
-from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS, plain_state_dict
+from raw2rgb_plugin.models.g1 import plain_state_dict
 from raw2rgb_plugin.models.registry import block_of, build_model, check_block
 from raw2rgb_plugin.models.spec import ArchitectureSpec
 
@@ -41,6 +41,7 @@ from raw2rgb_plugin.profiles.catalog import (
     resolve_profile_path,
     user_profile_dir as user_profile_dir,
 )
+from raw2rgb_plugin.vocabulary import VARIANT_WIDTHS
 
 
 @dataclass

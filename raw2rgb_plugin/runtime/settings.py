@@ -1,9 +1,8 @@
 """Runtime constants the CLI shows in its help; torch-free so commands start fast."""
 
 from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.vocabulary import DEVICE_CHOICES
 
-#: what --device accepts (plus cuda:N); every command's help text is built from this.
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DEVICE_HELP = "auto, cpu, cuda[:N] or mps (auto: CUDA, then MPS, then CPU)."
 
 

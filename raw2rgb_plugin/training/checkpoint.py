@@ -24,9 +24,10 @@ from torch.nn.utils import parametrize
 
 from raw2rgb_plugin.io.files import atomic_output
 from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT
-from raw2rgb_plugin.models.g1 import G1, VARIANT_WIDTHS, G1Config, adapt_plain_state, add_noise_channels, load_plain_state_dict
+from raw2rgb_plugin.models.g1 import G1, G1Config, adapt_plain_state, add_noise_channels, load_plain_state_dict
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
+from raw2rgb_plugin.vocabulary import VARIANT_WIDTHS
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1

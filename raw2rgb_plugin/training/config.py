@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.models.blocks import RESIDUAL_BASES  # torch-free (models.g1 needs torch)
-from raw2rgb_plugin.profiles.catalog import INPUT_NORMALIZATIONS  # torch-free, as pipeline.normalization's
+from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, PROFILE_OUTPUTS, VARIANT_WIDTHS
 
 if TYPE_CHECKING:
     from raw2rgb_plugin.models.g1 import G1Config
 
-#: names of the G1 variants (`models.g1.VARIANT_WIDTHS` has their widths but needs torch).
-VARIANTS = ("base", "slim", "lite")
+#: names of the G1 variants
+VARIANTS = tuple(VARIANT_WIDTHS)
 
 
 class TrainingError(Raw2RgbError):
@@ -124,7 +124,7 @@ class TrainConfig:
             raise TrainingError(f"--clean-fraction {self.synthetic_clean_fraction} is not in [0, 1]", "use e.g. 0.1")
         if self.synthetic_patch_size % 16 or self.synthetic_patch_size < 32:
             raise TrainingError(f"--patch-size {self.synthetic_patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
-        if self.synthetic_output not in ("display", "scene-linear"):
+        if self.synthetic_output not in PROFILE_OUTPUTS:
             raise TrainingError(f"unknown --target {self.synthetic_output!r}", "use display or scene-linear")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise TrainingError(f"unknown --amp {self.amp!r}", "use auto, bf16, fp16 or off")

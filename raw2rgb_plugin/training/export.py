@@ -15,10 +15,10 @@ from pathlib import Path
 from torch import nn
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.models.g1 import VARIANT_WIDTHS
 from raw2rgb_plugin.profiles.store import load_profile, read_profile_metadata, save_profile, user_profile_dir
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
 from raw2rgb_plugin.training.run_log import now
+from raw2rgb_plugin.vocabulary import VARIANT_WIDTHS
 
 #: with `keep_best`: G1 of the best epoch so far, as a loadable profile.
 BEST_NAME = "best.safetensors"

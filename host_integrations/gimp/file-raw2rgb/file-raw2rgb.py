@@ -42,10 +42,11 @@ LOAD_PROC = "file-raw2rgb-raw-load"
 OPEN_PROC = "plug-in-raw2rgb-open"
 PLUG_IN_BINARY = "file-raw2rgb"
 
-#: `raw2rgb convert --denoise` range and default: 0 keeps all detail and grain, 2 denoises strongly.
-DENOISE_MIN = 0.0
-DENOISE_MAX = 2.0
-DENOISE_DEFAULT = 1.0
+#: `raw2rgb convert --denoise` range and default (0 keeps all detail and grain, 2 denoises strongly),
+#: written in as numbers by `raw2rgb install gimp` from raw2rgb's own definition.
+DENOISE_MIN = "@RAW2RGB_DENOISE_MIN@"
+DENOISE_MAX = "@RAW2RGB_DENOISE_MAX@"
+DENOISE_DEFAULT = "@RAW2RGB_DENOISE_DEFAULT@"
 DENOISE_BLURB = ("Denoising strength of a noise-aware profile: 0 keeps all detail and grain, 1 is "
                  "raw2rgb's default, 2 denoises strongly; other profiles ignore it")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS
 from raw2rgb_plugin.training.data.align import ALIGN_MODES
 from raw2rgb_plugin.training.data.store import MARGIN, DatasetError
+from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS
 
 #: G1 has three stride-2 stages: packed patches must be a multiple of 8.
 PATCH_MULTIPLE = 8

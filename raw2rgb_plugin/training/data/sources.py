@@ -18,10 +18,10 @@ from typing import Protocol
 
 import numpy as np
 
-from raw2rgb_plugin.engine.plan import RAW_EXTENSIONS
 from raw2rgb_plugin.training.data.images import RGB_EXTENSIONS, load_rgb
 from raw2rgb_plugin.training.data.store import DatasetError
 from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
+from raw2rgb_plugin.vocabulary import RAW_EXTENSIONS
 
 #: what `prepare` returns besides the pair: run once the pair is stored (or failed).
 Cleanup = Callable[[], None]

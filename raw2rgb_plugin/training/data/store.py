@@ -40,8 +40,9 @@ import torch
 from torch.utils.data import Dataset
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.pipeline.normalization import INPUT_NORMALIZATIONS, apply_color_normalization, levels_normalize_packed
+from raw2rgb_plugin.pipeline.normalization import apply_color_normalization, levels_normalize_packed
 from raw2rgb_plugin.pipeline.packing import pack_rggb, unpack_rggb
+from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS
 
 FORMAT_NAME = "raw2rgb-dataset"
 FORMAT_VERSION = 1

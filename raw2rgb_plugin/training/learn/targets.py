@@ -20,12 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raw2rgb_plugin.engine.plan import RAW_EXTENSIONS
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.raw_file import RawFile
 from raw2rgb_plugin.pipeline.orientation import exif_orient_hwc, unorient_hwc
 from raw2rgb_plugin.training.data.align import gradient_ncc
 from raw2rgb_plugin.training.learn.options import SOURCES
+from raw2rgb_plugin.vocabulary import RAW_EXTENSIONS
 
 SIDECAR_SUFFIXES = (".jpg", ".jpeg")
 #: a rendering smaller than this (short side, px) carries too little to learn a look from
