@@ -171,7 +171,7 @@ def heldout_lines(run: Run, levels: list[str], tiles: list) -> list[str]:
         md += ["- Camera-realistic levels: darktable's median camera at the ISO (`raw2rgb_plugin.io.noise_profile."
                "iso_prior`, green, in raw units); each DNG carries that ISO in its EXIF as a camera's file would: "
                + ", ".join(noise_text(n) for n in camera) + "."]
-    md += ["- Ground truth: the 8-bit sRGB tile. Scores: `raw2rgb_plugin.training.metrics` PSNR and SSIM (11×11 "
+    md += ["- Ground truth: the 8-bit sRGB tile. Scores: `raw2rgb_plugin.pipeline.metrics` PSNR and SSIM (11×11 "
            "Gaussian, σ 1.5) on sRGB in [0, 1], whole tile including borders, the same code for every method.",
            "- \"Overall\" and the per-tile appendix are means over the four synthetic levels (none–high) only, as in "
            "earlier reports; the camera-realistic levels have their own columns.", ""]

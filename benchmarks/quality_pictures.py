@@ -10,8 +10,8 @@ import numpy as np
 from raw2rgb_plugin.engine.converter import decode
 from raw2rgb_plugin.engine.jobs import ConvertJob
 from raw2rgb_plugin.io.raw_file import BayerFrame
+from raw2rgb_plugin.pipeline.metrics import image_psnr
 from raw2rgb_plugin.pipeline.orientation import orient_hwc
-from raw2rgb_plugin.training.metrics import psnr
 
 import classical
 from heldout import NOISE_LEVELS, Case, noise_text
@@ -68,15 +68,6 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[y : y + size, x : x + size]
 
 
-def _psnr(output: np.ndarray, truth: np.ndarray) -> float:
-    import torch
-
-    def tensor(image):
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-
-    return float(psnr(tensor(output), tensor(truth))[0])
-
-
 def heldout_picture(cases: list[Case], renders: dict, methods: list[Method], out: Path) -> Path | None:
     """GT and every method on one held-out tile, one row per noise level."""
     if not renders:
@@ -91,7 +82,7 @@ def heldout_picture(cases: list[Case], renders: dict, methods: list[Method], out
         for method in methods:
             rgb = renders.get((image, tile, noise, cfa, method.name))
             if rgb is not None:
-                panels.append((f"{method.name} {_psnr(rgb, case.truth):.1f} dB", centre_crop(rgb, VISUAL_CROP)))
+                panels.append((f"{method.name} {image_psnr(rgb, case.truth):.1f} dB", centre_crop(rgb, VISUAL_CROP)))
         rows.append(labelled_strip(panels, title=f"{image}, tile {tile}, {cfa}, noise {noise_text(noise)}"))
     if not rows:
         return None

@@ -11,7 +11,7 @@ camera (seeded) and is unprocessed into DNGs at four synthetic noise levels and 
 camera-realistic ones (darktable's median camera at ISO 100, 1600, 12800) × the four Bayer
 orders; the tile itself is the ground truth.
 
-**Methods**, each scored with `raw2rgb_plugin.training.metrics` (PSNR, SSIM on sRGB in [0, 1]):
+**Methods**, each scored with `raw2rgb_plugin.pipeline.metrics` (PSNR, SSIM on sRGB in [0, 1]):
 each profile through the engine as `raw2rgb convert` runs it (noise-aware profiles are told the
 noise the engine estimates from each file); LibRaw AHD and DHT and demosaicnet (Gharbi et al.
 2016), each followed by the same white balance, camera matrix and tone curve (`classical.py`),
@@ -50,7 +50,7 @@ from raw2rgb_plugin.engine.converter import decode  # noqa: E402
 from raw2rgb_plugin.engine.jobs import ConvertJob  # noqa: E402
 from raw2rgb_plugin.errors import Raw2RgbError  # noqa: E402
 from raw2rgb_plugin.io.raw_file import decode_raw  # noqa: E402
-from raw2rgb_plugin.training.metrics import psnr, ssim  # noqa: E402
+from raw2rgb_plugin.pipeline.metrics import psnr, ssim  # noqa: E402
 
 import classical  # noqa: E402
 import quality_targets  # noqa: E402

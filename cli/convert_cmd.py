@@ -18,7 +18,7 @@ from raw2rgb_plugin.vocabulary import DENOISE_RANGE
 from .console import err, error_line, fail, note_line, print_json, progress_bar, shown
 
 DEFAULT_PROFILE_HELP = "default on a GPU, default-lite on a CPU; either one falls back to the other when it is not installed"
-D = ConvertOptions  # defaults live with the engine's options, not here
+DEFAULTS = ConvertOptions  # defaults live with the engine's options, not here
 
 
 class _Terminated(KeyboardInterrupt):
@@ -28,19 +28,19 @@ class _Terminated(KeyboardInterrupt):
 def convert(
     inputs: list[str] = typer.Argument(..., help="RAW files, folders or glob patterns.", show_default=False),
     output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Folder for the outputs (default: beside each input).", file_okay=False),
-    output_format: str = typer.Option(D.output_format, "--format", "-f", help="tiff: a finished 16-bit image; dng: an editable linear DNG (demosaiced and denoised, camera RGB, white balance still editable) from a scene-linear profile."),
+    output_format: str = typer.Option(DEFAULTS.output_format, "--format", "-f", help="tiff: a finished 16-bit image; dng: an editable linear DNG (demosaiced and denoised, camera RGB, white balance still editable) from a scene-linear profile."),
     profile: str | None = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP}; {DEFAULT_DNG_PROFILE} with --format dng)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     devices: str | None = typer.Option(None, "--devices", help="Several devices at once, e.g. cuda:0,cuda:1: one converter per device, all taking files from one queue."),
     shard_text: str | None = typer.Option(None, "--shard", help="K/N: convert only the K-th of N deterministic shares of the inputs (one per machine: SLURM arrays, Kubernetes indexed jobs)."),
-    tile: int | None = typer.Option(D.tile, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
-    overlap: int = typer.Option(D.overlap, "--overlap", help="Tile overlap in packed pixels."),
-    denoise: float = typer.Option(D.denoise, "--denoise", help=f"Denoising strength of a noise-aware profile, {DENOISE_RANGE[0]:g} (keep all detail and grain) to {DENOISE_RANGE[1]:g} (strong); it scales the noise level the network is told."),
-    half_size: bool = typer.Option(D.half_size, "--half-size", help="Write at half sensor resolution (the packed grid)."),
-    compress: bool = typer.Option(D.compress, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),
-    overwrite: bool = typer.Option(D.overwrite, "--overwrite/--skip-existing", help="Replace existing outputs, or skip them."),
+    tile: int | None = typer.Option(DEFAULTS.tile, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
+    overlap: int = typer.Option(DEFAULTS.overlap, "--overlap", help="Tile overlap in packed pixels."),
+    denoise: float = typer.Option(DEFAULTS.denoise, "--denoise", help=f"Denoising strength of a noise-aware profile, {DENOISE_RANGE[0]:g} (keep all detail and grain) to {DENOISE_RANGE[1]:g} (strong); it scales the noise level the network is told."),
+    half_size: bool = typer.Option(DEFAULTS.half_size, "--half-size", help="Write at half sensor resolution (the packed grid)."),
+    compress: bool = typer.Option(DEFAULTS.compress, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),
+    overwrite: bool = typer.Option(DEFAULTS.overwrite, "--overwrite/--skip-existing", help="Replace existing outputs, or skip them."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look into sub-folders of folder inputs."),
-    jobs: int = typer.Option(D.decode_workers, "--jobs", "-j", min=1, help="RAW decoding threads."),
+    jobs: int = typer.Option(DEFAULTS.decode_workers, "--jobs", "-j", min=1, help="RAW decoding threads."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary; errors only."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
@@ -190,8 +190,7 @@ def _convert_on(converters: list, jobs_list: list, options: ConvertOptions, on_e
 
     writer = converters[0].writer(compress=options.compress)
     return in_job_order(jobs_list, lambda events: stream_on_devices(
-        converters, jobs_list, writer=writer, overwrite=options.overwrite, half_size=options.half_size,
-        decode_workers=options.decode_workers, on_event=events), on_event)
+        converters, jobs_list, writer=writer, options=options, on_event=events), on_event)
 
 
 def _report(results: list, refused: list[tuple[str, str]], *, quiet: bool, json_output: bool, converter,

@@ -9,6 +9,7 @@ import pytest
 from raw2rgb_plugin.engine.converter import Converter
 from raw2rgb_plugin.engine.fanout import stream_on_devices
 from raw2rgb_plugin.engine.jobs import ConvertJob
+from raw2rgb_plugin.engine.options import ConvertOptions
 from raw2rgb_plugin.engine.plan import parse_shard, shard
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.profiles.store import load_profile
@@ -35,7 +36,7 @@ def test_two_converters_share_one_batch(tmp_path, tiny_profile):
     converters = [Converter(profile, device="cpu", threads=1), Converter(profile, device="cpu", threads=1)]
     inputs = [write_scene_dng(tmp_path / f"f{i}.dng", seed=i) for i in range(6)]
     jobs = [ConvertJob(p, tmp_path / f"{p.stem}.tif") for p in inputs]
-    results = list(stream_on_devices(converters, jobs, decode_workers=1))
+    results = list(stream_on_devices(converters, jobs, options=ConvertOptions(decode_workers=1)))
     assert sorted(r.input for r in results) == sorted(inputs)
     assert {r.status for r in results} == {"converted"}
 

@@ -87,10 +87,10 @@ def _tone_curve_in_its_last_digit(monkeypatch):
 
 
 def _one_pixel_off(monkeypatch):
-    import raw2rgb_plugin.engine.converter as converter
+    import raw2rgb_plugin.pipeline.normalization as normalization
 
-    orient = converter.orient
-    monkeypatch.setattr(converter, "orient", lambda image, flip: torch.roll(orient(image, flip), 1, dims=-1))
+    orient = normalization.orient
+    monkeypatch.setattr(normalization, "orient", lambda image, flip: torch.roll(orient(image, flip), 1, dims=-1))
 
 
 @pytest.mark.slow

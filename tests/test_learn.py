@@ -22,6 +22,7 @@ from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.dng_write import write_bayer_dng
 from raw2rgb_plugin.io.raw_file import RawFile
 from raw2rgb_plugin.pipeline.colour import srgb_encode
+from raw2rgb_plugin.pipeline.metrics import image_psnr
 from raw2rgb_plugin.training.data.unprocess import unprocess
 from raw2rgb_plugin.training.learn.lut import fit_curve_lut
 from raw2rgb_plugin.training.learn.options import FinetuneOptions, LearnOptions
@@ -34,10 +35,6 @@ from learn_helpers import camera_look, card_camera, global_look, jpeg_bytes, wri
 from scene_images import textured_scene
 
 H, W = 256, 384
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
 
 def _folder_state(folder) -> dict[str, str]:
@@ -130,7 +127,7 @@ def test_orientation_is_found_whatever_the_tags_say(tmp_path, orientation, store
         gray = np.ascontiguousarray(looked.mean(axis=-1), dtype=np.float32)
         sensor, how = to_sensor_orientation(target, raw.frame.flip, gray)
     assert sensor.shape[:2] == (H, W), how
-    assert _psnr(sensor, looked) > 30, how
+    assert image_psnr(sensor, looked) > 30, how
 
 
 # --------------------------------------------------------------------------------------- pairs
@@ -167,8 +164,8 @@ def test_the_curve_and_lut_recover_a_global_look():
     lut = fit_curve_lut(np.concatenate([s.reshape(-1, 3) for s in scenes[:6]]),
                         np.concatenate([global_look(s).reshape(-1, 3) for s in scenes[:6]]))
     for scene in scenes[6:]:
-        assert _psnr(scene, global_look(scene)) < 24  # a real change of look…
-        assert _psnr(lut.apply(scene), global_look(scene)) > 35  # …recovered on colours it was not fitted on
+        assert image_psnr(scene, global_look(scene)) < 24  # a real change of look…
+        assert image_psnr(lut.apply(scene), global_look(scene)) > 35  # …recovered on colours it was not fitted on
 
 
 # ----------------------------------------------------------------------------------------- runs
@@ -284,9 +281,9 @@ def test_a_learned_look_beats_the_base_and_the_lut_on_frames_it_never_saw(tmp_pa
         with RawFile(raw_path) as raw:
             b = base.render(raw.frame).astype(np.float32) / 65535
             ours = learned.render(raw.frame).astype(np.float32) / 65535
-        scores["base"].append(_psnr(b, clean))
-        scores["lut"].append(_psnr(lut.apply(b), clean))
-        scores["learned"].append(_psnr(ours, clean))
+        scores["base"].append(image_psnr(b, clean))
+        scores["lut"].append(image_psnr(lut.apply(b), clean))
+        scores["learned"].append(image_psnr(ours, clean))
         scores["delta_e"].append(median_delta_e2000(ours, clean))
         lap = [np.abs(cv2.Laplacian(x.mean(axis=-1), cv2.CV_32F)).mean() for x in (ours, b)]
         scores["detail"].append(lap[0] / lap[1])

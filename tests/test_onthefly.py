@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from raw2rgb_plugin.io.raw_file import decode_raw
-from raw2rgb_plugin.pipeline.normalization import NoiseLevels, network_input
+from raw2rgb_plugin.pipeline.noise import NoiseModel
+from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptions, synthesize_pair
 from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
 from raw2rgb_plugin.training.sampling import SeededItems
@@ -23,7 +24,7 @@ def _engine_and_pair(folder, noise: tuple[float, float], seed: int, mode: str, *
     params = random_params(rng, cfa_pattern="RGGB", noise=False)
     dng_params = params.__class__(**{**params.__dict__, "shot_noise": noise[0], "read_noise": noise[1]})
     write_synthetic_dng(srgb, folder / "s.dng", np.random.default_rng(7), params=dng_params)
-    engine = network_input(decode_raw(folder / "s.dng"), mode, noise=NoiseLevels(*noise)).packed[0]
+    engine = network_input(decode_raw(folder / "s.dng"), mode, noise=NoiseModel.of(*noise)).packed[0]
     item = synthesize_pair(srgb, params, noise, np.random.default_rng(7), with_noise_map=True, linear_target=linear_target,
                            sample_normal=lambda shape: _unprocess_normals(np.random.default_rng(7), shape))
     return srgb, engine, item

@@ -13,8 +13,8 @@ from raw2rgb_plugin.models.discriminator import MIN_PACKED_SIZE, PatchDiscrimina
 from raw2rgb_plugin.models.g1 import G1, G1Config, count_parameters
 from raw2rgb_plugin.models.g2 import G2
 from raw2rgb_plugin.models.vgg import VGG16_URL, Vgg16Conv4_3, VggWeightsError, load_vgg16_conv4_3, vgg_cache_path
+from raw2rgb_plugin.pipeline.metrics import psnr, ssim
 from raw2rgb_plugin.training.losses import PerceptualLoss, attention_loss, lsgan_d_loss, lsgan_g_loss
-from raw2rgb_plugin.training.metrics import psnr, ssim
 
 from train_helpers import install_vgg_weights, make_vgg_state
 

@@ -1,8 +1,8 @@
 """`Converter`: a profile's model resident on a device, converting RAW files to images.
 
-    RawFile (decode) ─▶ network_input (levels, pack, normalise) ─▶ Runner (model, tiles)
-        ─▶ crop, half size, square pixels, [scene-linear: to camera RGB or linear sRGB], orient
-        ─▶ uint16 ─▶ Writer (TIFF or DNG, atomic)
+    RawFile (decode) ─▶ network_input (levels, pack, normalise [+ noise map]) ─▶ Runner (model, tiles)
+        ─▶ network_output (crop, half size, square pixels, [scene-linear: to camera RGB or linear
+           sRGB], orient, uint16) ─▶ Writer (TIFF or DNG, atomic)
 
 A display profile renders a finished sRGB image (TIFF). A scene-linear profile renders linear
 light: `--format dng` writes it as the camera's own RGB in sensor orientation (an editable DNG),
@@ -22,7 +22,7 @@ import torch
 
 from raw2rgb_plugin import __version__
 from raw2rgb_plugin.engine.jobs import ConvertJob, EventCallback, FileResult
-from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, check_denoise
+from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, ConvertOptions, check_denoise
 from raw2rgb_plugin.engine.scheduler import Stages, in_job_order, schedule
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
@@ -31,11 +31,8 @@ from raw2rgb_plugin.io.libraw import libraw_stderr
 from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile
 from raw2rgb_plugin.io.writers import DngWriter, TiffWriter, Writer
-from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
-from raw2rgb_plugin.pipeline.geometry import to_square_pixels
 from raw2rgb_plugin.pipeline.noise import NoiseModel
-from raw2rgb_plugin.pipeline.normalization import NoiseLevels, from_headroom, network_input
-from raw2rgb_plugin.pipeline.orientation import orient
+from raw2rgb_plugin.pipeline.normalization import network_input, network_output
 from raw2rgb_plugin.profiles.store import Profile
 from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device
 from raw2rgb_plugin.runtime.runner import Runner, build_runner
@@ -48,7 +45,7 @@ def check_output_format(output_format: str, profile: Profile) -> str:
     """`output_format`, once the profile can feed it: a DNG holds scene-linear light only."""
     if output_format not in OUTPUT_FORMATS:
         raise Raw2RgbError(f"unknown output format {output_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
-    if output_format == "dng" and profile.metadata.get("output", "display") != "scene-linear":
+    if output_format == "dng" and not profile.scene_linear:
         raise Raw2RgbError(
             f"profile {profile.name!r} renders a finished display image (tone curve, clipped highlights), "
             "which an editable DNG must not hold",
@@ -71,11 +68,6 @@ def decode(job: ConvertJob, *, with_noise: bool = False) -> Decoded:
     with RawFile(job.input) as raw:
         noise = noise_model_for(raw.frame, raw.metadata, raw.libraw) if with_noise else None
         return Decoded(raw.frame, raw.metadata, noise)
-
-
-def noise_levels(model: NoiseModel, strength: float) -> NoiseLevels:
-    """The green channel's (a, b): the network's noise map is scaled per site by white balance."""
-    return NoiseLevels(shot=model.shot, read=model.read, strength=strength)
 
 
 def _capturing_libraw_stderr(results: Iterator[FileResult]) -> Iterator[FileResult]:
@@ -116,7 +108,7 @@ class Converter:
     @property
     def scene_linear(self) -> bool:
         """Whether the profile renders scene-linear light (for DNG / linear TIFF), not a display image."""
-        return self.profile.metadata.get("output", "display") == "scene-linear"
+        return self.profile.scene_linear
 
     def tiff_writer(self, *, compress: bool = False) -> TiffWriter:
         return TiffWriter(icc=self.icc, software=self.software, compress=compress)
@@ -128,7 +120,7 @@ class Converter:
     @property
     def reads_noise(self) -> bool:
         """Whether the profile's network is told each frame's noise (a noise-conditioned G1)."""
-        return int(self.profile.metadata["architecture"].get("noise_channels", 0)) > 0
+        return self.profile.reads_noise
 
     @torch.inference_mode()
     def render(self, frame: BayerFrame, *, half_size: bool = False, noise: NoiseModel | None = None) -> np.ndarray:
@@ -137,28 +129,17 @@ class Converter:
         A noise-conditioned profile is told `noise` (estimated from the frame when not given),
         scaled by the converter's `denoise` strength.
         """
-        levels = None
-        if self.reads_noise:
-            levels = noise_levels(noise or noise_model_for(frame), self.denoise)
-        net_in = network_input(frame, self.profile.input_normalization, self.device, noise=levels)
-        rgb = net_in.padding.crop(self.runner.run(net_in.packed))
+        if self.reads_noise and noise is None:
+            noise = noise_model_for(frame)
+        net_in = network_input(frame, self.profile.input_normalization, self.device,
+                               noise=noise if self.reads_noise else None, strength=self.denoise)
+        rgb = self.runner.run(net_in.packed)
         if not bool(torch.isfinite(rgb).all()):
             # Broken weights (a diverged run, a damaged file) would otherwise clamp to black.
             raise RenderError("the network's output is not finite (NaN or infinity)",
                               f"profile {self.profile.name!r} is broken; re-export it or use another profile")
-        if half_size:
-            # Mean of each 2×2 block; an odd last row/column is dropped, as LibRaw's half_size does.
-            rgb = to_half_size(rgb)
-        rgb = to_square_pixels(rgb, frame.pixel_aspect)  # non-square sensor pixels, as LibRaw renders them
-        if self.scene_linear:
-            rgb = from_headroom(rgb, frame.wb_gains_rgb, None if self.output_format == "dng" else frame.camera_to_srgb)
-        # A DNG keeps sensor orientation and records the source's in its Orientation tag.
-        rgb = rgb[0] if self.output_format == "dng" else orient(rgb[0], frame.flip)  # (3, H, W)
-        # Rounded in float32 (whole numbers up to 65535 are exact there) and cast once by numpy, from
-        # the float32 view: same bits as going through an int32 tensor, and 0.18 s per 12 MP frame on
-        # 2 cores instead of 0.51 s (two fewer full-frame passes and allocations; measured 2026-11-30).
-        quantised = rgb.clamp(0, 1).mul_(65535).round_()
-        return quantised.permute(1, 2, 0).cpu().numpy().astype(np.uint16)
+        return network_output(rgb, frame, net_in.padding, half_size=half_size, scene_linear=self.scene_linear,
+                              sensor_orientation=self.output_format == "dng")
 
     def _render_stage(self, decoded: Decoded, half_size: bool) -> np.ndarray:
         try:
@@ -174,12 +155,15 @@ class Converter:
         jobs: Iterable[ConvertJob],
         *,
         writer: Writer | None = None,
-        overwrite: bool = False,
-        half_size: bool = False,
-        decode_workers: int = 2,
+        options: ConvertOptions = ConvertOptions(),
         on_event: EventCallback | None = None,
     ) -> Iterator[FileResult]:
-        """Convert `jobs` (any iterable, consumed lazily); yield each result as its file finishes."""
+        """Convert `jobs` (any iterable, consumed lazily); yield each result as its file finishes.
+
+        Of `options`, the batch's own settings apply here (overwrite, half size, decode workers);
+        the rest (device, tiles, denoise, format) were fixed when the converter was built.
+        """
+        overwrite, half_size = options.overwrite, options.half_size
         out = writer or self.writer()
         if out.sensor_oriented != (self.output_format == "dng"):
             raise ValueError(f"a {out.suffix} writer does not take this converter's {self.output_format} rendering")
@@ -190,7 +174,7 @@ class Converter:
                                                          frame=decoded.frame),
         )
         return _capturing_libraw_stderr(
-            schedule(jobs, stages, overwrite=overwrite, decode_workers=decode_workers, on_event=on_event))
+            schedule(jobs, stages, overwrite=overwrite, decode_workers=options.decode_workers, on_event=on_event))
 
     def convert(
         self,
@@ -204,7 +188,7 @@ class Converter:
     ) -> list[FileResult]:
         """`stream` to this converter's format, collected in the order of `jobs`."""
         jobs = list(jobs)
+        options = ConvertOptions(overwrite=overwrite, half_size=half_size, decode_workers=decode_workers)
         writer = self.writer(compress=compress)
-        return in_job_order(jobs, lambda events: self.stream(
-            jobs, writer=writer, overwrite=overwrite, half_size=half_size, decode_workers=decode_workers,
-            on_event=events), on_event)
+        return in_job_order(jobs, lambda events: self.stream(jobs, writer=writer, options=options, on_event=events),
+                            on_event)

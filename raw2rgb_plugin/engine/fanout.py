@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from raw2rgb_plugin.engine.converter import Converter
 from raw2rgb_plugin.engine.jobs import ConvertJob, EventCallback, FileResult
+from raw2rgb_plugin.engine.options import ConvertOptions
 from raw2rgb_plugin.io.writers import Writer
 
 
@@ -40,23 +41,19 @@ def stream_on_devices(
     jobs: Iterable[ConvertJob],
     *,
     writer: Writer | None = None,
-    overwrite: bool = False,
-    half_size: bool = False,
-    decode_workers: int = 2,
+    options: ConvertOptions = ConvertOptions(),
     on_event: EventCallback | None = None,
 ) -> Iterator[FileResult]:
     """Convert `jobs` on every converter at once; yield each result as its file finishes."""
     if len(converters) == 1:
-        yield from converters[0].stream(jobs, writer=writer, overwrite=overwrite, half_size=half_size,
-                                        decode_workers=decode_workers, on_event=on_event)
+        yield from converters[0].stream(jobs, writer=writer, options=options, on_event=on_event)
         return
     shared = _SharedJobs(jobs)
     results: queue.Queue[FileResult | BaseException | None] = queue.Queue()
 
     def work(converter: Converter) -> None:
         try:
-            for result in converter.stream(shared, writer=writer, overwrite=overwrite, half_size=half_size,
-                                           decode_workers=decode_workers, on_event=on_event):
+            for result in converter.stream(shared, writer=writer, options=options, on_event=on_event):
                 results.put(result)
         except BaseException as exc:  # handed to the caller's thread below
             results.put(exc)

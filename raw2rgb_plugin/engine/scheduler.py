@@ -35,7 +35,7 @@ from raw2rgb_plugin.engine.jobs import ConvertJob, DoneEvent, Event, EventCallba
 from raw2rgb_plugin.errors import OutputExistsError, Raw2RgbError
 from raw2rgb_plugin.io.files import remove_stale_partials
 
-D = TypeVar("D")  # what decoding yields (frame + metadata)
+DecodedT = TypeVar("DecodedT")  # what decoding yields (frame + metadata)
 
 _SKIPPED = "output exists (use --overwrite to replace it)"
 _SKIPPED_RACE = "output exists: another run wrote it meanwhile (use --overwrite to replace it)"
@@ -53,10 +53,10 @@ def precheck(job: ConvertJob, *, overwrite: bool) -> FileResult | None:
 
 
 @dataclass(frozen=True)
-class Stages(Generic[D]):
-    decode: Callable[[ConvertJob], D]
-    render: Callable[[D], np.ndarray]
-    write: Callable[[ConvertJob, np.ndarray, D], None]
+class Stages(Generic[DecodedT]):
+    decode: Callable[[ConvertJob], DecodedT]
+    render: Callable[[DecodedT], np.ndarray]
+    write: Callable[[ConvertJob, np.ndarray, DecodedT], None]
 
 
 def _failure(job: ConvertJob, stage: str, exc: BaseException, timings: dict[str, float] | None = None) -> FileResult:

@@ -67,6 +67,15 @@ class NoiseModel:
                 raise ValueError(f"noise {name} must be one or three finite values ≥ 0, got {value}")
             object.__setattr__(self, name, tuple(float(v) for v in value))
 
+    @classmethod
+    def of(cls, shot: float, read: float, source: str = "synthetic") -> NoiseModel:
+        """One (a, b) for every colour: a drawn or calibrated camera's, in training and tests."""
+        return cls(a=(shot,), b=(read,), source=source)
+
+    def green(self) -> NoiseModel:
+        """This model with green's (a, b) for every colour (what the noise map is built from)."""
+        return self if len(self.a) == len(self.b) == 1 else NoiseModel.of(self.shot, self.read, self.source)
+
     @property
     def shot(self) -> float:
         """a of green (or the single value)."""

@@ -26,13 +26,15 @@ def encode_sigma(sigma: torch.Tensor) -> torch.Tensor:
     return encoded.clamp_(0.0, 1.0)
 
 
-def noise_map(levelled_packed: torch.Tensor, shot: float, read: float, site_gains: torch.Tensor,
+def noise_map(levelled_packed: torch.Tensor, noise: NoiseModel, site_gains: torch.Tensor,
               strength: float = 1.0) -> torch.Tensor:
     """(N, 4, h, w) levelled, not white-balanced packed RAW → (N, 4, h, w) encoded noise map.
 
-    σ is `noise.sigma_map` of the (shot, read) model; `site_gains`: (4,) gains of [R, Gr, Gb, B].
+    σ is `noise.sigma_map` of the frame's green (a, b) at every site: the networks were trained on
+    one (a, b) for all sites, and green's carries no white-balance gain; the site gains then scale
+    σ as the white balance scales the samples. `site_gains`: (4,) gains of [R, Gr, Gb, B].
     """
-    sigma = sigma_map(levelled_packed.float(), NoiseModel(a=(shot,), b=(read,), source="noise map"))
+    sigma = sigma_map(levelled_packed.float(), noise.green())
     gains = site_gains.to(levelled_packed.device, torch.float32).reshape(1, 4, 1, 1)
     return encode_sigma(sigma * gains * float(strength))
 

@@ -1,4 +1,6 @@
-"""Input normalisation: what the engine does to the mosaic before G1 sees it.
+"""What the engine does to a frame around G1: `network_input` before it, `network_output` after.
+
+Input normalisation: what the engine does to the mosaic before G1 sees it.
 
 A profile records which of these its network was trained on, and the engine applies exactly that:
 
@@ -34,8 +36,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
+from raw2rgb_plugin.pipeline.geometry import to_square_pixels
 from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
+from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
+from raw2rgb_plugin.pipeline.orientation import orient
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
 from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS
 
@@ -50,22 +56,14 @@ class MosaicFrame(Protocol):
     white_level: float
     wb_gains_rgb: np.ndarray  # (3,)
     camera_to_srgb: np.ndarray  # (3, 3)
+    flip: int  # LibRaw's orientation flags
+    pixel_aspect: float  # width ÷ height of one sensor pixel
 
     @property
     def height(self) -> int: ...
 
     @property
     def width(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class NoiseLevels:
-    """Poisson–Gaussian noise of a frame (variance a·x + b on the levelled RAW) and how strongly
-    the network is told about it (`convert --denoise`)."""
-
-    shot: float
-    read: float
-    strength: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -139,11 +137,23 @@ def apply_color_normalization(
     return torch.stack([out_red, out_gr, out_gb, out_blue], dim=-3).clamp_(0.0, 1.0)
 
 
-def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "cpu", *,
-                  noise: NoiseLevels | None = None) -> NetworkInput:
-    """Upload the uint16 mosaic to `device`, then normalise and pack it there.
+def normalized_input(levelled: torch.Tensor, mode: str, wb_gains_rgb, camera_to_srgb, *,
+                     noise: NoiseModel | None = None, strength: float = 1.0) -> torch.Tensor:
+    """Levelled (4, h, w) RGGB samples → G1's (4 [+ 4], h, w) input: `mode`'s colour normalisation,
+    then, with `noise`, the noise map of a noise-conditioned profile (σ × `strength`)."""
+    packed = apply_color_normalization(levelled, mode, wb_gains_rgb, camera_to_srgb)
+    if noise is None:
+        return packed
+    gains = site_gains_rgb(input_gains_rgb(mode, wb_gains_rgb))
+    return torch.cat([packed, noise_map(levelled[None], noise, gains, strength)[0]])
 
-    With `noise`, the 4-channel noise map of a noise-conditioned profile follows the image.
+
+def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "cpu", *,
+                  noise: NoiseModel | None = None, strength: float = 1.0) -> NetworkInput:
+    """Upload the uint16 mosaic to `device`, then level, pack and normalise it there.
+
+    With `noise`, the 4-channel noise map of a noise-conditioned profile follows the image, its
+    σ scaled by `strength` (`convert --denoise`).
     """
     # uint16 has only bare-bones support on some backends; the same bits as int16 upload and
     # widen everywhere, and the mask restores the unsigned value on the device.
@@ -154,9 +164,27 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
     levelled = levels_normalize(mosaic, frame.black_level_per_site, frame.white_level)
     padding = rggb_padding(frame.cfa_pattern, frame.height, frame.width)
     raw_packed = pack_rggb(pad_mosaic(levelled, padding))
-    packed = apply_color_normalization(raw_packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb)
-    if noise is not None:
-        gains = site_gains_rgb(input_gains_rgb(mode, frame.wb_gains_rgb))
-        sigma_map = noise_map(raw_packed[None], noise.shot, noise.read, gains, noise.strength)
-        packed = torch.cat([packed[None], sigma_map], dim=1)[0]
+    packed = normalized_input(raw_packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb, noise=noise, strength=strength)
     return NetworkInput(packed=packed[None].contiguous(), padding=padding)
+
+
+def network_output(rgb: torch.Tensor, frame: MosaicFrame, padding: PhasePadding, *, half_size: bool = False,
+                   scene_linear: bool = False, sensor_orientation: bool = False) -> np.ndarray:
+    """G1's (1, 3, H', W') output → the frame's finished uint16 (H, W, 3) pixels, `network_input`'s
+    mirror: crop the phase padding, [half size], square pixels, [a scene-linear profile's headroom
+    space → camera-native RGB (`sensor_orientation`, for a DNG) or linear sRGB], orient, quantise.
+    """
+    rgb = padding.crop(rgb)
+    if half_size:
+        # Mean of each 2×2 block; an odd last row/column is dropped, as LibRaw's half_size does.
+        rgb = to_half_size(rgb)
+    rgb = to_square_pixels(rgb, frame.pixel_aspect)  # non-square sensor pixels, as LibRaw renders them
+    if scene_linear:
+        rgb = from_headroom(rgb, frame.wb_gains_rgb, None if sensor_orientation else frame.camera_to_srgb)
+    # A DNG keeps sensor orientation and records the source's in its Orientation tag.
+    rgb = rgb[0] if sensor_orientation else orient(rgb[0], frame.flip)  # (3, H, W)
+    # Rounded in float32 (whole numbers up to 65535 are exact there) and cast once by numpy, from
+    # the float32 view: same bits as going through an int32 tensor, and 0.18 s per 12 MP frame on
+    # 2 cores instead of 0.51 s (two fewer full-frame passes and allocations; measured 2026-11-30).
+    quantised = rgb.clamp(0, 1).mul_(65535).round_()
+    return quantised.permute(1, 2, 0).cpu().numpy().astype(np.uint16)

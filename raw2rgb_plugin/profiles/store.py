@@ -64,6 +64,20 @@ class Profile:
     def variant(self) -> str:
         return self.metadata.get("variant") or f"width{self.metadata['architecture']['width']}"
 
+    @property
+    def output(self) -> str:
+        """"display" (a finished sRGB image) or "scene-linear" (for an editable DNG); older profiles: display."""
+        return self.metadata.get("output", "display")
+
+    @property
+    def scene_linear(self) -> bool:
+        return self.output == "scene-linear"
+
+    @property
+    def reads_noise(self) -> bool:
+        """Whether the network is told each frame's noise (a noise-conditioned G1)."""
+        return int(self.metadata["architecture"].get("noise_channels", 0)) > 0
+
 
 def save_profile(path: Path, model: nn.Module, metadata: dict, *, dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` (plain weights) and `metadata` to `path`, atomically.

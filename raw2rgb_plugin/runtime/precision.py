@@ -16,7 +16,6 @@ timings; this module builds no models itself.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import time
@@ -28,6 +27,7 @@ import torch
 
 from raw2rgb_plugin.errors import OutputError, Raw2RgbError
 from raw2rgb_plugin.io.files import write_json
+from raw2rgb_plugin.pipeline.metrics import image_psnr
 from raw2rgb_plugin.runtime.settings import CPU_PRECISION_CHOICES, CPU_PRECISION_ENV
 
 #: bf16's output against fp32's on the test frame, on [0, 1]: below this bf16 is not used.
@@ -142,11 +142,6 @@ def reference_frame(channels: int, side: int, seed: int = 0) -> torch.Tensor:
     return frame.clamp(0.0, 1.0)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.float().clamp(0, 1) - b.float().clamp(0, 1)) ** 2).mean())
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
 def measure(
     forward_for: Callable[[torch.dtype], Forward],
     channels: int,
@@ -180,7 +175,7 @@ def measure(
             for name in DTYPES:
                 best[name] = min(best[name], timed(name))
         reference = forwards["fp32"](frame)
-        quality = psnr(forwards["bf16"](frame), reference)
+        quality = image_psnr(forwards["bf16"](frame).float().clamp(0, 1), reference.float().clamp(0, 1))
     return best["fp32"], best["bf16"], quality
 
 

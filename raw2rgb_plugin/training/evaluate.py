@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from raw2rgb_plugin.pipeline.classical import bilinear_srgb
-from raw2rgb_plugin.training.metrics import psnr, ssim
+from raw2rgb_plugin.pipeline.metrics import psnr, ssim
 
 BASELINE_SETTINGS = "LibRaw AHD, as-shot WB, camera matrix → sRGB, sRGB curve, no auto-bright"
 

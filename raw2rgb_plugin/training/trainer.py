@@ -35,6 +35,7 @@ from raw2rgb_plugin.models.discriminator import MIN_PACKED_SIZE, PatchDiscrimina
 from raw2rgb_plugin.models.g1 import PACKED_STRIDE
 from raw2rgb_plugin.models.g2 import G2
 from raw2rgb_plugin.models.vgg import load_vgg16_conv4_3
+from raw2rgb_plugin.pipeline.metrics import psnr, ssim
 from raw2rgb_plugin.training.checkpoint import (
     CHECKPOINT_NAME,
     initial_g1,
@@ -60,7 +61,6 @@ from raw2rgb_plugin.training.export import (
 )
 from raw2rgb_plugin.training.gan_step import GanStep, GeneratorPair, autocast_dtype, cpu_training_dtype
 from raw2rgb_plugin.training.losses import PerceptualLoss, output_view
-from raw2rgb_plugin.training.metrics import psnr, ssim
 from raw2rgb_plugin.training.run_log import LOG_NAME, RunLog, StepRate, now
 from raw2rgb_plugin.training.sampling import RankShard, ResumableSampler, SeededItems, make_loader
 

@@ -117,7 +117,7 @@ def target_gray(rgb: np.ndarray, camera_to_srgb: np.ndarray | None = None) -> np
     return _lookup(_ENCODE_LUT, linear @ camera_green)
 
 
-def _resampling(src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
+def resampling(src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> np.ndarray:
     """Pixel coordinates of an image → those of its resized copy, per axis: x' = s·(x + ½) − ½.
 
     Per axis because rounding the resized size makes the two scales differ slightly, which is
@@ -196,8 +196,8 @@ def estimate_alignment(reference: np.ndarray, target: np.ndarray, mode: str = "a
     # Start from "same field of view": the target scaled so its long side matches the reference's.
     s_m = max(ref_work.shape) / max(target.shape)
     mov_work = _resize(target, s_m)
-    to_ref_work = _resampling(reference.shape, ref_work.shape)
-    to_mov_work = _resampling(target.shape, mov_work.shape)
+    to_ref_work = resampling(reference.shape, ref_work.shape)
+    to_mov_work = resampling(target.shape, mov_work.shape)
 
     src, dst = _match_features(ref_work, mov_work)
     notes: list[str] = []
@@ -240,11 +240,11 @@ def estimate_alignment(reference: np.ndarray, target: np.ndarray, mode: str = "a
     s_fine = min(1.0, FINE_SIZE / max(rh, rw))
     if ecc is not None and s_fine > s_r * 1.25:
         ref_fine = _resize(reference, s_fine)
-        to_ref_fine = _resampling(reference.shape, ref_fine.shape)
+        to_ref_fine = resampling(reference.shape, ref_fine.shape)
         # The target at the scale the coarse estimate says it has on the fine reference.
         scale_to_ref = float(np.sqrt(abs(np.linalg.det(h_packed[:2, :2])))) * s_fine
         mov_fine = _resize(target, min(1.0, scale_to_ref))
-        to_mov_fine = _resampling(target.shape, mov_fine.shape)
+        to_mov_fine = resampling(target.shape, mov_fine.shape)
         h_fine0 = to_ref_fine @ h_packed @ np.linalg.inv(to_mov_fine)
         try:
             h_fine, ecc = _ecc_refine(ref_fine, mov_fine, h_fine0, motion)
@@ -270,7 +270,7 @@ def warp_to_grid(
     if scale < 0.75:
         src_h, src_w = image.shape[:2]
         image = _resize(image, scale)
-        matrix = matrix @ np.linalg.inv(_resampling((src_h, src_w), image.shape))
+        matrix = matrix @ np.linalg.inv(resampling((src_h, src_w), image.shape))
     flags = interpolation
     warped = cv2.warpPerspective(image, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     ones = np.ones(image.shape[:2], dtype=np.float32)

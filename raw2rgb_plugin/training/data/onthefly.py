@@ -34,8 +34,8 @@ from torch.utils.data import Dataset
 
 from raw2rgb_plugin.io.noise_profile import iso_prior
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
-from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
-from raw2rgb_plugin.pipeline.normalization import apply_color_normalization, headroom_gains, input_gains_rgb
+from raw2rgb_plugin.pipeline.noise import NoiseModel
+from raw2rgb_plugin.pipeline.normalization import headroom_gains, normalized_input
 from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
 from raw2rgb_plugin.training.data.images import load_rgb
 from raw2rgb_plugin.training.data.sources import find_images
@@ -186,10 +186,8 @@ def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[floa
     levelled = torch.from_numpy(packed)
     camera_to_srgb = camera_to_srgb_from_xyz_to_camera(np.asarray(params.xyz_to_camera, dtype=np.float64))
     mode = "wb-headroom" if linear_target else "linear-srgb"
-    net = apply_color_normalization(levelled.clone(), mode, params.wb_gains_rgb, camera_to_srgb.astype(np.float32))
-    if with_noise_map:
-        gains = site_gains_rgb(input_gains_rgb(mode, params.wb_gains_rgb))
-        net = torch.cat([net, noise_map(levelled[None], shot, read, gains)[0]])
+    net = normalized_input(levelled, mode, params.wb_gains_rgb, camera_to_srgb.astype(np.float32),
+                           noise=NoiseModel.of(shot, read) if with_noise_map else None)
     image = camera * headroom_gains(params.wb_gains_rgb) if linear_target else srgb
     target = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
     saliency = torch.from_numpy(builtin_saliency(srgb.astype(np.float32)))[None]

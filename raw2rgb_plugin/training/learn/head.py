@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from raw2rgb_plugin.models.g1 import G1
 from raw2rgb_plugin.training.learn.finetune import gaussian_lowpass
 from raw2rgb_plugin.training.learn.pairs import LearnPair
-from raw2rgb_plugin.training.learn.patches import cropped, network_input, padded16
+from raw2rgb_plugin.training.learn.patches import cropped, padded16, pair_input
 
 KERNEL = 5
 RIDGE = 1e-4
@@ -48,7 +48,7 @@ def fit_head(student: G1, teacher: nn.Module, pairs: list[LearnPair], *, lowpass
     per_pair = max(500, SAMPLES // len(pairs))
     for whole in pairs:
         pair = cropped(whole, WINDOW, rng)
-        x = network_input(pair, padded16(pair.linear), noise_channels=noise_channels)[None]
+        x = pair_input(pair, padded16(pair.linear), noise_channels=noise_channels)[None]
         _, decoder = student.forward_features(x)
         base = teacher(x)
         target = torch.from_numpy(np.ascontiguousarray(padded16(pair.target).transpose(2, 0, 1)))[None]

@@ -44,6 +44,7 @@ from raw2rgb_plugin.training.data.align import (
     estimate_alignment,
     gradient_ncc,
     packed_gray,
+    resampling,
     target_gray,
     warp_to_grid,
 )
@@ -149,12 +150,6 @@ def _capped(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
-def _resampling(src: tuple[int, ...], dst: tuple[int, ...]) -> np.ndarray:
-    """Pixel coordinates of an image → those of its resized copy (x' = s·(x + ½) − ½ per axis)."""
-    sy, sx = dst[0] / src[0], dst[1] / src[1]
-    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], dtype=np.float64)
-
-
 def _align(gray: np.ndarray, image: np.ndarray, camera_to_srgb: np.ndarray) -> tuple[np.ndarray, str, float]:
     """target px → padded full-resolution sensor grid, how it was found, and its score."""
     moving = target_gray(image, camera_to_srgb)
@@ -162,7 +157,7 @@ def _align(gray: np.ndarray, image: np.ndarray, camera_to_srgb: np.ndarray) -> t
     # The reference at about the target's size: the estimate's fine pass then stays cheap.
     r = min(1.0, max(moving.shape) / max(h, w))
     ref = cv2.resize(gray, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA) if r < 1 else gray
-    candidates = {"stretched to fit": _resampling(moving.shape, ref.shape)}
+    candidates = {"stretched to fit": resampling(moving.shape, ref.shape)}
     try:
         found = estimate_alignment(ref, moving, "crop")
         candidates[found.method] = np.linalg.inv(PACKED_TO_FULL) @ found.matrix
@@ -170,7 +165,7 @@ def _align(gray: np.ndarray, image: np.ndarray, camera_to_srgb: np.ndarray) -> t
         pass
     scored = [(_score(ref, moving, m), name) for name, m in candidates.items()]
     score, method = max(scored)
-    to_packed = np.linalg.inv(_resampling(gray.shape, ref.shape))
+    to_packed = np.linalg.inv(resampling(gray.shape, ref.shape))
     return PACKED_TO_FULL @ to_packed @ candidates[method], method, score
 
 

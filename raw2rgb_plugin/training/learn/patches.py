@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
-from raw2rgb_plugin.pipeline.normalization import apply_color_normalization, input_gains_rgb
+from raw2rgb_plugin.pipeline.noise import NoiseModel
+from raw2rgb_plugin.pipeline.normalization import normalized_input
 from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
 from raw2rgb_plugin.training.learn.pairs import LearnPair
 
@@ -34,8 +34,8 @@ def mosaic_packed(linear: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(packed, dtype=np.float32))
 
 
-def network_input(pair: LearnPair, linear: np.ndarray, *, noise_channels: int,
-                  rng: np.random.Generator | None = None, clean_fraction: float = 1.0) -> torch.Tensor:
+def pair_input(pair: LearnPair, linear: np.ndarray, *, noise_channels: int,
+               rng: np.random.Generator | None = None, clean_fraction: float = 1.0) -> torch.Tensor:
     """A (crop of a) pair's linear image → G1's (4 [+ 4], h, w) input, as `convert` builds it.
 
     With `rng`, a share 1 − `clean_fraction` of calls adds camera noise first (and tells the map).
@@ -48,11 +48,8 @@ def network_input(pair: LearnPair, linear: np.ndarray, *, noise_channels: int,
             sigma = np.sqrt(levelled.numpy() * a + b)
             levelled = (levelled + torch.from_numpy((rng.standard_normal(sigma.shape) * sigma).astype(np.float32))).clamp_(0, 1)
             shot, read = shot + a, read + b
-    net = apply_color_normalization(levelled.clone(), INPUT_NORMALIZATION, pair.wb_gains_rgb, pair.camera_to_srgb)
-    if noise_channels:
-        gains = site_gains_rgb(input_gains_rgb(INPUT_NORMALIZATION, pair.wb_gains_rgb))
-        net = torch.cat([net, noise_map(levelled[None], shot, read, gains)[0]])
-    return net
+    return normalized_input(levelled, INPUT_NORMALIZATION, pair.wb_gains_rgb, pair.camera_to_srgb,
+                            noise=NoiseModel.of(shot, read, "learn pair") if noise_channels else None)
 
 
 def padded16(image: np.ndarray) -> np.ndarray:
@@ -88,7 +85,7 @@ def batch(pairs: list[LearnPair], size: int, patch: int, rng: np.random.Generato
         x = 2 * int(rng.integers(0, (w - patch) // 2 + 1))
         turns, mirror = int(rng.integers(4)), bool(rng.integers(2))
         linear, target = (_turned(a[y : y + patch, x : x + patch], turns, mirror) for a in (pair.linear, pair.target))
-        inputs.append(network_input(pair, linear, noise_channels=noise_channels, rng=rng,
+        inputs.append(pair_input(pair, linear, noise_channels=noise_channels, rng=rng,
                                     clean_fraction=clean_fraction if noise_channels else 1.0))
         targets.append(torch.from_numpy(np.ascontiguousarray(target.transpose(2, 0, 1), dtype=np.float32)))
     return torch.stack(inputs), torch.stack(targets)

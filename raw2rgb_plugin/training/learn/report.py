@@ -19,10 +19,13 @@ import torch
 from torch import nn
 
 from raw2rgb_plugin.io.files import atomic_output, write_json, write_text
+from raw2rgb_plugin.models.registry import ARCHITECTURES
+from raw2rgb_plugin.pipeline.metrics import image_psnr
+from raw2rgb_plugin.runtime.runner import TorchRunner, input_channels
 from raw2rgb_plugin.training.color_difference import median_delta_e2000
 from raw2rgb_plugin.training.learn.lut import CurveLut
 from raw2rgb_plugin.training.learn.pairs import LearnPair
-from raw2rgb_plugin.training.learn.patches import network_input, padded16
+from raw2rgb_plugin.training.learn.patches import pair_input
 
 REPORT_DIR = "report"
 CROP = 256  # side of the report's crops, pair px
@@ -30,20 +33,18 @@ METHODS = ("base", "lut", "learned")
 _LABELS = {"base": "base profile", "lut": "curve + 3D LUT", "learned": "learned profile", "target": "camera JPEG"}
 
 
+def learn_runner(model: nn.Module, device: torch.device | str = "cpu") -> TorchRunner:
+    """`model` run as `convert` runs it (a copy; eager, float32, whole frame, the runner's padding)."""
+    return TorchRunner(model, ARCHITECTURES["g1"], device=torch.device(device), dtype=torch.float32, tile=0)
+
+
 @torch.no_grad()
-def render(model: nn.Module, pair: LearnPair, device: torch.device | str = "cpu") -> np.ndarray:
-    """A whole pair rendered by `model` (its noise map from the pair) → (H, W, 3) float32."""
-    h, w = pair.linear.shape[:2]
-    padded = padded16(pair.linear)
-    noise_channels = int(getattr(getattr(model, "config", None), "noise_channels", 0))
-    x = network_input(pair, padded, noise_channels=noise_channels)[None].to(device)
-    out = model(x)[0, :, :h, :w].clamp(0, 1)
+def render(runner: TorchRunner, pair: LearnPair) -> np.ndarray:
+    """A whole pair rendered by the runner's model (its noise map from the pair) → (H, W, 3) float32."""
+    noise_channels = input_channels(runner.source_model) - 4
+    x = pair_input(pair, pair.linear, noise_channels=noise_channels)[None].to(runner.device)
+    out = runner.run(x)[0].clamp(0, 1)
     return np.ascontiguousarray(out.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(1.0 / max(mse, 1e-10))
 
 
 def laplacian_energy(image: np.ndarray) -> float:
@@ -57,13 +58,14 @@ def score_frames(pairs: list[LearnPair], base: nn.Module, learned: nn.Module, lu
     folder = Path(run_dir) / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     frames = []
+    base_runner, learned_runner = learn_runner(base, device), learn_runner(learned, device)
     for pair in pairs:
-        shown = {"base": render(base, pair, device)}
+        shown = {"base": render(base_runner, pair)}
         shown["lut"] = lut.apply(shown["base"])
-        shown["learned"] = render(learned, pair, device)
+        shown["learned"] = render(learned_runner, pair)
         row = {"name": pair.name, "raw": Path(pair.info["raw"]).name, "kind": pair.info["kind"]}
         for method in METHODS:
-            row[method] = {"psnr": round(psnr(shown[method], pair.target), 2),
+            row[method] = {"psnr": round(image_psnr(shown[method], pair.target), 2),
                            "delta_e2000": round(median_delta_e2000(shown[method], pair.target), 2)}
         row["detail_vs_base"] = round(laplacian_energy(shown["learned"]) / max(laplacian_energy(shown["base"]), 1e-9), 3)
         row["crops"] = str(_write_crops(folder / f"{pair.name}.png", {**shown, "target": pair.target}).relative_to(run_dir))

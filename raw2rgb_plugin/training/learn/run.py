@@ -40,7 +40,7 @@ from raw2rgb_plugin.training.learn.pairs import (
     save_pair,
 )
 from raw2rgb_plugin.training.learn.patches import INPUT_NORMALIZATION, cropped
-from raw2rgb_plugin.training.learn.report import render, score_frames, write_report
+from raw2rgb_plugin.training.learn.report import learn_runner, render, score_frames, write_report
 from raw2rgb_plugin.training.learn.targets import find_raws
 from raw2rgb_plugin.training.run_log import now
 
@@ -170,9 +170,9 @@ def split_pairs(pairs: list[LearnPair], holdout: int | None) -> tuple[list[Learn
 
 def _base_model(name: str) -> torch.nn.Module:
     profile = load_profile(name)
-    if profile.input_normalization != INPUT_NORMALIZATION or profile.metadata.get("output", "display") != "display":
+    if profile.input_normalization != INPUT_NORMALIZATION or profile.output != "display":
         raise TrainingError(f"base profile {profile.name} reads {profile.input_normalization!r} input"
-                            f" and renders {profile.metadata.get('output', 'display')!r}",
+                            f" and renders {profile.output!r}",
                             f"learn starts from a display profile with {INPUT_NORMALIZATION} input, e.g. default-lite")
     return profile.model.float().eval()
 
@@ -212,9 +212,10 @@ def _lut(run_dir: Path, train: list[LearnPair], base: torch.nn.Module, emit: Eve
     sources, targets = [], []
     # A window per pair (rendering 100 whole pairs would take minutes), whole pairs for a few.
     side = LUT_WINDOW if len(train) * LUT_WINDOW**2 >= 4 * LUT_SAMPLES else 1 << 30
+    runner = learn_runner(base, device)
     for whole in train:
         pair = cropped(whole, side, rng)
-        rendered, target = (_lowpassed(a) for a in (render(base, pair, device), pair.target))
+        rendered, target = (_lowpassed(a) for a in (render(runner, pair), pair.target))
         pick = rng.choice(rendered.shape[0] * rendered.shape[1], size=min(per_pair, rendered.size // 3), replace=False)
         sources.append(rendered.reshape(-1, 3)[pick])
         targets.append(target.reshape(-1, 3)[pick])

@@ -14,12 +14,14 @@ one whose structure matches the RAW (gradient correlation at thumbnail size).
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from raw2rgb_plugin.engine.plan import expand_inputs
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.raw_file import RawFile
 from raw2rgb_plugin.pipeline.orientation import exif_orient_hwc, unorient_hwc
@@ -50,22 +52,20 @@ class Target:
 
 
 def find_raws(inputs: list[Path]) -> list[Path]:
-    """RAW files named directly or found in the given folders (not recursive), sorted, unique."""
-    found: dict[Path, None] = {}
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            for p in sorted(item.iterdir()):
-                if p.is_file() and p.suffix.lower() in RAW_EXTENSIONS:
-                    found[p.resolve()] = None
-        elif item.is_file():
-            if item.suffix.lower() not in RAW_EXTENSIONS:
-                raise Raw2RgbError(f"{item} is not a RAW file this tool knows",
-                                   "pass camera RAWs (CR2, NEF, ARW, DNG, …) or folders")
-            found[item.resolve()] = None
-        else:
-            raise Raw2RgbError(f"{item} does not exist", "check the path")
-    return sorted(found)
+    """RAW files named directly or found in the given folders (not recursive), sorted, unique.
+
+    `convert`'s own expansion (`engine.plan.expand_inputs`); learn is stricter where it names a
+    file: every one must be a RAW, since each becomes a training pair.
+    """
+    found, problems = expand_inputs([os.fspath(item) for item in inputs])
+    for problem in problems:
+        if not problem.problem.startswith("folder holds no RAW files"):  # learn says so for all inputs
+            raise Raw2RgbError(f"{problem.argument}: {problem.problem}", "pass camera RAWs or folders of them")
+    for path in found:
+        if path.suffix.lower() not in RAW_EXTENSIONS:
+            raise Raw2RgbError(f"{path} is not a RAW file this tool knows",
+                               "pass camera RAWs (CR2, NEF, ARW, DNG, …) or folders")
+    return sorted({path.resolve() for path in found})
 
 
 def sidecar_for(raw: Path) -> Path | None:

@@ -1,4 +1,7 @@
-"""Image quality metrics on [0, 1] RGB tensors (N, C, H, W): PSNR and SSIM, one value per image.
+"""Image quality metrics on [0, 1] RGB: PSNR and SSIM per image of a batch, PSNR of one image.
+
+The one place PSNR is computed: training's validation, evaluation, the benchmarks, learn's report
+and the CPU precision choice (bf16 against fp32) all use these.
 
 SSIM follows Wang et al. 2004 as the RAW-to-RGB literature reports it: 11×11 Gaussian window,
 σ = 1.5, K1 = 0.01, K2 = 0.03, data range 1, computed per colour channel over the 'valid' region
@@ -16,10 +19,19 @@ _C1 = 0.01**2
 _C2 = 0.03**2
 
 
-def psnr(output: torch.Tensor, target: torch.Tensor, *, max_db: float = 100.0) -> torch.Tensor:
-    """Per-image PSNR in dB; identical images give `max_db` instead of infinity."""
+MAX_DB = 100.0
+
+
+def psnr(output: torch.Tensor, target: torch.Tensor, *, max_db: float = MAX_DB) -> torch.Tensor:
+    """Per-image PSNR in dB of (N, …) batches; identical images give `max_db` instead of infinity."""
     mse = (output.double() - target.double()).pow(2).flatten(1).mean(dim=1)
     return (10 * torch.log10(1.0 / mse.clamp_min(10 ** (-max_db / 10)))).float()
+
+
+def image_psnr(output, target, *, max_db: float = MAX_DB) -> float:
+    """PSNR in dB of one image (numpy array or tensor, any shape), as `psnr` scores a batch of one."""
+    a, b = (torch.as_tensor(x) for x in (output, target))
+    return float(psnr(a.reshape(1, -1), b.reshape(1, -1), max_db=max_db)[0])
 
 
 def _gaussian_1d(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
