@@ -16,7 +16,7 @@ from rich.table import Table
 # Every option that mirrors a TrainConfig field takes its default from TrainConfig, so the help
 # and the engine never disagree (config.py imports no torch: `raw2rgb --help` stays fast).
 from raw2rgb_plugin.runtime.settings import DEVICE_HELP
-from raw2rgb_plugin.training.config import TrainConfig
+from raw2rgb_plugin.training.config import TrainConfig, resolve_variant
 from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, VARIANT_WIDTHS
 
 from .console import err, error_line, fail, print_json, progress_bar
@@ -24,55 +24,56 @@ from .console import err, error_line, fail, print_json, progress_bar
 _VARIANT_HELP = ("G1 width: auto (base on a GPU, lite on a CPU), "
                  + ", ".join(f"{name} ({width})" for name, width in VARIANT_WIDTHS.items()) + "; base is the seed's.")
 
-_D = TrainConfig()
+DEFAULTS = TrainConfig()
 
 
 def train(
     dataset: Path | None = typer.Argument(None, help="Dataset folder from `raw2rgb dataset build` or `synth` (or use --synthetic).", show_default=False),
     synthetic: Path | None = typer.Option(None, "--synthetic", help="Folder of sRGB images: make pairs on the fly with random cameras and camera-realistic noise (no dataset on disk); G1 reads a noise map.", file_okay=False),
-    patch_size: int = typer.Option(_D.synthetic_patch_size, "--patch-size", min=32, help="With --synthetic: patch size in sensor pixels (a multiple of 16)."),
-    patches_per_image: int = typer.Option(_D.synthetic_patches_per_image, "--patches-per-image", min=1, help="With --synthetic: patches per image per epoch."),
-    clean_fraction: float = typer.Option(_D.synthetic_clean_fraction, "--clean-fraction", help="With --synthetic: share of training patches without noise."),
-    target: str = typer.Option(_D.synthetic_output, "--target", help="With --synthetic: display (a finished sRGB image) or scene-linear (demosaic + denoise only, linear camera RGB: a profile for `convert --format dng`)."),
+    patch_size: int = typer.Option(DEFAULTS.synthetic_patch_size, "--patch-size", min=32, help="With --synthetic: patch size in sensor pixels (a multiple of 16)."),
+    patches_per_image: int = typer.Option(DEFAULTS.synthetic_patches_per_image, "--patches-per-image", min=1, help="With --synthetic: patches per image per epoch."),
+    clean_fraction: float = typer.Option(DEFAULTS.synthetic_clean_fraction, "--clean-fraction", help="With --synthetic: share of training patches without noise."),
+    target: str = typer.Option(DEFAULTS.synthetic_output, "--target", help="With --synthetic: display (a finished sRGB image) or scene-linear (demosaic + denoise only, linear camera RGB: a profile for `convert --format dng`)."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
     profile_name: str | None = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
     variant: str = typer.Option("auto", "--variant", help=_VARIANT_HELP),
-    max_steps: int | None = typer.Option(_D.max_steps, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
-    max_minutes: float | None = typer.Option(_D.max_minutes, "--max-minutes", help="Stop after this many minutes of training in this invocation; a checkpoint and a profile are still written (--resume continues)."),
-    keep_best: bool = typer.Option(_D.keep_best, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
-    perceptual: bool = typer.Option(_D.perceptual, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
-    vgg_weights: Path | None = typer.Option(_D.vgg_weights, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
+    max_steps: int | None = typer.Option(DEFAULTS.max_steps, "--max-steps", min=1, help="Stop after this many optimizer steps in all (smoke runs); a checkpoint and a profile are still written."),
+    max_minutes: float | None = typer.Option(DEFAULTS.max_minutes, "--max-minutes", help="Stop after this many minutes of training in this invocation; a checkpoint and a profile are still written (--resume continues)."),
+    keep_best: bool = typer.Option(DEFAULTS.keep_best, "--keep-best", help="Export the epoch with the best validation PSNR (kept as best.safetensors in the run folder) instead of the last."),
+    perceptual: bool = typer.Option(DEFAULTS.perceptual, "--perceptual/--no-perceptual", help="VGG16 perceptual loss in stage 2 (needs the VGG16 weights); the profile records the choice."),
+    vgg_weights: Path | None = typer.Option(DEFAULTS.vgg_weights, "--vgg-weights", help="VGG16 weights (.pth or .safetensors) instead of torchvision's download in the torch hub cache.", dir_okay=False),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output exactly where its checkpoint left it (its saved settings apply)."),
-    init: str | None = typer.Option(_D.init_profile, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it; its width wins over --variant."),
-    device: str = typer.Option(_D.device, "--device", help=DEVICE_HELP),
-    batch_size: int = typer.Option(_D.batch_size, "--batch-size", min=1, help="Patches per step (per process under torchrun)."),
-    workers: int | None = typer.Option(_D.workers, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),
-    stage1_epochs: int = typer.Option(_D.stage1_epochs, "--stage1-epochs", min=0, help="Epochs of stage 1 (L1 + attention)."),
-    stage2_epochs: int = typer.Option(_D.stage2_epochs, "--stage2-epochs", min=0, help="Epochs of stage 2 (all losses, D trained)."),
-    lr_stage1: float = typer.Option(_D.lr_stage1, "--lr-stage1", help="Generator learning rate in stage 1."),
-    lr_g: float = typer.Option(_D.lr_g, "--lr-g", help="Generator learning rate in stage 2."),
-    lr_d: float = typer.Option(_D.lr_d, "--lr-d", help="Discriminator learning rate (stage 2; two time-scale rule)."),
-    lr_decay_every: int = typer.Option(_D.lr_decay_every, "--lr-decay-every", min=1, help="Halve the learning rates every this many epochs of a stage."),
-    lambda_l1: float = typer.Option(_D.lambda_l1, "--lambda-l1", help="Weight of the L1 loss."),
-    lambda_attn: float = typer.Option(_D.lambda_attn, "--lambda-attn", help="Weight of the saliency attention loss."),
-    lambda_perc: float = typer.Option(_D.lambda_perc, "--lambda-perc", help="Weight of the VGG16 perceptual loss."),
-    lambda_gan: float = typer.Option(_D.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
-    d_width: int = typer.Option(_D.d_width, "--d-width", min=1, help="Discriminator base width."),
-    input_normalization: str | None = typer.Option(_D.input_normalization, "--input-normalization", help=f"{', '.join(INPUT_NORMALIZATIONS)} (default: the dataset's)."),
-    residual_base: str = typer.Option(_D.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel), mhc-linear-gated (the same over a linear demosaic; wb-headroom input) or auto (the gated base of the input; an --init profile keeps its own)."),
-    amp: str = typer.Option(_D.amp, "--amp", help="Mixed precision. CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. CPU: auto (bf16 autocast where measured faster on this CPU, cached), bf16 or off."),
-    seed: int = typer.Option(_D.seed, "--seed", help="Seed of weights, data order and augmentation."),
-    checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every", min=0, help="Steps between checkpoints (one is also written at every epoch's end)."),
-    log_every: int = typer.Option(_D.log_every, "--log-every", min=1, help="Steps between step records in log.jsonl."),
+    init: str | None = typer.Option(DEFAULTS.init_profile, "--init", help="Start G1 from this profile (name or .safetensors path) to fine-tune it; its width wins over --variant."),
+    device: str = typer.Option(DEFAULTS.device, "--device", help=DEVICE_HELP),
+    batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", min=1, help="Patches per step (per process under torchrun)."),
+    workers: int | None = typer.Option(DEFAULTS.workers, "--workers", min=0, help="Data-loading processes (default: 0 on the CPU, up to 8 on a GPU)."),
+    stage1_epochs: int = typer.Option(DEFAULTS.stage1_epochs, "--stage1-epochs", min=0, help="Epochs of stage 1 (L1 + attention)."),
+    stage2_epochs: int = typer.Option(DEFAULTS.stage2_epochs, "--stage2-epochs", min=0, help="Epochs of stage 2 (all losses, D trained)."),
+    lr_stage1: float = typer.Option(DEFAULTS.lr_stage1, "--lr-stage1", help="Generator learning rate in stage 1."),
+    lr_g: float = typer.Option(DEFAULTS.lr_g, "--lr-g", help="Generator learning rate in stage 2."),
+    lr_d: float = typer.Option(DEFAULTS.lr_d, "--lr-d", help="Discriminator learning rate (stage 2; two time-scale rule)."),
+    lr_decay_every: int = typer.Option(DEFAULTS.lr_decay_every, "--lr-decay-every", min=1, help="Halve the learning rates every this many epochs of a stage."),
+    lambda_l1: float = typer.Option(DEFAULTS.lambda_l1, "--lambda-l1", help="Weight of the L1 loss."),
+    lambda_attn: float = typer.Option(DEFAULTS.lambda_attn, "--lambda-attn", help="Weight of the saliency attention loss."),
+    lambda_perc: float = typer.Option(DEFAULTS.lambda_perc, "--lambda-perc", help="Weight of the VGG16 perceptual loss."),
+    lambda_gan: float = typer.Option(DEFAULTS.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
+    d_width: int = typer.Option(DEFAULTS.d_width, "--d-width", min=1, help="Discriminator base width."),
+    input_normalization: str | None = typer.Option(DEFAULTS.input_normalization, "--input-normalization", help=f"{', '.join(INPUT_NORMALIZATIONS)} (default: the dataset's)."),
+    residual_base: str = typer.Option(DEFAULTS.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel), mhc-linear-gated (the same over a linear demosaic; wb-headroom input) or auto (the gated base of the input; an --init profile keeps its own)."),
+    amp: str = typer.Option(DEFAULTS.amp, "--amp", help="Mixed precision. CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. CPU: auto (bf16 autocast where measured faster on this CPU, cached), bf16 or off."),
+    seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of weights, data order and augmentation."),
+    checkpoint_every: int = typer.Option(DEFAULTS.checkpoint_every, "--checkpoint-every", min=0, help="Steps between checkpoints (one is also written at every epoch's end)."),
+    log_every: int = typer.Option(DEFAULTS.log_every, "--log-every", min=1, help="Steps between step records in log.jsonl."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; errors only."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout at the end."),
 ) -> None:
     """Train a profile (G1 with G2 and D, two stages) on a dataset, and install it for `convert`."""
     from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.training.data import open_training_data
     from raw2rgb_plugin.training.trainer import Trainer
 
-    chosen_variant, variant_note = _resolve_variant(variant, device, resume=resume, init=init)
+    chosen_variant, variant_note = resolve_variant(variant, device, resume=resume, init=init)
     config = TrainConfig(
         variant=chosen_variant, d_width=d_width, batch_size=batch_size, stage1_epochs=stage1_epochs,
         stage2_epochs=stage2_epochs, lr_stage1=lr_stage1, lr_g=lr_g, lr_d=lr_d, lr_decay_every=lr_decay_every,
@@ -80,11 +81,9 @@ def train(
         perceptual=perceptual, vgg_weights=str(vgg_weights) if vgg_weights else None,
         input_normalization=input_normalization, residual_base=residual_base, init_profile=init, seed=seed, amp=amp, device=device,
         workers=workers, max_steps=max_steps, max_minutes=max_minutes, keep_best=keep_best, checkpoint_every=checkpoint_every, log_every=log_every,
-        noise_map=synthetic is not None, synthetic_patch_size=patch_size, synthetic_patches_per_image=patches_per_image,
+        synthetic_patch_size=patch_size, synthetic_patches_per_image=patches_per_image,
         synthetic_clean_fraction=clean_fraction, synthetic_output=target,
-    )
-    if target == "scene-linear" and input_normalization is None:
-        config.input_normalization = "wb-headroom"  # explicit, so a display --init profile may start it
+    ).for_data(synthetic=synthetic is not None)
     if (dataset is None) == (synthetic is None):
         fail("raw2rgb train", "give a DATASET folder or --synthetic RGB_DIR (one of them) — see raw2rgb train --help", json_output=json_output)
     # Under torchrun every rank runs this command; rank 0 speaks for all of them.
@@ -97,7 +96,7 @@ def train(
         source = dataset if dataset is not None else synthetic
         assert source is not None
         trainer = Trainer(
-            config, _open_training_data(dataset, synthetic, config), output, resume=resume, profile_name=profile_name,
+            config, open_training_data(dataset, synthetic, config), output, resume=resume, profile_name=profile_name,
             overwrite_profile=overwrite, dataset_path=source.resolve(), command_line=_command_line(),
             on_event=display.on_event,
         )
@@ -109,47 +108,6 @@ def train(
         print_json(_summary(result, output, display))
     if display.stop_reason == "requested":
         raise typer.Exit(130)
-
-
-#: the variant `--variant auto` trains on each kind of device: the seed's width where a GPU makes
-#: it affordable, the lite one on a CPU (a base checkpoint is 325 MB and a CPU step is slow).
-AUTO_VARIANTS = {"cuda": "base", "mps": "slim", "cpu": "lite"}
-
-
-def _resolve_variant(variant: str, device: str, *, resume: bool, init: str | None) -> tuple[str, str | None]:
-    """The variant to train and, for `auto`, the note that says which one and why."""
-    if variant != "auto":
-        return variant, None
-    if resume or init:
-        # A resumed run keeps its saved width, an --init profile brings its own: nothing to choose.
-        return TrainConfig().variant, None
-    from raw2rgb_plugin.errors import Raw2RgbError
-    from raw2rgb_plugin.runtime.device import choose_device
-
-    try:
-        kind = choose_device(device).type
-    except Raw2RgbError:
-        return TrainConfig().variant, None  # the trainer reports the device problem
-    chosen = AUTO_VARIANTS.get(kind, TrainConfig().variant)
-    widths = {"base": 64, "slim": 32, "lite": 16}
-    return chosen, (f"training the {chosen} variant (G1 width {widths[chosen]}) on {kind}; "
-                    "pass --variant base for the seed's width")
-
-
-def _open_training_data(dataset: Path | None, synthetic: Path | None, config: TrainConfig):
-    """A stored dataset, or pairs made on the fly from a folder of sRGB images."""
-    if dataset is not None:
-        from raw2rgb_plugin.training.data.store import open_dataset
-
-        return open_dataset(dataset)
-    from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptions
-
-    assert synthetic is not None
-    return OnTheFlyDataset(synthetic, OnTheFlyOptions(
-        patch_size=config.synthetic_patch_size, patches_per_image=config.synthetic_patches_per_image,
-        clean_fraction=config.synthetic_clean_fraction, noise_map=config.noise_map, seed=config.seed,
-        output=config.synthetic_output,
-    ))
 
 
 def _run_with_display(trainer, display: _TrainDisplay):

@@ -466,10 +466,10 @@ def test_profile_default_falls_back_like_convert_does(tmp_path):
 
 
 def test_train_picks_the_variant_that_fits_the_device_and_says_so(tmp_path, monkeypatch):
-    from raw2rgb_cli import train_cmd
+    from raw2rgb_plugin.training.config import resolve_variant
 
-    assert train_cmd._resolve_variant("auto", "cpu", resume=False, init=None)[0] == "lite"
-    assert train_cmd._resolve_variant("base", "cpu", resume=False, init=None) == ("base", None)
+    assert resolve_variant("auto", "cpu", resume=False, init=None)[0] == "lite"
+    assert resolve_variant("base", "cpu", resume=False, init=None) == ("base", None)
     seen = {}
 
     class StopHere(Exception):
@@ -481,7 +481,7 @@ def test_train_picks_the_variant_that_fits_the_device_and_says_so(tmp_path, monk
 
     monkeypatch.setattr("raw2rgb_plugin.training.trainer.Trainer", fake_trainer)
     (tmp_path / "rgb").mkdir()
-    monkeypatch.setattr(train_cmd, "_open_training_data", lambda *a: None)
+    monkeypatch.setattr("raw2rgb_plugin.training.data.open_training_data", lambda *a: None)
     result = run_cli("train", "--synthetic", tmp_path / "rgb", "-o", tmp_path / "run", "--device", "cpu")
     assert isinstance(result.exception, StopHere) and seen["variant"] == "lite"
     assert "training the lite variant (G1 width 16) on cpu" in result.stderr

@@ -74,6 +74,15 @@ class TrainConfig:
     #: camera image for an editable DNG; `wb-headroom` input, `mhc-linear-gated` base)
     synthetic_output: str = "display"
 
+    def for_data(self, *, synthetic: bool) -> TrainConfig:
+        """This config with what the training data implies for the model: pairs made on the fly
+        know their noise, so G1 reads a noise map; a scene-linear target reads `wb-headroom` input
+        (set explicitly, so a display `--init` profile may start it)."""
+        config = dataclasses.replace(self, noise_map=synthetic)
+        if synthetic and config.synthetic_output == "scene-linear" and config.input_normalization is None:
+            config.input_normalization = "wb-headroom"
+        return config
+
     def g1_config(self, residual_base: str) -> G1Config:
         """G1's architecture with `residual_base` resolved (the Trainer knows the input that `auto` needs)."""
         from raw2rgb_plugin.models.g1 import G1Config
@@ -131,3 +140,26 @@ class TrainConfig:
         for name in ("lambda_l1", "lambda_attn", "lambda_perc", "lambda_gan", "lr_stage1", "lr_g", "lr_d"):
             if getattr(self, name) < 0:
                 raise TrainingError(f"{name} is negative", "loss weights and learning rates must be ≥ 0")
+
+
+#: the variant `--variant auto` trains on each kind of device: the seed's width where a GPU makes
+#: it affordable, the lite one on a CPU (a base checkpoint is 325 MB and a CPU step is slow).
+AUTO_VARIANTS = {"cuda": "base", "mps": "slim", "cpu": "lite"}
+
+
+def resolve_variant(variant: str, device: str, *, resume: bool, init: str | None) -> tuple[str, str | None]:
+    """The variant to train and, for `auto`, the note that says which one and why."""
+    if variant != "auto":
+        return variant, None
+    if resume or init:
+        # A resumed run keeps its saved width, an --init profile brings its own: nothing to choose.
+        return TrainConfig().variant, None
+    from raw2rgb_plugin.runtime.device import choose_device
+
+    try:
+        kind = choose_device(device).type
+    except Raw2RgbError:
+        return TrainConfig().variant, None  # the trainer reports the device problem
+    chosen = AUTO_VARIANTS.get(kind, TrainConfig().variant)
+    return chosen, (f"training the {chosen} variant (G1 width {VARIANT_WIDTHS[chosen]}) on {kind}; "
+                    "pass --variant base for the seed's width")
