@@ -156,5 +156,61 @@ def synth(
         raise typer.Exit(1)
 
 
+@dataset_app.command("corpus")
+def corpus(
+    output: Path = typer.Argument(..., help="Corpus folder (created, or completed if it exists).", file_okay=False, show_default=False),
+    recipe: Path | None = typer.Option(None, "--recipe", help="JSON list of sources, e.g. tools/corpus-recipe.json (what the shipped profiles learn from).", exists=True, dir_okay=False),
+    sources: Path | None = typer.Option(None, "--sources", help="Where the recipe's sources are, or are downloaded to (Debian packages).", file_okay=False),
+    folder: list[Path] = typer.Option([], "--folder", help="Also take every photograph in this folder (repeatable).", exists=True, file_okay=False),
+    licence: str = typer.Option("the photographer's own", "--licence", help="Licence recorded for the --folder photographs."),
+    test_images: Path | None = typer.Option(None, "--test-images", help="Test-set images (e.g. ../shared/data/rgb) that must never enter: near-copies are left out.", exists=True, file_okay=False),
+    max_short_side: int = typer.Option(1024, "--max-short-side", min=64, help="Downsample further until the short side is at most this."),
+    min_short_side: int = typer.Option(192, "--min-short-side", min=32, help="Leave out a photograph whose short side would end smaller."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary; errors only."),
+    json_output: bool = typer.Option(False, "--json", help="Print the manifest's counts and sources on stdout."),
+) -> None:
+    """Gather natural photographs into a training corpus for `train --synthetic` (resumable)."""
+    from raw2rgb_plugin.errors import Raw2RgbError
+    from raw2rgb_plugin.training.data.corpus import CorpusOptions, build_corpus, iter_sources, thumbnails_of
+    from raw2rgb_plugin.training.data.sources import find_images
+
+    started = time.perf_counter()
+    progress = progress_bar(quiet=quiet, rate_field="{task.fields[kept]} kept", detail_field="{task.fields[current]}")
+    task = progress.add_task("photographs", total=None, kept=0, current="")
+
+    def on_event(event: dict) -> None:
+        if event["event"] == "source":
+            progress.update(task, total=(progress.tasks[task].total or 0) + event["images"], current=escape(event["name"]))
+        else:
+            progress.update(task, advance=1, kept=progress.tasks[task].fields["kept"] + int(event["kept"]))
+
+    try:
+        chosen = list(iter_sources(recipe, sources, [(f, licence) for f in folder]))
+        if not chosen:
+            raise Raw2RgbError("no source given", "pass --recipe with --sources, or --folder")
+        tests = thumbnails_of(find_images(test_images)) if test_images else {}
+        with progress:
+            manifest = build_corpus(chosen, output, CorpusOptions(max_short_side, min_short_side), tests=tests,
+                                    on_event=on_event)
+    except Raw2RgbError as exc:
+        fail("raw2rgb dataset corpus", str(exc), json_output=json_output)
+    seconds = time.perf_counter() - started
+    if not quiet:
+        table = Table(title=f"raw2rgb dataset corpus → {output}", show_edge=False, title_justify="left")
+        for column in ("source", "kept", "licence"):
+            table.add_column(column)
+        for source in manifest["sources"]:
+            note = " (research only)" if source["research_only"] else ""
+            table.add_row(escape(source["name"]), str(source["kept"]), escape(source["licence"] + note))
+        err.print(table)
+        err.print(f"{manifest['counts']['images']} photographs, {manifest['counts']['excluded']} left out "
+                  f"(reasons in {escape(str(output / 'manifest.json'))}); {seconds:.0f} s")
+    if json_output:
+        print_json({"seconds": round(seconds, 3), "counts": manifest["counts"], "sources": manifest["sources"]})
+    if manifest["counts"]["images"] == 0:
+        error_line("raw2rgb dataset corpus", "no photograph was kept — see manifest.json for why")
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(dataset_app, name="dataset")
