@@ -73,6 +73,9 @@ class TrainConfig:
     #: what a --synthetic run teaches G1 to render: "display" (sRGB) or "scene-linear" (the clean
     #: camera image for an editable DNG; `wb-headroom` input, `mhc-linear-gated` base)
     synthetic_output: str = "display"
+    #: make the --synthetic training pairs on the training device (`data/device_pairs.py`), not in
+    #: CPU workers: what keeps a GPU busy; on a CPU it is the same work in fewer, larger ops
+    pairs_on_device: bool = False
 
     def for_data(self, *, synthetic: bool) -> TrainConfig:
         """This config with what the training data implies for the model: pairs made on the fly

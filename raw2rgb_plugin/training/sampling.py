@@ -8,6 +8,7 @@ interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -58,16 +59,23 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        np_state, py_state = np.random.get_state(), random.getstate()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                np.random.seed(seed % 2**32)
-                random.seed(seed)
-                return self.items[index]
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
+        with seeded_rngs(seed):
+            return self.items[index]
+
+
+@contextlib.contextmanager
+def seeded_rngs(seed: int) -> Iterator[None]:
+    """torch's, numpy's and python's global RNGs seeded with `seed` inside; the caller's after."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 class RankShard(Dataset):

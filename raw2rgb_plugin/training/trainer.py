@@ -23,7 +23,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -251,8 +251,7 @@ class Trainer:
     def _run(self) -> TrainResult:
         if self.config.max_minutes:
             self._deadline = time.monotonic() + 60.0 * self.config.max_minutes
-        train_loader = make_loader(SeededItems(self.train_items), self.config, self.device, self.dist.world_size,
-                                   sampler=self.train_sampler, drop_last=True)
+        train_loader = self._train_loader()
         self.log.open()
         self._announce()
         self._train(train_loader)
@@ -266,6 +265,17 @@ class Trainer:
         if self.dist.is_main:
             validation, profile_path, installed = self._export(validation, completed)
         return TrainResult(self.global_step, self.epoch, completed, validation, profile_path, installed)
+
+    def _train_loader(self) -> Iterable[dict]:
+        """Batches of the training split: made on the device (`--pairs-on-device`), or loaded."""
+        if self.config.pairs_on_device:
+            if not hasattr(self.train_items, "draws"):
+                raise TrainingError("--pairs-on-device needs pairs made on the fly", "train with --synthetic RGB_DIR")
+            from raw2rgb_plugin.training.data.device_pairs import DeviceBatches
+
+            return DeviceBatches(self.train_items, self.train_sampler, self.config.batch_size, self.device)
+        return make_loader(SeededItems(self.train_items), self.config, self.device, self.dist.world_size,
+                           sampler=self.train_sampler, drop_last=True)
 
     def _announce(self) -> None:
         self._emit(
@@ -285,7 +295,7 @@ class Trainer:
         for note in self._notes:
             self._emit("note", message=note)
 
-    def _train(self, train_loader: DataLoader) -> None:
+    def _train(self, train_loader: Iterable[dict]) -> None:
         """Train from the current position to the last epoch's end, or to a stop."""
         cfg = self.config
         self.generators.train()

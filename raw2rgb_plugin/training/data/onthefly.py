@@ -125,7 +125,16 @@ class OnTheFlySplit(Dataset):
             self._cache[k] = image
         return self._cache[k]
 
-    def __getitem__(self, index: int) -> dict:
+    def image_and_saliency(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image `k` as uint16 (H, W, 3) and its whole-image saliency as uint8 (H, W): what
+        `device_pairs.DeviceBatches` uploads once (it crops the map with the image)."""
+        image = self._image(k)
+        saliency = builtin_saliency(image)
+        return np.rint(image * 65535.0).astype(np.uint16), np.rint(saliency * 255.0).astype(np.uint8)
+
+    def draws(self, index: int) -> Draw:
+        """Everything random about item `index`: crop, turn, camera, noise, and the generator the
+        noise itself is drawn from. Training items: inside `SeededItems`' (or `seeded_rngs`') seeding."""
         k = index // self.options.patches_per_image
         if self.validation:  # the same patch, camera and noise every epoch
             digest = hashlib.sha256(f"val:{self.options.seed}:{index}".encode()).digest()
@@ -135,29 +144,47 @@ class OnTheFlySplit(Dataset):
             if iso:
                 prior = iso_prior(iso)
                 noise = (prior.shot, prior.read)
-        else:  # SeededItems seeded numpy's global RNG for this sample: derive ours from it
+        else:  # numpy's global RNG was seeded for this sample: derive ours from it
             rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             noise = sample_camera_noise_np(rng, clean_fraction=self.options.clean_fraction)
-        crop = _random_crop(self._image(k), self.options.patch_size, rng, augment=not self.validation)
-        item = synthesize_pair(crop, random_params(rng, cfa_pattern="RGGB", noise=False), noise, rng,
+        h, w = self._image(k).shape[:2]
+        size = self.options.patch_size
+        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        turns, mirror = 0, False
+        if not self.validation:  # before unprocessing, so every orientation meets every CFA phase
+            turns, mirror = int(rng.integers(0, 4)), bool(rng.random() < 0.5)
+        params = random_params(rng, cfa_pattern="RGGB", noise=False)
+        return Draw(k, y, x, turns, mirror, params, noise, rng)
+
+    def __getitem__(self, index: int) -> dict:
+        draw = self.draws(index)
+        size = self.options.patch_size
+        crop = self._image(draw.image)[draw.y : draw.y + size, draw.x : draw.x + size]
+        crop = np.rot90(crop, draw.turns)
+        if draw.mirror:
+            crop = crop[:, ::-1]
+        item = synthesize_pair(np.ascontiguousarray(crop, dtype=np.float32), draw.params, draw.noise, draw.rng,
                                with_noise_map=self.options.noise_map, linear_target=self.options.output == "scene-linear")
-        item["scene"] = _scene(self.images[k], self.root)
+        item["scene"] = _scene(self.images[draw.image], self.root)
         return item
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What `OnTheFlySplit.draws` decides for one item."""
+
+    image: int
+    y: int
+    x: int
+    turns: int  # quarter turns (np.rot90's), before the mirror
+    mirror: bool  # left–right
+    params: UnprocessParams
+    noise: tuple[float, float]
+    rng: np.random.Generator  # what the CPU path draws the noise from
 
 
 def _scene(path: Path, root: Path) -> str:
     return str(path.relative_to(root).with_suffix(""))
-
-
-def _random_crop(image: np.ndarray, size: int, rng: np.random.Generator, *, augment: bool) -> np.ndarray:
-    h, w = image.shape[:2]
-    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-    crop = image[y : y + size, x : x + size]
-    if augment:  # before unprocessing, so every orientation meets every CFA phase
-        crop = np.rot90(crop, int(rng.integers(0, 4)))
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-    return np.ascontiguousarray(crop, dtype=np.float32)
 
 
 def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[float, float], rng: np.random.Generator,
