@@ -18,6 +18,7 @@ camera-native pixels before the file is written, noise estimated from each file)
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiles-per-image", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the markdown table here")
     parser.add_argument("--skimage-wheel", type=Path)
+    parser.add_argument("--images", type=Path, help="use these PNG/JPEG images as the held-out set instead")
+    parser.add_argument("--json", type=Path, help="also write every score as JSON here (tools/pick_winner.py reads it)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         renderers = {f"raw2rgb {name}": profile_renderer(load_profile(name)) for name in args.profiles.split(",")}
         renderers["linear MHC (the profiles' base)"] = profile_renderer(load_profile(classical_develop_profile(work)))
         renderers["LibRaw AHD"] = lambda path, decoded: classical.libraw_camera_rgb(path, decoded.frame, "AHD")
-        cases = build_cases(held_out_images(None, args.skimage_wheel), work, tile=args.tile,
+        cases = build_cases(held_out_images(args.images, args.skimage_wheel), work, tile=args.tile,
                             tiles_per_image=args.tiles_per_image, noise_levels=LEVELS)
         scores: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for case in cases:
@@ -111,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({"scores": [{"method": name, "noise": level, "psnr": round(float(p), 3),
+                                                     "delta_e2000": round(float(d), 3)}
+                                                    for (name, level), values in scores.items() for p, d in values]}))
     return 0
 
 
