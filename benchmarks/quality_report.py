@@ -17,6 +17,11 @@ noise the engine estimates from each file); LibRaw AHD and DHT and demosaicnet (
 2016), each followed by the same white balance, camera matrix and tone curve (`classical.py`),
 so only the rendering differs.
 
+**Clean demosaicking on Kodak24 + McMaster18** (`literature.py`), the protocol papers report:
+each whole test image (../shared/data/rgb) unprocessed with one random camera, RGGB, no noise,
+every method in the same run (demosaicnet included unless `--no-demosaicnet`); `--no-literature`
+leaves it out, `--quick` takes one image per set.
+
 **Real photographs** (`real_photos.py`): the camera RAWs of `../shared/data/raw`, where present,
 measured for detail and flat-region noise against LibRaw AHD. They are CC BY-NC-SA ("tests
 only"), so their crops are written only with `--real-raw-previews DIR`, outside docs/.
@@ -53,6 +58,7 @@ from raw2rgb_plugin.io.raw_file import decode_raw  # noqa: E402
 from raw2rgb_plugin.pipeline.metrics import psnr, ssim  # noqa: E402
 
 import classical  # noqa: E402
+import literature  # noqa: E402
 import quality_targets  # noqa: E402
 import real_mosaic  # noqa: E402
 import real_photos  # noqa: E402
@@ -203,6 +209,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--real-raw-previews", type=Path,
                         help="also write 1:1 crops of the CC BY-NC-SA camera RAWs into this folder (not docs/)")
     parser.add_argument("--json", type=Path, help="also write every score, camera and timing as JSON here")
+    parser.add_argument("--no-literature", action="store_true",
+                        help="leave out clean demosaicking on Kodak24 + McMaster18 (SHARED/rgb)")
     return parser.parse_args(argv)
 
 
@@ -273,6 +281,16 @@ def main(argv: list[str] | None = None) -> int:
             if made:
                 pictures[key] = made
 
+        literature_means = None
+        sets = {} if args.no_literature else literature.literature_images(args.shared / "rgb")
+        if args.quick:
+            sets = {name: images[:1] for name, images in sets.items()}
+        if sets:
+            say(f"literature protocol: {sum(len(v) for v in sets.values())} whole images, clean …")
+            lit_rows, _, _ = measure(literature.literature_cases(sets, workdir), methods, keep=lambda c: False,
+                                     progress=say)
+            literature_means = literature.summary(lit_rows)
+
     raw_dir = args.shared / "raw"
     photos = []
     if raw_dir.is_dir():
@@ -286,8 +304,16 @@ def main(argv: list[str] | None = None) -> int:
               raw_dir=raw_dir if raw_dir.is_dir() else None, crops_dir=args.real_raw_previews, quick=args.quick)
     run.elapsed = time.perf_counter() - started
     write_report(args.out, run)
+    if literature_means:
+        command = "python benchmarks/quality_report.py " + " ".join(argv)
+        with args.out.open("a") as report:
+            report.write("\n" + "\n".join(literature.markdown(literature_means, command.strip())))
     if args.json:
         write_json(args.json, run)
+        if literature_means:
+            document = json.loads(args.json.read_text())
+            document["literature"] = literature_means
+            args.json.write_text(json.dumps(document, indent=1))
     print_summary(run)
     print(f"wrote {args.out} ({run.elapsed:.0f} s)")
     return 0

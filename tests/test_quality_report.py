@@ -69,6 +69,23 @@ def quick_report(tmp_path_factory, tiny_profile, noise_aware_profile):
     return run_quick(tmp_path, [tiny_profile, noise_aware_profile], "--shared", str(tmp_path / "no-shared"))
 
 
+def test_the_literature_protocol_scores_kodak_and_mcmaster_whole_and_clean(tmp_path, tiny_profile):
+    from PIL import Image
+
+    from scene_images import textured_scene
+
+    shared = tmp_path / "shared"
+    for folder, name in (("kodak24", "kodim01.png"), ("mcmaster", "1.tif")):
+        (shared / "rgb" / folder).mkdir(parents=True)
+        Image.fromarray((textured_scene(48, 72, seed=len(name)) * 255).astype(np.uint8)).save(shared / "rgb" / folder / name)
+    out, results = run_quick(tmp_path, [tiny_profile], "--shared", str(shared))
+    section = out.read_text().split("## Clean demosaicking on Kodak24 and McMaster18", 1)[1]
+    assert "| method | Kodak24 | McMaster18 | both |" in section
+    means = results["literature"]
+    assert set(means) == {"raw2rgb tiny", "LibRaw AHD", "LibRaw DHT"}
+    assert all(set(v) == {"Kodak24", "McMaster18", "both"} and 10 < v["both"] < 80 for v in means.values())
+
+
 def test_quick_report_scores_every_method(quick_report):
     out, results = quick_report
     text = out.read_text()
