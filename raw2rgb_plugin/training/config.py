@@ -70,6 +70,7 @@ class TrainConfig:
     synthetic_patch_size: int = 192
     synthetic_patches_per_image: int = 16
     synthetic_clean_fraction: float = 0.1
+    synthetic_hard_fraction: float = 0.0  # share of patches mined for classical-demosaic error
     #: what a --synthetic run teaches G1 to render: "display" (sRGB) or "scene-linear" (the clean
     #: camera image for an editable DNG; `wb-headroom` input, `mhc-linear-gated` base)
     synthetic_output: str = "display"
@@ -132,6 +133,8 @@ class TrainConfig:
                                 f"use one of {', '.join(INPUT_NORMALIZATIONS)}")
         if self.residual_base not in ("auto", *RESIDUAL_BASES):
             raise TrainingError(f"unknown residual base {self.residual_base!r}", f"use auto, {', '.join(RESIDUAL_BASES)}")
+        if not 0 <= self.synthetic_hard_fraction <= 1:
+            raise TrainingError(f"--hard-fraction {self.synthetic_hard_fraction} is not in [0, 1]", "use e.g. 0.5")
         if not 0 <= self.synthetic_clean_fraction <= 1:
             raise TrainingError(f"--clean-fraction {self.synthetic_clean_fraction} is not in [0, 1]", "use e.g. 0.1")
         if self.synthetic_patch_size % 16 or self.synthetic_patch_size < 32:

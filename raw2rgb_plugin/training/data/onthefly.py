@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from raw2rgb_plugin.io.noise_profile import iso_prior
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
+from raw2rgb_plugin.pipeline.mhc import demosaic
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import headroom_gains, normalized_input
 from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
@@ -46,6 +47,8 @@ from raw2rgb_plugin.training.saliency import builtin_saliency
 #: validation noise, cycled over the validation items: clean, then darktable's median camera at
 #: ISO 100, 1600, 6400 and 12800 in raw units (`io.noise_profile.iso_prior`).
 VALIDATION_ISOS = (0, 100, 1600, 6400, 12800)
+#: crops a hard sample is chosen from
+HARD_CANDIDATES = 4
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class OnTheFlyOptions:
     patch_size: int = 192  # sensor pixels (packed: half); a multiple of 16
     patches_per_image: int = 16  # per epoch
     clean_fraction: float = 0.1  # training samples without noise
+    #: training samples whose crop is the hardest of `HARD_CANDIDATES` for a classical demosaic
+    #: (fine stripes, saturated colour edges, text, thin lines: what demosaicnet's authors mined)
+    hard_fraction: float = 0.0
     noise_map: bool = True  # append the 4-channel noise map (a noise-conditioned G1)
     val_fraction: float = 0.1
     seed: int = 0  # the run's --seed: validation draws (cameras, noise, crops)
@@ -150,11 +156,24 @@ class OnTheFlySplit(Dataset):
         h, w = self._image(k).shape[:2]
         size = self.options.patch_size
         y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        if self.options.hard_fraction > 0 and not self.validation and rng.random() < self.options.hard_fraction:
+            y, x = self._hardest(k, [(y, x)] + [(int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1)))
+                                                 for _ in range(HARD_CANDIDATES - 1)])
         turns, mirror = 0, False
         if not self.validation:  # before unprocessing, so every orientation meets every CFA phase
             turns, mirror = int(rng.integers(0, 4)), bool(rng.random() < 0.5)
         params = random_params(rng, cfa_pattern="RGGB", noise=False)
         return Draw(k, y, x, turns, mirror, params, noise, rng)
+
+    def _hardest(self, k: int, corners: list[tuple[int, int]]) -> tuple[int, int]:
+        """The crop whose RGGB mosaic Malvar–He–Cutler reconstructs worst (mean squared error)."""
+        size = self.options.patch_size
+        crops = torch.from_numpy(np.stack([self._image(k)[y : y + size, x : x + size] for y, x in corners])
+                                 .transpose(0, 3, 1, 2).astype(np.float32))
+        packed = torch.stack([crops[:, 0, 0::2, 0::2], crops[:, 1, 0::2, 1::2],
+                              crops[:, 1, 1::2, 0::2], crops[:, 2, 1::2, 1::2]], dim=1)
+        errors = ((demosaic(packed) - crops) ** 2).mean(dim=(1, 2, 3))
+        return corners[int(torch.argmax(errors))]
 
     def __getitem__(self, index: int) -> dict:
         draw = self.draws(index)
