@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: `raw2rgb info` needs none (1.3 s)
+    import torch
 
 #: linear sRGB (D65) → CIE XYZ, IEC 61966-2-1.
 SRGB_TO_XYZ = np.array(
@@ -56,6 +60,8 @@ def srgb_encode(linear: np.ndarray) -> np.ndarray:
 
 def srgb_encode_tensor(linear: torch.Tensor) -> torch.Tensor:
     """`srgb_encode` for torch tensors, on any device."""
+    import torch
+
     linear = linear.clamp(0.0, 1.0)
     # clamp_min keeps pow away from 0, where its gradient is infinite; torch.where picks 12.92·x there.
     return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(0.0031308).pow(1 / 2.4) - 0.055)

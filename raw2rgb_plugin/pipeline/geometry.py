@@ -9,8 +9,10 @@ sensor's), with a bicubic filter.
 
 from __future__ import annotations
 
-import torch
-from torch.nn import functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only `to_square_pixels` needs torch; `stretched_size` is for the decoder too
+    import torch
 
 
 def stretched_size(height: int, width: int, pixel_aspect: float) -> tuple[int, int]:
@@ -31,5 +33,7 @@ def to_square_pixels(image: torch.Tensor, pixel_aspect: float) -> torch.Tensor:
     dtype = image.dtype
     # Bicubic in float32 (half precision lacks it on some backends); it overshoots a little at
     # edges, which the caller's clamp to [0, 1] removes.
+    from torch.nn import functional as F
+
     resampled = F.interpolate(image.float(), size=size, mode="bicubic", align_corners=False)
     return resampled.to(dtype)

@@ -16,12 +16,14 @@ costs about the same as a small one.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from raw2rgb_plugin.pipeline.packing import site_tile
+if TYPE_CHECKING:  # the model and the estimator are numpy: `raw2rgb info` imports no torch (1.3 s)
+    import torch
 
 #: site order of the packed layout, as indices into (R, G, B).
 _PACKED_COLOURS = (0, 1, 1, 2)
@@ -110,6 +112,10 @@ def sigma_map(levelled, model: NoiseModel, *, cfa_pattern: str | None = None):
     single (a, b), any shape; a per-colour model on a 2-D mosaic needs its `cfa_pattern`.
     Accepts torch tensors or numpy arrays.
     """
+    import torch
+
+    from raw2rgb_plugin.pipeline.packing import site_tile
+
     is_numpy = isinstance(levelled, np.ndarray)
     x = torch.from_numpy(levelled) if is_numpy else levelled
     x = x if x.is_floating_point() else x.to(torch.float32)
@@ -263,7 +269,8 @@ def estimate_poisson_gaussian(
     optical black) fixes the read term and only `a` is fitted. Values clipped at 0 (a clamped
     input) or near white are left out, so clamped dark areas do not bias `b` low.
     """
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    torch = sys.modules.get("torch")  # a tensor can only come from a process that imported torch
+    arr = x.detach().cpu().numpy() if torch is not None and isinstance(x, torch.Tensor) else np.asarray(x)
     raw_units = white_level is not None
     subs = _sub_images(arr, black_level_per_site if raw_units else None)
     rng = np.random.default_rng(seed)
