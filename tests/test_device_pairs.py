@@ -12,10 +12,10 @@ from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptio
 from raw2rgb_plugin.training.data.unprocess import random_params
 from raw2rgb_plugin.training.sampling import ResumableSampler, SeededItems, seeded_rngs
 
-from helpers import smooth_scene
+from helpers import CUDA_PARAM, smooth_scene
 
 NOISE = [(0.0, 0.0), (1.0e-4, 1.0e-7), (2.0e-3, 1.5e-5)]
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+DEVICES = ["cpu", CUDA_PARAM]  # CUDA: run by `pytest -m cuda` on a GPU machine (tools/gpu_session.sh)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -2,7 +2,8 @@
 # One GPU call, at most ten minutes on one H100/H200: train the GPU `default` (display) and
 # `develop` (scene-linear, for `convert --format dng`) profiles — `slim` G1s (width 32, 5.9 M
 # parameters), noise-aware — on pairs made on the GPU from a corpus, score each against the shipped
-# lite profile on the held-out set in the same call, and ship only what wins at every noise level.
+# lite profile on the held-out set in the same call, and ship only what wins at every noise level
+# (training 3 + 1.5 minutes, the rest scoring: the whole call fits the device tool's ten).
 #
 #   tools/train_default_gpu.sh CORPUS [OUT]                  # on the GPU machine
 #   RAW2RGB_SMOKE=1 tools/train_default_gpu.sh CORPUS OUT    # the same commands, tiny, on a CPU
@@ -14,7 +15,7 @@
 # managed 16 steps/s at batch 32 and waited 72 s for the first step.
 # Why `slim` and not the seed's `base` (width 64, 23.6 M): its fp16 file is 12 MB where base's is
 # 47 MB, and the repository and the wheel carry it.
-# Budgets: RAW2RGB_MINUTES (default 4) for `default`, RAW2RGB_DEVELOP_MINUTES (default 2.5) for
+# Budgets: RAW2RGB_MINUTES (default 3) for `default`, RAW2RGB_DEVELOP_MINUTES (default 1.5) for
 # `develop`; each run stops with a checkpoint, and rerunning with the same OUT resumes it.
 # Held-out scoring needs the scikit-image wheel (RAW2RGB_SKIMAGE_WHEEL; carry it: no network there).
 # Every training choice is made on the run's own validation split (--keep-best); the held-out set
@@ -29,8 +30,8 @@ if [[ -n "${RAW2RGB_SMOKE:-}" ]]; then
     DEVICE=cpu VARIANT=lite BATCH=2 PATCH=64 PER_IMAGE=1 MINUTES=0.2 DEV_MINUTES=0.2 EPOCHS=1 SUFFIX=-smoke
     SCORE=(--tile 64 --tiles-per-image 1 --images "$CORPUS")  # the smoke's own images: only the plumbing is tested
 else
-    DEVICE=cuda VARIANT=slim BATCH=32 PATCH=256 PER_IMAGE=32 MINUTES=${RAW2RGB_MINUTES:-4}
-    DEV_MINUTES=${RAW2RGB_DEVELOP_MINUTES:-2.5} EPOCHS=40 SUFFIX=
+    DEVICE=cuda VARIANT=slim BATCH=32 PATCH=256 PER_IMAGE=32 MINUTES=${RAW2RGB_MINUTES:-3}
+    DEV_MINUTES=${RAW2RGB_DEVELOP_MINUTES:-1.5} EPOCHS=40 SUFFIX=
     SCORE=()
 fi
 WHEEL=()
@@ -57,7 +58,7 @@ train develop scene-linear "$DEV_MINUTES" --init "$OUT/run-default/default$SUFFI
 
 # Score each against the shipped lite profile in one report, and ship only a winner.
 cp "$OUT/run-default/default$SUFFIX.safetensors" "$OUT/run-develop/develop$SUFFIX.safetensors" "$RAW2RGB_PROFILE_DIR/"
-"$PY" benchmarks/quality_report.py --profiles "default$SUFFIX,default-lite" --device "$DEVICE" --no-demosaicnet \
+"$PY" benchmarks/quality_report.py --profiles "default$SUFFIX,default-lite" --device "$DEVICE" --no-demosaicnet --no-literature \
     "${SCORE[@]}" "${WHEEL[@]}" --out "$OUT/QUALITY-default.md" --json "$OUT/quality-default.json" > /dev/null
 "$PY" benchmarks/develop_report.py --profiles "develop$SUFFIX,develop-lite" "${SCORE[@]}" "${WHEEL[@]}" \
     --out "$OUT/QUALITY-develop.md" --json "$OUT/quality-develop.json" > /dev/null
