@@ -34,6 +34,7 @@ def train(
     patches_per_image: int = typer.Option(DEFAULTS.synthetic_patches_per_image, "--patches-per-image", min=1, help="With --synthetic: patches per image per epoch."),
     clean_fraction: float = typer.Option(DEFAULTS.synthetic_clean_fraction, "--clean-fraction", help="With --synthetic: share of training patches without noise."),
     hard_fraction: float = typer.Option(DEFAULTS.synthetic_hard_fraction, "--hard-fraction", help="With --synthetic: share of training patches cut where a classical demosaic errs most (the worst of 4 crops)."),
+    balance_sources: bool = typer.Option(DEFAULTS.synthetic_balance_sources, "--balance-sources/--per-image", help="With --synthetic: the same patches per epoch for each folder under RGB_DIR (a corpus's sources), not for each image."),
     pairs_on_device: bool = typer.Option(DEFAULTS.pairs_on_device, "--pairs-on-device/--pairs-in-workers", help="With --synthetic: make the training pairs on the training device (keeps a GPU busy) instead of in loader workers."),
     target: str = typer.Option(DEFAULTS.synthetic_output, "--target", help="With --synthetic: display (a finished sRGB image) or scene-linear (demosaic + denoise only, linear camera RGB: a profile for `convert --format dng`)."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
@@ -85,6 +86,7 @@ def train(
         workers=workers, max_steps=max_steps, max_minutes=max_minutes, keep_best=keep_best, checkpoint_every=checkpoint_every, log_every=log_every,
         synthetic_patch_size=patch_size, synthetic_patches_per_image=patches_per_image,
         synthetic_clean_fraction=clean_fraction, synthetic_hard_fraction=hard_fraction, synthetic_output=target,
+        synthetic_balance_sources=balance_sources,
         pairs_on_device=pairs_on_device,
     ).for_data(synthetic=synthetic is not None)
     if (dataset is None) == (synthetic is None):

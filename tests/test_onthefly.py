@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptions, synthesize_pair
 from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
-from raw2rgb_plugin.training.sampling import SeededItems
+from raw2rgb_plugin.training.sampling import SeededItems, seeded_rngs
 
 from helpers import smooth_scene
 
@@ -112,3 +114,27 @@ def test_train_synthetic_makes_a_noise_aware_profile_that_convert_uses(tmp_path,
         assert json.loads(done.stdout)["denoise"] == float(strength)
         outputs[strength] = tifffile.imread(tmp_path / strength / "noisy.tif")
     assert not np.array_equal(outputs["0"], outputs["2"])
+
+
+def test_balanced_sources_get_the_same_patches_per_epoch(tmp_path):
+    from collections import Counter
+
+    from PIL import Image
+
+    for folder, count in (("clothing", 6), ("wallpapers", 1)):
+        (tmp_path / folder).mkdir()
+        for i in range(count):
+            Image.fromarray((smooth_scene(80, 96, seed=i) * 255).astype(np.uint8)).save(tmp_path / folder / f"{i}.png")
+    options = OnTheFlyOptions(patch_size=64, patches_per_image=2, val_fraction=0.0)
+    plain = OnTheFlyDataset(tmp_path, options).split("train", augment=True)
+    balanced = OnTheFlyDataset(tmp_path, dataclasses.replace(options, balance_sources=True)).split("train", augment=True)
+    assert len(plain) == len(balanced) == 14
+    def per_source(split):
+        sources = Counter()
+        for i in range(len(split)):
+            with seeded_rngs(i):
+                sources[split.images[split.draws(i).image].parent.name] += 1
+        return sources
+
+    assert per_source(plain) == {"clothing": 12, "wallpapers": 2}
+    assert per_source(balanced) == {"clothing": 7, "wallpapers": 7}

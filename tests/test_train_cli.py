@@ -65,7 +65,7 @@ def test_train_options_take_their_defaults_from_train_config():
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     field_of = {"init": "init_profile", "patch_size": "synthetic_patch_size",  # options named unlike their field
                 "patches_per_image": "synthetic_patches_per_image", "clean_fraction": "synthetic_clean_fraction",
-                "hard_fraction": "synthetic_hard_fraction",
+                "hard_fraction": "synthetic_hard_fraction", "balance_sources": "synthetic_balance_sources",
                 "target": "synthetic_output"}
     options = {field_of.get(name, name): p.default.default for name, p in inspect.signature(train_cmd.train).parameters.items()}
     mirrored = {name: value for name, value in options.items() if name in defaults}

@@ -71,6 +71,7 @@ class TrainConfig:
     synthetic_patches_per_image: int = 16
     synthetic_clean_fraction: float = 0.1
     synthetic_hard_fraction: float = 0.0  # share of patches mined for classical-demosaic error
+    synthetic_balance_sources: bool = False  # the same patches per epoch for each source folder
     #: what a --synthetic run teaches G1 to render: "display" (sRGB) or "scene-linear" (the clean
     #: camera image for an editable DNG; `wb-headroom` input, `mhc-linear-gated` base)
     synthetic_output: str = "display"

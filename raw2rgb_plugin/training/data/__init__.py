@@ -21,6 +21,7 @@ def open_training_data(dataset: Path | None, synthetic: Path | None, config: Tra
     return OnTheFlyDataset(synthetic, OnTheFlyOptions(
         patch_size=config.synthetic_patch_size, patches_per_image=config.synthetic_patches_per_image,
         clean_fraction=config.synthetic_clean_fraction, hard_fraction=config.synthetic_hard_fraction,
+        balance_sources=config.synthetic_balance_sources,
         noise_map=config.noise_map, seed=config.seed,
         output=config.synthetic_output,
     ))

@@ -59,6 +59,9 @@ class OnTheFlyOptions:
     #: training samples whose crop is the hardest of `HARD_CANDIDATES` for a classical demosaic
     #: (fine stripes, saturated colour edges, text, thin lines: what demosaicnet's authors mined)
     hard_fraction: float = 0.0
+    #: give each source folder (the first folder under RGB_DIR, e.g. a corpus's sources) the same
+    #: number of training patches per epoch, not each image: 84 % of the corpus is one source
+    balance_sources: bool = False
     noise_map: bool = True  # append the 4-channel noise map (a noise-conditioned G1)
     val_fraction: float = 0.1
     seed: int = 0  # the run's --seed: validation draws (cameras, noise, crops)
@@ -118,9 +121,12 @@ class OnTheFlySplit(Dataset):
         self.options = options
         self.validation = validation
         self._cache: dict[int, np.ndarray] = {}  # uint8/uint16 images, loaded once per process
+        #: the image of each item: `patches_per_image` each, or shared equally per source
+        self._image_of = _items_per_image(images, root, options.patches_per_image,
+                                          balance=options.balance_sources and not validation)
 
     def __len__(self) -> int:
-        return len(self.images) * self.options.patches_per_image
+        return len(self._image_of)
 
     def _image(self, k: int) -> np.ndarray:
         if k not in self._cache:
@@ -141,7 +147,7 @@ class OnTheFlySplit(Dataset):
     def draws(self, index: int) -> Draw:
         """Everything random about item `index`: crop, turn, camera, noise, and the generator the
         noise itself is drawn from. Training items: inside `SeededItems`' (or `seeded_rngs`') seeding."""
-        k = index // self.options.patches_per_image
+        k = self._image_of[index]
         if self.validation:  # the same patch, camera and noise every epoch
             digest = hashlib.sha256(f"val:{self.options.seed}:{index}".encode()).digest()
             rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
@@ -200,6 +206,23 @@ class Draw:
     params: UnprocessParams
     noise: tuple[float, float]
     rng: np.random.Generator  # what the CPU path draws the noise from
+
+
+def _items_per_image(images: list[Path], root: Path, per_image: int, *, balance: bool) -> list[int]:
+    """Item → image index. Balanced: every source gets `per_image` × (images ÷ sources) items,
+    spread over its images as evenly as whole numbers allow (at least one each)."""
+    if not balance:
+        return [k for k in range(len(images)) for _ in range(per_image)]
+    sources: dict[str, list[int]] = {}
+    for k, path in enumerate(images):
+        parts = path.relative_to(root).parts
+        sources.setdefault(parts[0] if len(parts) > 1 else "", []).append(k)
+    share = per_image * len(images) / len(sources)
+    items = []
+    for members in sources.values():
+        total = max(len(members), round(share))
+        items += [members[j % len(members)] for j in range(total)]
+    return sorted(items)
 
 
 def _scene(path: Path, root: Path) -> str:
