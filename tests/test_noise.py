@@ -325,3 +325,26 @@ def test_add_noise_has_the_requested_variance_per_sample():
     clipped = add_noise(torch.zeros(2, 4, 8, 8), 1e-2, 1e-2, gen)
     assert clipped.min() >= 0 and clipped.max() <= 1
     assert torch.equal(add_noise(levels, 0.0, 0.0, gen), levels)
+
+
+@pytest.mark.parametrize("relative_error, iso, expected", [
+    (0.02, None, ("image estimate", 1e-3 * (1 - 2 * 0.02))),  # tight: taken at its lower 95 % bound
+    (0.12, None, ("default", None)),  # loose and nothing to check it against: the ISO-400 default
+    (0.12, 3200.0, ("image estimate", 1e-3)),  # loose, but the ISO bounds it (16× the prior)
+])
+def test_without_an_iso_only_a_tight_estimate_is_trusted(monkeypatch, relative_error, iso, expected):
+    """On 19 photographs unprocessed without noise or at ISO 100, the estimates that read texture
+    as noise (2–27× the truth) had 6–27 % relative error; sound ones 1–4 % (io/noise_profile)."""
+    import raw2rgb_plugin.io.noise_profile as noise_profile
+    from raw2rgb_plugin.pipeline.noise import NoiseEstimate
+
+    estimate = NoiseEstimate(a=1e-3, b=1e-6, a_stderr=relative_error * 1e-3, b_stderr=1e-7, usable=True, reason="",
+                             n_blocks=900, bin_means=np.linspace(0.1, 0.8, 20), bin_variances=np.ones(20),
+                             bin_used=np.ones(20, bool))
+    monkeypatch.setattr(noise_profile, "estimate_poisson_gaussian", lambda *a, **k: estimate)
+    model, why = noise_profile.image_noise_model(_frame(np.zeros((64, 64), np.uint16)), None, iso)
+    source, shot = expected
+    if source == "default":
+        assert model is None and "too uncertain to trust without an ISO" in why
+    else:
+        assert model is not None and model.shot == pytest.approx(shot)
