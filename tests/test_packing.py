@@ -5,7 +5,7 @@ import torch
 from raw2rgb_plugin.pipeline.mhc import demosaic, interpolate_missing_colours
 from raw2rgb_plugin.pipeline.normalization import apply_color_normalization, levels_normalize
 from raw2rgb_plugin.pipeline.orientation import orient
-from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, unpack_rggb
+from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, rggb_samples, unpack_rggb
 from raw2rgb_plugin.training.data.unprocess import mosaic_rgb as bayer_from_rgb
 
 ORDERS = ["RGGB", "BGGR", "GRBG", "GBRG"]
@@ -110,3 +110,9 @@ def test_demosaic_places_each_site_estimate_on_its_pixel():
     assert full.shape == (2, 3, 16, 24)
     expected = torch.from_numpy(rgb).permute(2, 0, 1)
     assert torch.allclose(full[0, :, 2:-2, 2:-2], expected[:, 2:-2, 2:-2], atol=1e-5)
+
+
+def test_rggb_samples_are_what_an_rggb_sensor_records_packed():
+    rgb = torch.rand(2, 3, 6, 8)
+    expected = torch.stack([pack_rggb(torch.from_numpy(bayer_from_rgb(im.permute(1, 2, 0).numpy(), "RGGB"))) for im in rgb])
+    assert torch.equal(rggb_samples(rgb), expected)

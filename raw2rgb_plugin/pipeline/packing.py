@@ -59,6 +59,12 @@ def pack_rggb(mosaic: torch.Tensor) -> torch.Tensor:
     return packed.reshape(*lead, 4, *packed.shape[-2:])
 
 
+def rggb_samples(rgb: torch.Tensor) -> torch.Tensor:
+    """(…, 3, 2h, 2w) RGB → (…, 4, h, w): what an RGGB sensor samples of it, packed [R, Gr, Gb, B]."""
+    return torch.stack([rgb[..., 0, 0::2, 0::2], rgb[..., 1, 0::2, 1::2],
+                        rgb[..., 1, 1::2, 0::2], rgb[..., 2, 1::2, 1::2]], dim=-3)
+
+
 def unpack_rggb(packed: torch.Tensor) -> torch.Tensor:
     """(…, 4, h, w) → (…, 2h, 2w) RGGB mosaic; the inverse of `pack_rggb`."""
     lead = packed.shape[:-3]

@@ -23,6 +23,7 @@ import torch
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import headroom_gains, normalized_input
+from raw2rgb_plugin.pipeline.packing import rggb_samples
 from raw2rgb_plugin.training.data.unprocess import HIGHLIGHT_INFLECTION, UnprocessParams
 from raw2rgb_plugin.training.sampling import seeded_rngs
 
@@ -75,8 +76,7 @@ def synthesize_batch(srgb: torch.Tensor, cameras: Cameras, noise: torch.Tensor, 
     linear = _scene_linear(srgb, cameras.inverse_tone_curve)
     camera = torch.einsum("nij,njhw->nihw", cameras.camera_from_srgb, linear).clamp(0.0, 1.0)
     camera = _protected_inverse_gains(camera, cameras.wb_gains).clamp(0.0, 1.0)
-    packed = torch.stack([camera[:, 0, 0::2, 0::2], camera[:, 1, 0::2, 1::2],
-                          camera[:, 1, 1::2, 0::2], camera[:, 2, 1::2, 1::2]], dim=1)
+    packed = rggb_samples(camera)
     shot, read = (noise[:, k].view(-1, 1, 1, 1).to(packed.dtype) for k in (0, 1))
     packed = packed + normal * torch.sqrt(packed * shot + read)
     span = cameras.span.view(-1, 1, 1, 1)

@@ -37,6 +37,7 @@ from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.pipeline.mhc import demosaic
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import headroom_gains, normalized_input
+from raw2rgb_plugin.pipeline.packing import rggb_samples
 from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
 from raw2rgb_plugin.training.data.images import load_rgb
 from raw2rgb_plugin.training.data.sources import find_images
@@ -176,9 +177,7 @@ class OnTheFlySplit(Dataset):
         size = self.options.patch_size
         crops = torch.from_numpy(np.stack([self._image(k)[y : y + size, x : x + size] for y, x in corners])
                                  .transpose(0, 3, 1, 2).astype(np.float32))
-        packed = torch.stack([crops[:, 0, 0::2, 0::2], crops[:, 1, 0::2, 1::2],
-                              crops[:, 1, 1::2, 0::2], crops[:, 2, 1::2, 1::2]], dim=1)
-        errors = ((demosaic(packed) - crops) ** 2).mean(dim=(1, 2, 3))
+        errors = ((demosaic(rggb_samples(crops)) - crops) ** 2).mean(dim=(1, 2, 3))
         return corners[int(torch.argmax(errors))]
 
     def __getitem__(self, index: int) -> dict:

@@ -20,6 +20,7 @@ import torch
 
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import normalized_input
+from raw2rgb_plugin.pipeline.packing import rggb_samples
 from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
 from raw2rgb_plugin.training.learn.pairs import LearnPair
 
@@ -30,8 +31,7 @@ CLEAN_FRACTION = 0.5
 
 def mosaic_packed(linear: np.ndarray) -> torch.Tensor:
     """(H, W, 3) camera RGB, H and W even → (4, H/2, W/2) packed RGGB samples."""
-    packed = np.stack([linear[0::2, 0::2, 0], linear[0::2, 1::2, 1], linear[1::2, 0::2, 1], linear[1::2, 1::2, 2]])
-    return torch.from_numpy(np.ascontiguousarray(packed, dtype=np.float32))
+    return rggb_samples(torch.from_numpy(np.asarray(linear, dtype=np.float32)).permute(2, 0, 1)).contiguous()
 
 
 def pair_input(pair: LearnPair, linear: np.ndarray, *, noise_channels: int,
