@@ -84,10 +84,12 @@ def synthesize_batch(srgb: torch.Tensor, cameras: Cameras, noise: torch.Tensor, 
 
     mode = "wb-headroom" if linear_target else "linear-srgb"
     inputs = []
-    for k, params in enumerate(cameras.params):
+    # One copy to the host for the noise maps, not a GPU synchronisation per sample and term.
+    terms = noise.tolist() if with_noise_map else [None] * len(cameras.params)
+    for sample, params, shot_read in zip(levelled, cameras.params, terms):
         camera_to_srgb = camera_to_srgb_from_xyz_to_camera(np.asarray(params.xyz_to_camera)).astype(np.float32)
-        model = NoiseModel.of(float(noise[k, 0]), float(noise[k, 1])) if with_noise_map else None
-        inputs.append(normalized_input(levelled[k], mode, params.wb_gains_rgb, camera_to_srgb, noise=model))
+        model = NoiseModel.of(*shot_read) if shot_read is not None else None
+        inputs.append(normalized_input(sample, mode, params.wb_gains_rgb, camera_to_srgb, noise=model))
     if linear_target:
         gains = torch.stack([torch.as_tensor(headroom_gains(p.wb_gains_rgb), dtype=camera.dtype) for p in cameras.params])
         target = camera * gains.to(camera.device).view(-1, 3, 1, 1)
@@ -127,12 +129,12 @@ class DeviceBatches:
                 chunk = []
 
     def _batch(self, keys: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        size = self.split.options.patch_size
         crops, maps, params, noise = [], [], [], []
         for index, seed in keys:
             with seeded_rngs(seed):
                 draw = self.split.draws(index)
             image, saliency = self._image(draw.image)
-            size = self.split.options.patch_size
             # Widened before turning: flip and rot90 have no uint16 kernels on every device.
             crop = image[:, draw.y : draw.y + size, draw.x : draw.x + size].float()
             smap = saliency[None, draw.y : draw.y + size, draw.x : draw.x + size].float()
