@@ -82,9 +82,9 @@ class TrainConfig:
     def for_data(self, *, synthetic: bool) -> TrainConfig:
         """This config with what the training data implies for the model: pairs made on the fly
         know their noise, so G1 reads a noise map; a scene-linear target reads `wb-headroom` input
-        (set explicitly, so a display `--init` profile may start it)."""
+        (set explicitly, so a display `--init` profile may start it), as `train` always did."""
         config = dataclasses.replace(self, noise_map=synthetic)
-        if synthetic and config.synthetic_output == "scene-linear" and config.input_normalization is None:
+        if config.synthetic_output == "scene-linear" and config.input_normalization is None:
             config.input_normalization = "wb-headroom"
         return config
 
