@@ -311,3 +311,19 @@ def test_the_real_raws_and_their_small_previews(shared_data, tmp_path, isolated_
     assert files["used"] + len(files["skipped"]) == files["found"] >= 1
     assert set(files["sources"]) == {"embedded"}  # no sidecars: the previews LibRaw finds
     assert result.report["camera"]
+
+
+def test_find_raws_expands_as_convert_does_and_refuses_what_is_no_raw(tmp_path):
+    from raw2rgb_plugin.training.learn.targets import find_raws
+
+    card, empty = tmp_path / "card", tmp_path / "empty"
+    card.mkdir()
+    empty.mkdir()
+    for name in ("b.CR2", "a.dng", "a.jpg"):
+        (card / name).write_bytes(b"x")
+    # folders give their RAWs (sorted, once each); an empty folder is no error of its own
+    assert find_raws([card, empty, card / "a.dng"]) == [(card / "a.dng").resolve(), (card / "b.CR2").resolve()]
+    with pytest.raises(Raw2RgbError, match="is not a RAW file"):
+        find_raws([card / "a.jpg"])
+    with pytest.raises(Raw2RgbError, match="no such file or folder"):
+        find_raws([tmp_path / "missing"])

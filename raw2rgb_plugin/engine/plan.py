@@ -28,6 +28,8 @@ class InputProblem:
 
     argument: str
     problem: str
+    #: a readable folder without RAW files: a problem for `convert`, not for every caller (`learn`)
+    empty_folder: bool = False
 
 
 def expand_inputs(arguments: list[str], *, recursive: bool = False) -> tuple[list[Path], list[InputProblem]]:
@@ -66,7 +68,7 @@ def expand_inputs(arguments: list[str], *, recursive: bool = False) -> tuple[lis
             matches = sorted(p for p in path.glob(pattern) if p.is_file() and is_raw_path(p))
             if not matches:
                 hint = "pass RAW files or a folder of them" if recursive else "add --recursive to look in sub-folders"
-                problems.append(InputProblem(argument, f"folder holds no RAW files — {hint}"))
+                problems.append(InputProblem(argument, f"folder holds no RAW files — {hint}", empty_folder=True))
             for match in matches:
                 add(match)
         elif mode is not None:

@@ -21,13 +21,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raw2rgb_plugin.engine.plan import expand_inputs
+from raw2rgb_plugin.engine.plan import expand_inputs, is_raw_path
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.raw_file import RawFile
 from raw2rgb_plugin.pipeline.orientation import exif_orient_hwc, unorient_hwc
 from raw2rgb_plugin.training.data.align import gradient_ncc
 from raw2rgb_plugin.training.learn.options import SOURCES
-from raw2rgb_plugin.vocabulary import RAW_EXTENSIONS
 
 SIDECAR_SUFFIXES = (".jpg", ".jpeg")
 #: a rendering smaller than this (short side, px) carries too little to learn a look from
@@ -59,10 +58,10 @@ def find_raws(inputs: list[Path]) -> list[Path]:
     """
     found, problems = expand_inputs([os.fspath(item) for item in inputs])
     for problem in problems:
-        if not problem.problem.startswith("folder holds no RAW files"):  # learn says so for all inputs
+        if not problem.empty_folder:  # learn says "no RAW files" once, for all inputs together
             raise Raw2RgbError(f"{problem.argument}: {problem.problem}", "pass camera RAWs or folders of them")
     for path in found:
-        if path.suffix.lower() not in RAW_EXTENSIONS:
+        if not is_raw_path(path):
             raise Raw2RgbError(f"{path} is not a RAW file this tool knows",
                                "pass camera RAWs (CR2, NEF, ARW, DNG, …) or folders")
     return sorted({path.resolve() for path in found})
