@@ -12,7 +12,6 @@ from raw2rgb_plugin.vocabulary import DEFAULT_DENOISE, DENOISE_RANGE, OUTPUT_FOR
 DEFAULT_DNG_PROFILE = "develop-lite"
 
 
-
 def check_denoise(strength: float) -> float:
     low, high = DENOISE_RANGE
     if not low <= strength <= high:

@@ -65,6 +65,7 @@ _NO_ISO_ERROR_PER_ROOT_BLOCK = 5.0
 def _no_iso_max_relative_error(n_blocks: int) -> float:
     return max(_NO_ISO_MAX_RELATIVE_ERROR, _NO_ISO_ERROR_PER_ROOT_BLOCK / max(n_blocks, 1) ** 0.5)
 
+
 DARKTABLE_PROFILE_PATHS = (
     "/usr/share/darktable/noiseprofiles.json",
     "/usr/local/share/darktable/noiseprofiles.json",

@@ -17,8 +17,7 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 _C1 = 0.01**2
 _C2 = 0.03**2
-
-
+#: what `psnr` reads for identical images, instead of infinity
 MAX_DB = 100.0
 
 
