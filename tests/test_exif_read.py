@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
+from raw2rgb_plugin.io.exif_read import SUBJECT_DISTANCE_INFINITY, PhotoMetadata, read_photo_metadata
 
 F = Fraction
 
@@ -25,7 +25,8 @@ EXPECTED = {
         iso=200, focal_length=F(18), datetime_original="2004:06:09 16:02:35"),
     "bad/file-type/fixture-sony-zv-e10.arw": dict(
         make="SONY", model="ZV-E10", lens_model="E PZ 16-50mm F3.5-5.6 OSS", iso=100,
-        exposure_time=F(1, 160), f_number=F(18), focal_length=F(29), orientation=6),
+        exposure_time=F(1, 160), f_number=F(18), focal_length=F(29), orientation=6,
+        lens_info=(F(16), F(50), F(7, 2), F(28, 5))),
     "bad/exiftool/PhaseOne.iiq": dict(make="Leaf", model="Credo 40", exposure_time=F(1, 1250),
                                       f_number=F(28, 5), iso=100, focal_length=F(80)),
     # Panasonic RW2 has no ISO tag in EXIF (it is in the RW2 IFD): LibRaw supplies it.
@@ -35,8 +36,10 @@ EXPECTED = {
         make="Apple", model="iPhone 12 Pro", lens_make="Apple",
         lens_model="iPhone 12 Pro back triple camera 4.2mm f/1.6", exposure_time=F(1, 5556),
         f_number=F(8, 5), iso=32, focal_length=F(21, 5), datetime_original="2020:12:29 14:24:45",
-        orientation=6),
-    "bad/exiftool/DNG.dng": dict(make="Canon", artist="unknown", iso=400),
+        orientation=6, lens_info=(F(807365, 524263), F(6), F(8, 5), F(12, 5))),
+    # DNG's own LensInfo in IFD0, its f-numbers unknown (0/0).
+    "bad/exiftool/DNG.dng": dict(make="Canon", artist="unknown", iso=400,
+                                 lens_info=(F(18), F(55), None, None)),
     # Truncated before its EXIF IFD: DateTimeOriginal still sits in IFD0 (TIFF/EP).
     "bad/file-type/fixture-Leica-M10.dng": dict(
         make="Leica Camera AG", model="LEICA M10", datetime_original="2017:01:05 17:54:40",
@@ -45,16 +48,18 @@ EXPECTED = {
     "raw/RAW_KODAK_DC50.KDC": dict(
         make="Eastman Kodak Company", model="Kodak Digital Science DC50 Zoom Camera",
         exposure_time=F(87, 20000), f_number=F(31, 5), focal_length=F(37),
-        copyright="Kodak Digital Camera 50"),
+        copyright="Kodak Digital Camera 50", subject_distance=F(41, 5)),
     # Containers exifread does not parse.
     "bad/exiv2/Canon-R6-pruned.CR3": dict(
         make="Canon", model="Canon EOS R6", lens_model="RF70-200mm F2.8 L IS USM",
         exposure_time=F(1, 4), f_number=F(25), iso=100, focal_length=F(200),
         datetime_original="2021:05:12 12:21:21", artist="Johannes Kimmel", copyright="CCO",
-        orientation=1),
+        orientation=1, lens_info=(F(70), F(200), None, None), subject_distance=None),
     "bad/file-type/fixture.cr3": dict(make="Canon", model="Canon EOS R", orientation=6,
                                       lens_model="EF24-105mm f/4L IS USM", iso=100,
-                                      exposure_time=F(1, 125), artist=None),
+                                      exposure_time=F(1, 125), artist=None,
+                                      # Canon writes 0, not 0/0, for the f-numbers it leaves out
+                                      lens_info=(F(24), F(105), None, None)),
     "bad/exiftool/FujiFilm.raf": dict(make="FUJIFILM", model="FinePix S5Pro", iso=100,
                                       exposure_time=F(1, 250), f_number=F(8),
                                       focal_length=F(70), copyright=None),
@@ -125,13 +130,23 @@ def test_libraw_values_become_exif_like_fractions(tmp_path: Path) -> None:
     assert (metadata.datetime_original, metadata.artist) == ("2020:12:29 14:24:45", "Ann")
 
 
+def test_libraw_gives_the_focal_range_of_a_lens_but_no_f_numbers(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.raw"
+    blank.write_bytes(bytes(64))
+    raw = SimpleNamespace(
+        other=SimpleNamespace(iso_speed=0.0, shutter_speed=0.0, aperture=0.0, focal_length=0.0,
+                              timestamp=datetime.fromtimestamp(0), artist=""),
+        lens=SimpleNamespace(make="", model="EF-S18-55mm f/3.5-5.6 IS", min_focal=18.0, max_focal=55.0))
+    assert read_photo_metadata(blank, raw).lens_info == (F(18), F(55), None, None)
+
+
 def test_libraw_unknowns_stay_none(tmp_path: Path) -> None:
     blank = tmp_path / "blank.raw"
     blank.write_bytes(bytes(64))
     raw = SimpleNamespace(
         other=SimpleNamespace(iso_speed=0.0, shutter_speed=0.0, aperture=0.0, focal_length=0.0,
                               timestamp=datetime.fromtimestamp(0), artist=""),
-        lens=SimpleNamespace(make="", model=""))
+        lens=SimpleNamespace(make="", model="", min_focal=0.0, max_focal=0.0))
     assert read_photo_metadata(blank, raw) == PhotoMetadata()
 
 
@@ -156,3 +171,51 @@ def test_summary_is_json_friendly() -> None:
     assert (summary["exposure_time"], summary["f_number"], summary["focal_length"]) == (
         "1/250", 2.8, 5.1)
     assert summary["gps"] is None and summary["lens_model"] is None
+
+
+def test_summary_of_the_lens_range_and_distance() -> None:
+    summary = PhotoMetadata(lens_info=(F(18), F(55), F(7, 2), None), subject_distance=F(3, 2)).summary()
+    assert json.loads(json.dumps(summary)) == summary
+    assert (summary["lens_info"], summary["subject_distance"]) == ([18.0, 55.0, 3.5, None], 1.5)
+    infinity = PhotoMetadata(subject_distance=SUBJECT_DISTANCE_INFINITY).summary()
+    assert json.loads(json.dumps(infinity, allow_nan=False))["subject_distance"] == "infinity"
+    assert PhotoMetadata().summary()["lens_info"] is None
+
+
+def _tiff_with_tags(path: Path, ifd0: dict[int, list[int]], exif: dict[int, list[int]]) -> Path:
+    """A small TIFF whose IFD0 and EXIF IFD hold the given RATIONAL tags (flat num, den lists),
+    written here with tifftools, not with raw2rgb's own writer."""
+    import numpy as np
+    import tifffile
+    import tifftools
+    from tifftools import Datatype, Tag
+
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
+    info = tifftools.read_tiff(str(path))
+    tags = info["ifds"][0]["tags"]
+    tags.update({tag: {"datatype": Datatype.RATIONAL, "data": data} for tag, data in ifd0.items()})
+    tags[int(Tag.EXIFIFD)] = {"datatype": Datatype.IFD, "ifds": [[{"tags": {
+        tag: {"datatype": Datatype.RATIONAL, "data": data} for tag, data in exif.items()}}]]}
+    tifftools.write_tiff(info, str(path), allowExisting=True)
+    return path
+
+
+LENS_SPECIFICATION, SUBJECT_DISTANCE, DNG_LENS_INFO = 0xA432, 0x9206, 0xC630
+
+
+@pytest.mark.parametrize("ifd0,exif,lens_info,distance", [
+    # EXIF 2.3: unknown parts of the range are 0/0; 0xFFFFFFFF metres is infinity
+    ({}, {LENS_SPECIFICATION: [24, 1, 70, 1, 28, 10, 0, 0], SUBJECT_DISTANCE: [0xFFFFFFFF, 1]},
+     (F(24), F(70), F(14, 5), None), SUBJECT_DISTANCE_INFINITY),
+    # a distance of 0 means unknown; a range all 0/0 is no range
+    ({}, {LENS_SPECIFICATION: [0, 0] * 4, SUBJECT_DISTANCE: [0, 1]}, None, None),
+    # DNG's LensInfo in IFD0, read when EXIF has no LensSpecification
+    ({DNG_LENS_INFO: [50, 1, 50, 1, 18, 10, 18, 10]}, {SUBJECT_DISTANCE: [375, 100]},
+     (F(50), F(50), F(9, 5), F(9, 5)), F(15, 4)),
+    # both: the EXIF one wins, as everywhere in the reader
+    ({DNG_LENS_INFO: [1, 1] * 4}, {LENS_SPECIFICATION: [18, 1, 55, 1, 35, 10, 56, 10]},
+     (F(18), F(55), F(7, 2), F(28, 5)), None),
+])
+def test_lens_range_and_subject_distance(tmp_path: Path, ifd0, exif, lens_info, distance) -> None:
+    metadata = read_photo_metadata(_tiff_with_tags(tmp_path / "lens.tif", ifd0, exif))
+    assert (metadata.lens_info, metadata.subject_distance) == (lens_info, distance)

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Triple = tuple[Fraction, Fraction, Fraction]
+#: EXIF LensSpecification / DNG LensInfo: minimum and maximum focal length (mm), then the smallest
+#: f-number at the minimum and at the maximum focal length; None where the file says "unknown".
+LensInfo = tuple[Fraction | None, Fraction | None, Fraction | None, Fraction | None]
+#: EXIF's SubjectDistance for "infinity" (0xFFFFFFFF/1); 0 means unknown and is read as None.
+SUBJECT_DISTANCE_INFINITY = Fraction(0xFFFFFFFF)
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class PhotoMetadata:
     f_number: Fraction | None = None
     iso: int | None = None
     focal_length: Fraction | None = None  # millimetres
+    lens_info: LensInfo | None = None  # None when all four are unknown
+    subject_distance: Fraction | None = None  # metres, or SUBJECT_DISTANCE_INFINITY
     datetime_original: str | None = None  # "YYYY:MM:DD HH:MM:SS" as EXIF writes it
     artist: str | None = None
     copyright: str | None = None
@@ -87,6 +94,9 @@ class PhotoMetadata:
         out["exposure_time"] = _fraction_text(self.exposure_time)
         out["f_number"] = _float_or_none(self.f_number)
         out["focal_length"] = _float_or_none(self.focal_length)
+        out["lens_info"] = None if self.lens_info is None else [_float_or_none(v) for v in self.lens_info]
+        out["subject_distance"] = ("infinity" if self.subject_distance == SUBJECT_DISTANCE_INFINITY
+                                   else _float_or_none(self.subject_distance))
         gps = self.gps
         out["gps"] = None if gps is None else {
             "latitude": gps.latitude_degrees,
@@ -231,10 +241,10 @@ def _mrw_tags(data: Any) -> Tags:
 
 
 class _Text:
-    """Stands in for an exifread ASCII tag for values read outside exifread."""
+    """Stands in for an exifread tag for values read outside exifread (or one part of a tag)."""
 
-    def __init__(self, text: str):
-        self.values = text
+    def __init__(self, values: Any):
+        self.values = values
 
 
 def _ciff_tags(data: Any) -> Tags:
@@ -290,6 +300,9 @@ def _metadata_from_tags(tags: Tags) -> PhotoMetadata:
         f_number=_positive_ratio(find("FNumber")),
         iso=_iso(find("ISOSpeedRatings"), find("ISOSpeed"), find("RecommendedExposureIndex")),
         focal_length=_positive_ratio(find("FocalLength")),
+        # exifread has no name for DNG's LensInfo (0xC630, IFD0); EXIF 2.3 calls it LensSpecification.
+        lens_info=_lens_info(find("LensSpecification") or tags.get("Image Tag 0xC630")),
+        subject_distance=_subject_distance(find("SubjectDistance")),
         datetime_original=_exif_datetime(find("DateTimeOriginal"))
         or _exif_datetime(find("DateTimeDigitized")),
         artist=_text(tags.get("Image Artist")),
@@ -336,6 +349,24 @@ def _positive_ratio(tag: Any) -> Fraction | None:
 def _positive_int(tag: Any) -> int | None:
     value = _first_number(tag)
     return value if isinstance(value, int) and value > 0 else None
+
+
+def _lens_info(tag: Any) -> LensInfo | None:
+    value = _values(tag)
+    if not isinstance(value, list) or len(value) != 4:
+        return None
+    # Unknown parts are 0/0 (EXIF 2.3) or 0 (Canon writes 0 for the f-numbers of its CR3s).
+    parts = [_positive_ratio(_Text([part])) for part in value]
+    if all(part is None for part in parts):
+        return None
+    return (parts[0], parts[1], parts[2], parts[3])
+
+
+def _subject_distance(tag: Any) -> Fraction | None:
+    value = _first_number(tag)
+    if isinstance(value, Fraction) and value.denominator != 0 and value.numerator == 0xFFFFFFFF:
+        return SUBJECT_DISTANCE_INFINITY  # EXIF's infinity, whatever its denominator
+    return _positive_ratio(tag)
 
 
 def _iso(*tags: Any) -> int | None:
@@ -405,8 +436,10 @@ def _gps(tags: Tags) -> GpsInfo | None:
 
 # --- gaps filled from LibRaw ------------------------------------------------------------------
 
+# rawpy 0.28 exposes no focus distance (its `Lens` holds make, model and the focal range, `Other`
+# no distance), so subject_distance comes from EXIF alone.
 _LIBRAW_FIELDS = ("lens_make", "lens_model", "exposure_time", "f_number", "iso", "focal_length",
-                  "datetime_original", "artist")
+                  "lens_info", "datetime_original", "artist")
 
 
 def _has_gaps_rawpy_fills(metadata: PhotoMetadata) -> bool:
@@ -442,9 +475,19 @@ def _libraw_metadata(raw: rawpy.RawPy) -> PhotoMetadata:
         f_number=_fraction_from_float(other.aperture),
         iso=round(other.iso_speed) if other.iso_speed and other.iso_speed > 0 else None,
         focal_length=_fraction_from_float(other.focal_length),
+        lens_info=_libraw_focal_range(lens),
         datetime_original=_libraw_datetime(other.timestamp),
         artist=_clean_text(other.artist),
     )
+
+
+def _libraw_focal_range(lens: Any) -> LensInfo | None:
+    # LibRaw knows the lens's focal range (from maker notes too), not its f-number range.
+    shortest = _fraction_from_float(getattr(lens, "min_focal", 0.0))
+    longest = _fraction_from_float(getattr(lens, "max_focal", 0.0))
+    if shortest is None or longest is None:
+        return None
+    return (shortest, longest, None, None)
 
 
 def _merge(first: PhotoMetadata, fallback: PhotoMetadata) -> PhotoMetadata:
