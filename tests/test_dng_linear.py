@@ -17,7 +17,7 @@ from PIL import Image
 
 from raw2rgb_plugin.errors import OutputExistsError
 from raw2rgb_plugin.io.dng_linear import write_linear_dng
-from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata
+from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
 from raw2rgb_plugin.training.color_difference import delta_e2000, linear_srgb_to_lab
 
 from helpers import TEST_XYZ_TO_CAMERA
@@ -38,6 +38,7 @@ GREY_PATCH = (slice(8, 24), slice(8, 24))
 METADATA = PhotoMetadata(
     make="Canon", model="Canon EOS R6", lens_make="Canon", lens_model="RF70-200mm F2.8 L IS USM",
     exposure_time=F(1, 250), f_number=F(14, 5), iso=6400, focal_length=F(200),
+    lens_info=(F(70), F(200), F(14, 5), None), subject_distance=F(53, 10),
     datetime_original="2021:05:12 12:21:21", artist="Jürgen Müller", orientation=6,
     gps=GpsInfo(latitude=(F(34), F(3), F(3459, 100)), latitude_ref="N",
                 longitude=(F(84), F(40), F(5421, 100)), longitude_ref="W"),
@@ -224,10 +225,29 @@ def test_exif_and_gps_read_back_with_exifread(tmp_path: Path) -> None:
     assert tags["EXIF FNumber"].values == [F(14, 5)]
     assert tags["EXIF DateTimeOriginal"].values == "2021:05:12 12:21:21"
     assert tags["EXIF LensModel"].values == "RF70-200mm F2.8 L IS USM"
+    assert [(v.numerator, v.denominator) for v in tags["EXIF LensSpecification"].values] == [
+        (70, 1), (200, 1), (14, 5), (0, 0)]  # 0/0: unknown, as EXIF 2.3 writes it
+    assert tags["EXIF SubjectDistance"].values == [F(53, 10)]
     assert tags["GPS GPSLatitudeRef"].values == "N"
     assert tags["GPS GPSLatitude"].values == [F(34), F(3), F(3459, 100)]
     assert tags["GPS GPSLongitudeRef"].values == "W"
     assert tags["GPS GPSLongitude"].values == [F(84), F(40), F(5421, 100)]
+
+
+def test_lens_range_in_ifd0_and_the_exif_ifd(tmp_path: Path) -> None:
+    """DNG's LensInfo sits in IFD0 (DNG 1.4, chapter 4), EXIF's LensSpecification in the EXIF IFD; the
+    lens tags stay out of the raw image's SubIFD."""
+    path = _write(tmp_path / "x.dng", _camera(), metadata=METADATA)
+    with tifffile.TiffFile(path) as tif:
+        ifd0 = _tags(tif.pages[0])
+        raw_ifd = _tags(tif.pages[0].pages[0])
+    assert tuple(ifd0[50736]) == (70, 1, 200, 1, 14, 5, 0, 0)
+    assert ifd0[34665]["LensSpecification"] == ifd0[50736]
+    assert ifd0[34665]["SubjectDistance"] == (53, 10)
+    assert not {50736, 42034, 37382} & set(raw_ifd)
+    back = read_photo_metadata(path)
+    assert (back.lens_model, back.lens_info, back.subject_distance) == (
+        METADATA.lens_model, METADATA.lens_info, METADATA.subject_distance)
 
 
 # --- validation, memory, no clobbering -------------------------------------------------------------

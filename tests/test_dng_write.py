@@ -37,7 +37,7 @@ BLACKS = (60, 61, 62, 63)  # per 2×2 site, row-major in CFA order
 METADATA = PhotoMetadata(
     make="Ignored", model="Ignored", lens_model="RF50mm F1.8 STM", exposure_time=F(1, 60),
     f_number=F(18, 10), iso=800, focal_length=F(50), datetime_original="2024:03:01 10:20:30",
-    artist="Ann Example",
+    artist="Ann Example", lens_info=(F(50), F(50), F(9, 5), F(9, 5)), subject_distance=F(12, 10),
     gps=GpsInfo((F(47), F(22), F(1234, 100)), "N", (F(8), F(32), F(5, 1)), "E"))
 
 
@@ -140,6 +140,8 @@ def test_exif_from_metadata(tmp_path: Path) -> None:
     assert tags["EXIF FocalLength"].values == [F(50)]
     assert tags["EXIF DateTimeOriginal"].values == "2024:03:01 10:20:30"
     assert tags["EXIF LensModel"].values == "RF50mm F1.8 STM"
+    assert tags["Image Tag 0xC630"].values == tags["EXIF LensSpecification"].values == [F(50), F(50), F(9, 5), F(9, 5)]
+    assert tags["EXIF SubjectDistance"].values == [F(6, 5)]
     assert tags["GPS GPSLatitude"].values == [F(47), F(22), F(1234, 100)]
     back = read_photo_metadata(path)
     assert back == PhotoMetadata(**{**METADATA.__dict__, "make": "Canon", "model": "EOS R8",

@@ -19,7 +19,7 @@ from PIL import ImageCms
 
 from raw2rgb_plugin.errors import OutputError
 from raw2rgb_plugin.io import icc, tiff_write
-from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
+from raw2rgb_plugin.io.exif_read import SUBJECT_DISTANCE_INFINITY, GpsInfo, PhotoMetadata, read_photo_metadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.tiff_write import rational_values, write_rgb16_tiff
 
@@ -28,6 +28,7 @@ F = Fraction
 METADATA = PhotoMetadata(
     make="Canon", model="Canon EOS R6", lens_make="Canon", lens_model="RF70-200mm F2.8 L IS USM",
     exposure_time=F(1, 250), f_number=F(14, 5), iso=6400, focal_length=F(200),
+    lens_info=(F(70), F(200), F(14, 5), F(14, 5)), subject_distance=F(53, 10),
     datetime_original="2021:05:12 12:21:21", artist="Jürgen Müller", copyright="CC0 1.0",
     orientation=6,
     gps=GpsInfo(latitude=(F(34), F(3), F(3459, 100)), latitude_ref="N",
@@ -120,6 +121,8 @@ def test_exif_and_gps_read_back_with_exifread(tmp_path: Path) -> None:
     assert tags["EXIF DateTimeOriginal"].values == "2021:05:12 12:21:21"
     assert tags["EXIF LensMake"].values == "Canon"
     assert tags["EXIF LensModel"].values == "RF70-200mm F2.8 L IS USM"
+    assert tags["EXIF LensSpecification"].values == [F(70), F(200), F(14, 5), F(14, 5)]
+    assert tags["EXIF SubjectDistance"].values == [F(53, 10)]
     assert tags["GPS GPSLatitudeRef"].values == "N"
     assert tags["GPS GPSLatitude"].values == [F(34), F(3), F(3459, 100)]
     assert tags["GPS GPSLongitudeRef"].values == "W"
@@ -130,6 +133,22 @@ def test_exif_and_gps_read_back_with_exifread(tmp_path: Path) -> None:
     assert tags["GPS GPSDate"].values == "2020:12:29"
     # And the engine's own reader gives back what went in (orientation is now 1).
     assert read_photo_metadata(path) == PhotoMetadata(**{**METADATA.__dict__, "orientation": 1})
+
+
+def test_lens_range_lives_in_the_exif_ifd_with_unknowns_as_0_over_0(tmp_path: Path) -> None:
+    path = tmp_path / "out.tif"
+    metadata = PhotoMetadata(lens_model="EF-S18-55mm f/3.5-5.6 IS", lens_info=(F(18), F(55), None, None),
+                             subject_distance=SUBJECT_DISTANCE_INFINITY)
+    write_rgb16_tiff(path, _image(8, 8), icc=icc_profile_bytes(), metadata=metadata, software="t")
+    with tifffile.TiffFile(path) as tif:
+        ifd0 = tif.pages[0].tags
+        exif = ifd0["ExifTag"].value
+    # EXIF's LensSpecification; DNG's LensInfo (0xC630) is a DNG tag, not a TIFF's
+    assert 0xC630 not in ifd0 and 0xA432 not in ifd0
+    assert tuple(exif["LensSpecification"]) == (18, 1, 55, 1, 0, 0, 0, 0)
+    assert tuple(exif["SubjectDistance"]) == (0xFFFFFFFF, 1)  # EXIF's infinity
+    back = read_photo_metadata(path)
+    assert (back.lens_info, back.subject_distance) == (metadata.lens_info, SUBJECT_DISTANCE_INFINITY)
 
 
 def test_iso_above_short_range_goes_to_iso_speed(tmp_path: Path) -> None:

@@ -41,10 +41,11 @@ from raw2rgb_plugin.io.dng_write import (
     _LIBRAW_MIN_SIDE,
     _UNIQUE_CAMERA_MODEL,
     _WHITE_LEVEL,
+    dng_photo_tags,
 )
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.files import atomic_output
-from raw2rgb_plugin.io.tiff_write import TagDict, photo_tags, rational_values
+from raw2rgb_plugin.io.tiff_write import TagDict, rational_values
 
 # PreviewColorSpace (below) is a DNG 1.2 tag.
 _DNG_BACKWARD_VERSION = (1, 2, 0, 0)
@@ -90,7 +91,7 @@ def write_linear_dng(path: Path, camera_rgb: np.ndarray, *, xyz_to_camera: np.nd
     raw_ifd = _raw_ifd(pixels.shape, source.offsets[2])
     preview_ifd = _preview_ifd(jpeg, source.offsets[1], len(jpeg.getvalue()))
     ifd0: TagDict = {**_image_tags(thumbnail.shape, 8, source.offsets[0], _PHOTOMETRIC_RGB, subfile=1),
-                     **photo_tags(metadata),
+                     **dng_photo_tags(metadata),
                      **_dng_tags(xyz_to_camera, as_shot_neutral, baseline_exposure, original_raw_file_name),
                      **_camera_tags(make, model, metadata, software, orientation)}
     ifd0[int(Tag.SubIFD)] = {"datatype": Datatype.IFD, "ifds": [[raw_ifd], [preview_ifd]]}

@@ -22,7 +22,7 @@ from tifftools import Datatype, Tag
 from raw2rgb_plugin import __version__
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.files import atomic_output
-from raw2rgb_plugin.io.tiff_write import copy_with_tags, photo_tags, rational_values
+from raw2rgb_plugin.io.tiff_write import TagDict, copy_with_tags, lens_info_value, photo_tags, rational_values
 
 CFA_ORDERS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
@@ -47,6 +47,7 @@ _COLOR_MATRIX_1 = 50721
 _AS_SHOT_NEUTRAL = 50728
 _BASELINE_EXPOSURE = 50730
 _CALIBRATION_ILLUMINANT_1 = 50778
+_LENS_INFO = 50736
 
 _LIBRAW_MIN_SIDE = 22  # LibRaw 0.22 refuses smaller images as "not a RAW file"
 _RATIONAL, _SRATIONAL = 5, 10  # TIFF datatypes, as tifffile's extratags take them
@@ -87,7 +88,7 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
         if len(scale) != 2 or any(not (v > 0 and np.isfinite(v)) for v in scale):
             raise ValueError(f"DefaultScale needs 2 positive values, got {scale}")
         extratags.append((_DEFAULT_SCALE, _RATIONAL, 2, tuple(rational_values(scale)), True))
-    ifd0 = photo_tags(metadata)
+    ifd0 = dng_photo_tags(metadata)
     text = {Tag.Make: make, Tag.Model: model, _UNIQUE_CAMERA_MODEL: f"{make} {model}",
             Tag.Software: f"raw2rgb {__version__}"}
     ifd0.update({int(tag): {"datatype": Datatype.ASCII, "data": value}
@@ -101,6 +102,18 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
                          rowsperstrip=mosaic.shape[0], software=False, metadata=None,
                          extratags=extratags)
         copy_with_tags(encoded, out, ifd0)
+
+
+def dng_photo_tags(metadata: PhotoMetadata | None) -> TagDict:
+    """IFD0 tags of a DNG carrying `metadata`: `photo_tags` and DNG's own LensInfo.
+
+    DNG keeps the lens range in IFD0 (LensInfo, 0xC630), EXIF in its own IFD (LensSpecification):
+    both are written, for readers that know only one of them.
+    """
+    tags = photo_tags(metadata)
+    if metadata is not None and metadata.lens_info is not None:
+        tags[_LENS_INFO] = lens_info_value(metadata.lens_info)
+    return tags
 
 
 def _preview_ifd(jpeg: bytes) -> dict:

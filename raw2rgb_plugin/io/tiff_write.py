@@ -21,7 +21,7 @@ import tifftools
 from tifftools import Datatype, Tag
 from tifftools.constants import EXIFTag, GPSTag
 
-from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata
+from raw2rgb_plugin.io.exif_read import GpsInfo, LensInfo, PhotoMetadata
 from raw2rgb_plugin.io.files import atomic_output
 
 # Deflate level 1 is several times faster than the default 6 and, after the horizontal
@@ -93,6 +93,15 @@ def copy_with_tags(tiff: io.BytesIO, out: BinaryIO, ifd0_tags: TagDict) -> None:
     tifftools.write_tiff(info, out)
 
 
+def lens_info_value(lens_info: LensInfo) -> dict[str, Any]:
+    """EXIF LensSpecification and DNG LensInfo (the same four RATIONALs), 0/0 where unknown as
+    EXIF 2.3 says (exiftool and Adobe write it so)."""
+    flat: list[int] = []
+    for value in lens_info:
+        flat += [0, 0] if value is None else rational_values([value])
+    return {"datatype": Datatype.RATIONAL, "data": flat}
+
+
 def rational_values(values: Sequence[float | Fraction], *, signed: bool = False) -> list[int]:
     """Flat [num, den, num, den, …] for TIFF (S)RATIONAL tags, exact where 32 bits allow."""
     limit = _INT32_MAX if signed else _UINT32_MAX
@@ -127,9 +136,14 @@ def _exif_tags(metadata: PhotoMetadata) -> TagDict:
     tags: TagDict = {}
     for tag, value in ((EXIFTag.ExposureTime, metadata.exposure_time),
                        (EXIFTag.FNumber, metadata.f_number),
-                       (EXIFTag.FocalLength, metadata.focal_length)):
+                       (EXIFTag.FocalLength, metadata.focal_length),
+                       (EXIFTag.SubjectDistance, metadata.subject_distance)):
         if value is not None:
             tags[int(tag)] = _rational(value)
+    if metadata.lens_info is not None:
+        # The lens's own focal and f-number range, as the camera recorded it: what tells a zoom
+        # from a prime of one name where LensModel is short (exiftool's LensID reads it).
+        tags[int(EXIFTag.LensSpecification)] = lens_info_value(metadata.lens_info)
     if metadata.iso is not None:
         tags[int(EXIFTag.ISOSpeedRatings)] = {"datatype": Datatype.SHORT,
                                               "data": [min(metadata.iso, _ISO_OVERFLOW)]}
