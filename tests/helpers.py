@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,41 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# DNG opcodes (DNG 1.4 specification, chapter 6): big-endian whatever the file's byte order.
+DNG_OPCODE_WARP_RECTILINEAR, DNG_OPCODE_FIX_VIGNETTE_RADIAL = 1, 3
+_DNG_OPCODE_VERSION = 0x01030000  # the DNG version that defined both opcodes (1.3.0.0)
+
+
+def dng_opcode_list(*opcodes: tuple[int, bytes]) -> bytes:
+    """An encoded OpcodeList: a count, then per (id, parameters) a header of id, version, flags
+    (0: required, applies to previews too) and parameter length."""
+    encoded = struct.pack(">I", len(opcodes))
+    for opcode_id, parameters in opcodes:
+        encoded += struct.pack(">IIII", opcode_id, _DNG_OPCODE_VERSION, 0, len(parameters)) + parameters
+    return encoded
+
+
+def fix_vignette_radial(k: tuple[float, float, float, float, float],
+                        centre: tuple[float, float] = (0.5, 0.5)) -> tuple[int, bytes]:
+    """FixVignetteRadial: gain 1 + k0·r² + k1·r⁴ + … about a centre given relative to the image."""
+    return DNG_OPCODE_FIX_VIGNETTE_RADIAL, struct.pack(">7d", *k, *centre)
+
+
+def warp_rectilinear(radial: tuple[float, float, float, float], tangential: tuple[float, float] = (0.0, 0.0),
+                     centre: tuple[float, float] = (0.5, 0.5)) -> tuple[int, bytes]:
+    """WarpRectilinear with one set of coefficients for all planes (kr0..kr3, kt0, kt1, then the centre)."""
+    return DNG_OPCODE_WARP_RECTILINEAR, struct.pack(">I6d2d", 1, *radial, *tangential, *centre)
+
+
+def dng_opcode_ids(encoded: bytes) -> list[int]:
+    """The opcode ids of an encoded OpcodeList, walking its headers (raises on a malformed list)."""
+    (count,), position, ids = struct.unpack_from(">I", encoded), 4, []
+    for _ in range(count):
+        opcode_id, _version, _flags, length = struct.unpack_from(">IIII", encoded, position)
+        position += 16 + length
+        ids.append(opcode_id)
+    if position != len(encoded):
+        raise ValueError(f"{len(encoded) - position} bytes after the last opcode")
+    return ids

@@ -20,7 +20,7 @@ from raw2rgb_plugin.io.dng_linear import write_linear_dng
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
 from raw2rgb_plugin.training.color_difference import delta_e2000, linear_srgb_to_lab
 
-from helpers import TEST_XYZ_TO_CAMERA
+from helpers import TEST_XYZ_TO_CAMERA, dng_opcode_list, fix_vignette_radial
 
 F = Fraction
 
@@ -248,6 +248,17 @@ def test_lens_range_in_ifd0_and_the_exif_ifd(tmp_path: Path) -> None:
     back = read_photo_metadata(path)
     assert (back.lens_model, back.lens_info, back.subject_distance) == (
         METADATA.lens_model, METADATA.lens_info, METADATA.subject_distance)
+
+
+def test_opcode_list_3_goes_into_the_raw_ifd_verbatim(tmp_path: Path) -> None:
+    opcodes = dng_opcode_list(fix_vignette_radial((0.3, 0.0, 0.0, 0.0, 0.0), (0.45, 0.55)))
+    path = _write(tmp_path / "x.dng", _camera(), opcode_list3=opcodes)
+    with tifffile.TiffFile(path) as tif:
+        assert 51022 not in _tags(tif.pages[0])
+        assert _tags(tif.pages[0].pages[0])[51022] == opcodes
+    unmarked = _write(tmp_path / "y.dng", _camera())
+    with tifffile.TiffFile(unmarked) as tif:
+        assert 51022 not in _tags(tif.pages[0].pages[0])
 
 
 # --- validation, memory, no clobbering -------------------------------------------------------------

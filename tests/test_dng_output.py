@@ -28,7 +28,14 @@ from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.color_difference import delta_e2000, linear_srgb_to_lab
 from raw2rgb_plugin.training.data.unprocess import BAYER_ORDERS, random_params, write_synthetic_dng
 
-from helpers import make_classical_develop_profile, smooth_scene
+from helpers import (
+    dng_opcode_ids,
+    dng_opcode_list,
+    fix_vignette_radial,
+    make_classical_develop_profile,
+    smooth_scene,
+    warp_rectilinear,
+)
 
 MAX_MEDIAN_DELTA_E = 3.0  # the issue's bar; the classical path measures well below it
 META = PhotoMetadata(make="Testmaker", model="T-100", iso=400, exposure_time=Fraction(1, 125), f_number=Fraction(28, 10),
@@ -186,3 +193,92 @@ def test_cli_format_dng_refuses_a_display_profile_in_one_line(tmp_path, tiny_pro
                                       str(tmp_path / "out")])
     assert result.exit_code != 0 and "scene-linear" in result.output
     assert not (tmp_path / "out" / "shot.dng").exists()
+
+
+# --- a DNG source's OpcodeList3 -------------------------------------------------------------------
+
+#: a barrel distortion and a vignetting to undo, as a camera's OpcodeList3 would say
+LENS_OPCODES = dng_opcode_list(warp_rectilinear((1.0, 0.02, -0.004, 0.0)), fix_vignette_radial((0.4, 0.1, 0.0, 0.0, 0.0)))
+OPCODE_LISTS = {51008: "OpcodeList1", 51009: "OpcodeList2", 51022: "OpcodeList3"}
+
+
+def _source_with_opcodes(path: Path, *, active_area: tuple[int, int, int, int] | None = None) -> Path:
+    """A Bayer DNG whose IFD0 (its raw image) holds LENS_OPCODES as OpcodeList3 and a stage-2 list
+    (OpcodeList2, acting on the mosaic), and optionally an ActiveArea (top, left, bottom, right)."""
+    import tifftools
+    from tifftools import Datatype
+
+    from raw2rgb_plugin.io.dng_write import write_bayer_dng
+    from raw2rgb_plugin.training.data.unprocess import unprocess
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(11)
+    params = random_params(rng, cfa_pattern="RGGB", noise=False)
+    mosaic = unprocess(smooth_scene(64, 96, seed=5), params, rng)
+    write_bayer_dng(path, mosaic, "RGGB", black_level=params.black_level, white_level=params.white_level,
+                    color_matrix1=np.asarray(params.xyz_to_camera), as_shot_neutral=params.as_shot_neutral,
+                    metadata=META, opcode_list3=LENS_OPCODES)
+    info = tifftools.read_tiff(str(path))
+    tags = info["ifds"][0]["tags"]
+    tags[51009] = {"datatype": Datatype.UNDEFINED, "data": dng_opcode_list(fix_vignette_radial((0.1, 0, 0, 0, 0)))}
+    if active_area is not None:
+        tags[50829] = {"datatype": Datatype.LONG, "data": list(active_area)}
+    tifftools.write_tiff(info, str(path), allowExisting=True)
+    return path
+
+
+def _convert_cli(source: Path, profile: Path, out_dir: Path, *options: str) -> Path:
+    result = CliRunner().invoke(app, ["convert", str(source), "--format", "dng", "-p", str(profile), "-o", str(out_dir),
+                                      "--json", "-q", *options])
+    assert result.exit_code == 0, result.output
+    return Path(json.loads(result.stdout)["files"][0]["output"])
+
+
+def _lists(page: tifffile.TiffPage) -> dict[str, bytes]:
+    return {name: page.tags[code].value for code, name in OPCODE_LISTS.items() if code in page.tags}
+
+
+def _opcode_lists(dng: Path) -> tuple[dict[str, bytes], dict[str, bytes], tuple[int, int]]:
+    """The opcode lists of our DNG's IFD0 and of its raw image's SubIFD, and that image's (height, width)."""
+    with tifffile.TiffFile(dng) as tif:
+        ifd0, raw_ifd = tif.pages[0], tif.pages[0].pages[0]
+        assert raw_ifd.subfiletype == 0 and raw_ifd.photometric == 34892
+        return _lists(ifd0), _lists(raw_ifd), (raw_ifd.imagelength, raw_ifd.imagewidth)
+
+
+@pytest.mark.parametrize("active_area", [None, (2, 4, 62, 92)], ids=["whole image", "active area"])
+def test_a_dng_sources_opcode_list_3_is_copied_verbatim(tmp_path, classical_develop, active_area):
+    """OpcodeList3 acts on the demosaiced image, which our LinearRaw image is: its bytes go into our raw
+    IFD unchanged, and the host applies them as it would to the source. OpcodeList1/2 acted on the
+    mosaic the decode consumed: they stay behind. LibRaw's visible area is the ActiveArea, the
+    stage-3 image the opcodes address."""
+    source = _source_with_opcodes(tmp_path / "in" / "lens.dng", active_area=active_area)
+    out = _convert_cli(source, classical_develop, tmp_path / "out")
+    with tifffile.TiffFile(source) as tif:
+        assert _lists(tif.pages[0]).keys() == {"OpcodeList2", "OpcodeList3"}
+    ifd0, raw_ifd, size = _opcode_lists(out)
+    assert raw_ifd == {"OpcodeList3": LENS_OPCODES} and not ifd0
+    assert dng_opcode_ids(raw_ifd["OpcodeList3"]) == [1, 3]  # WarpRectilinear, FixVignetteRadial
+    assert size == ((60, 88) if active_area else (64, 96))
+    with rawpy.imread(str(out)) as raw:  # LibRaw reads the DNG with the opcodes as before
+        assert raw.raw_image_visible.shape[:2] == size
+
+
+def test_a_half_size_dng_leaves_opcode_list_3_behind(tmp_path, classical_develop):
+    """At half size the image no longer has the grid the opcodes address (their pixel rectangles and
+    centres would land elsewhere): none is copied; the lens tags still are."""
+    source = _source_with_opcodes(tmp_path / "in" / "lens.dng")
+    out = _convert_cli(source, classical_develop, tmp_path / "out", "--half-size")
+    ifd0, raw_ifd, size = _opcode_lists(out)
+    assert size == (32, 48) and not ifd0 and not raw_ifd
+
+
+def test_a_non_dng_source_has_no_opcodes(tmp_path):
+    from raw2rgb_plugin.io.dng_opcodes import read_stage3_opcodes
+
+    tiff = tmp_path / "plain.tif"
+    tifffile.imwrite(tiff, np.zeros((8, 8), np.uint16))
+    garbage = tmp_path / "garbage.dng"
+    garbage.write_bytes(b"II*\x00" + bytes(16))
+    assert read_stage3_opcodes(tiff) is None and read_stage3_opcodes(garbage) is None
+    assert read_stage3_opcodes(tmp_path / "absent.dng") is None

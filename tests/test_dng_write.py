@@ -17,7 +17,7 @@ from raw2rgb_plugin.errors import OutputError
 from raw2rgb_plugin.io.dng_write import CFA_ORDERS, write_bayer_dng
 from raw2rgb_plugin.io.exif_read import GpsInfo, PhotoMetadata, read_photo_metadata
 
-from helpers import TEST_XYZ_TO_CAMERA
+from helpers import TEST_XYZ_TO_CAMERA, dng_opcode_list, warp_rectilinear
 
 F = Fraction
 
@@ -146,6 +146,15 @@ def test_exif_from_metadata(tmp_path: Path) -> None:
     back = read_photo_metadata(path)
     assert back == PhotoMetadata(**{**METADATA.__dict__, "make": "Canon", "model": "EOS R8",
                                     "orientation": 1})
+
+
+def test_opcode_list_3_in_the_raw_ifd(tmp_path: Path) -> None:
+    opcodes = dng_opcode_list(warp_rectilinear((1.0, -0.01, 0.0, 0.0)))
+    path = _write(tmp_path / "x.dng", _mosaic(), "RGGB", opcode_list3=opcodes)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].tags[51022].value == opcodes  # IFD0 holds the mosaic here
+    with rawpy.imread(str(path)) as raw:
+        np.testing.assert_array_equal(raw.raw_image_visible, _mosaic())
 
 
 def test_without_optional_colour_tags(tmp_path: Path) -> None:

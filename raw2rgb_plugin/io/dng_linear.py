@@ -7,7 +7,8 @@ Layout (Adobe's, and darktable's `dt_imageio_dng_write_linear` for the colour ta
              (ColorMatrix1 + CalibrationIlluminant1 = D65, AsShotNeutral, BaselineExposure),
              Orientation, EXIF and GPS IFDs, SubIFDs → [raw, preview]
     SubIFD0  NewSubFileType 0: the image, PhotometricInterpretation 34892 (LinearRaw), 3 × 16 bit,
-             contiguous, uncompressed strips, BlackLevel 0, WhiteLevel 65535; no CFA, crop or opcode tags
+             contiguous, uncompressed strips, BlackLevel 0, WhiteLevel 65535; no CFA or crop tags;
+             the source's OpcodeList3 when the caller passes it (its lens corrections)
     SubIFD1  NewSubFileType 1: sRGB JPEG preview (YCbCr), long side 1024..2048 px
 
 Pixels stay in sensor orientation, as in a camera RAW; Orientation tells readers how to show them.
@@ -39,6 +40,7 @@ from raw2rgb_plugin.io.dng_write import (
     _DNG_VERSION_TAG,
     _ILLUMINANT_D65,
     _LIBRAW_MIN_SIDE,
+    _OPCODE_LIST_3,
     _UNIQUE_CAMERA_MODEL,
     _WHITE_LEVEL,
     dng_photo_tags,
@@ -71,7 +73,8 @@ _ASPECT_TOLERANCE = 0.02
 def write_linear_dng(path: Path, camera_rgb: np.ndarray, *, xyz_to_camera: np.ndarray, as_shot_neutral: Sequence[float],
                      orientation: int, preview_srgb: np.ndarray, metadata: PhotoMetadata | None,
                      original_raw_file_name: str, software: str, make: str | None = None, model: str | None = None,
-                     baseline_exposure: float = 0.0, overwrite: bool = False) -> None:
+                     baseline_exposure: float = 0.0, opcode_list3: bytes | None = None,
+                     overwrite: bool = False) -> None:
     """Write `camera_rgb` (uint16 H×W×3, sensor orientation, camera RGB not white balanced, 0 = black,
     65535 = sensor white) as a LinearRaw DNG.
 
@@ -79,6 +82,8 @@ def write_linear_dng(path: Path, camera_rgb: np.ndarray, *, xyz_to_camera: np.nd
     camera RGB of grey (1 / WB gains, max 1); `orientation` the source's EXIF orientation. `preview_srgb`
     (uint8 h×w×3, display-rendered, same sensor orientation and aspect) feeds the thumbnail and the JPEG
     preview. Make/Model come from the arguments, else `metadata`, else "raw2rgb"/"unknown".
+    `opcode_list3` (the source DNG's OpcodeList3 bytes) goes into the image's IFD verbatim: the caller
+    passes it only where this image has the geometry of the source's stage-3 image it addresses.
     Raises OutputExistsError if `path` exists and not `overwrite`; the file appears complete or not at all.
     """
     _check_inputs(camera_rgb, preview_srgb, orientation)
@@ -88,7 +93,7 @@ def write_linear_dng(path: Path, camera_rgb: np.ndarray, *, xyz_to_camera: np.nd
     thumbnail = np.asarray(_resized(preview_srgb, _THUMBNAIL_LONG_SIDE, upscale=False))
     jpeg = _preview_jpeg(preview_srgb, _preview_long_side(max(height, width), max(preview_srgb.shape[:2])))
     source = _Segments([thumbnail.tobytes(), jpeg.getvalue(), pixels.data.cast("B")])
-    raw_ifd = _raw_ifd(pixels.shape, source.offsets[2])
+    raw_ifd = _raw_ifd(pixels.shape, source.offsets[2], opcode_list3)
     preview_ifd = _preview_ifd(jpeg, source.offsets[1], len(jpeg.getvalue()))
     ifd0: TagDict = {**_image_tags(thumbnail.shape, 8, source.offsets[0], _PHOTOMETRIC_RGB, subfile=1),
                      **dng_photo_tags(metadata),
@@ -174,11 +179,14 @@ def _image_tags(shape: tuple[int, ...], bits: int, offset: int, photometric: int
     }
 
 
-def _raw_ifd(shape: tuple[int, ...], offset: int) -> dict[str, Any]:
+def _raw_ifd(shape: tuple[int, ...], offset: int, opcode_list3: bytes | None) -> dict[str, Any]:
     tags = _image_tags(shape, 16, offset, _LINEAR_RAW, subfile=0)
     # One value per sample (BlackLevelRepeatDim defaults to 1×1): 0 = black, 65535 = sensor white.
     tags[_BLACK_LEVEL] = {"datatype": Datatype.LONG, "data": [0, 0, 0]}
     tags[_WHITE_LEVEL] = {"datatype": Datatype.LONG, "data": [65535] * 3}
+    if opcode_list3:
+        # The opcode lists belong to the IFD of the image they act on (DNG 1.3, chapter 6).
+        tags[_OPCODE_LIST_3] = {"datatype": Datatype.UNDEFINED, "data": bytes(opcode_list3)}
     return {"tags": tags}
 
 

@@ -48,9 +48,10 @@ _AS_SHOT_NEUTRAL = 50728
 _BASELINE_EXPOSURE = 50730
 _CALIBRATION_ILLUMINANT_1 = 50778
 _LENS_INFO = 50736
+_OPCODE_LIST_3 = 51022
 
 _LIBRAW_MIN_SIDE = 22  # LibRaw 0.22 refuses smaller images as "not a RAW file"
-_RATIONAL, _SRATIONAL = 5, 10  # TIFF datatypes, as tifffile's extratags take them
+_RATIONAL, _UNDEFINED, _SRATIONAL = 5, 7, 10  # TIFF datatypes, as tifffile's extratags take them
 
 
 def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
@@ -59,7 +60,8 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
                     orientation: int = 1, make: str = "raw2rgb", model: str = "Synthetic",
                     metadata: PhotoMetadata | None = None,
                     baseline_exposure: float | None = None, default_scale: tuple[float, float] | None = None,
-                    overwrite: bool = True, preview_jpeg: bytes | None = None) -> None:
+                    overwrite: bool = True, preview_jpeg: bytes | None = None,
+                    opcode_list3: bytes | None = None) -> None:
     """Write `mosaic` (uint16 H×W in sensor orientation, 2×2 `cfa` order) as a DNG.
 
     `black_level` is one value or four, one per 2×2 site in `cfa` order (row-major).
@@ -69,8 +71,9 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
     of `metadata` (exposure, lens, date, GPS…) goes into the EXIF IFD. `default_scale`
     (horizontal, vertical) declares non-square pixels: LibRaw reads their width ÷ height as
     horizontal ÷ vertical (a Nikon D1X-like sensor is (1, 2)). `preview_jpeg`, a baseline
-    JPEG in the mosaic's orientation, becomes the embedded preview. An existing `path` is
-    replaced atomically unless `overwrite` is False.
+    JPEG in the mosaic's orientation, becomes the embedded preview. `opcode_list3`, an encoded
+    DNG opcode list (lens corrections a reader applies after demosaicking), is written as
+    given. An existing `path` is replaced atomically unless `overwrite` is False.
     """
     cfa = cfa.upper()
     _check_mosaic(mosaic, cfa)
@@ -88,6 +91,9 @@ def write_bayer_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
         if len(scale) != 2 or any(not (v > 0 and np.isfinite(v)) for v in scale):
             raise ValueError(f"DefaultScale needs 2 positive values, got {scale}")
         extratags.append((_DEFAULT_SCALE, _RATIONAL, 2, tuple(rational_values(scale)), True))
+    if opcode_list3 is not None:
+        # Big-endian opcodes acting on the demosaiced image (DNG 1.3, chapter 6), kept as given.
+        extratags.append((_OPCODE_LIST_3, _UNDEFINED, len(opcode_list3), opcode_list3, True))
     ifd0 = dng_photo_tags(metadata)
     text = {Tag.Make: make, Tag.Model: model, _UNIQUE_CAMERA_MODEL: f"{make} {model}",
             Tag.Software: f"raw2rgb {__version__}"}

@@ -8,6 +8,7 @@ camera-native linear RGB in sensor orientation and reads its colour metadata fro
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from raw2rgb_plugin.io.dng_linear import write_linear_dng
+from raw2rgb_plugin.io.dng_opcodes import read_stage3_opcodes
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.tiff_write import write_rgb16_tiff
 from raw2rgb_plugin.pipeline.colour import camera_native_to_display, xyz_to_camera_from_camera_to_srgb
@@ -22,6 +24,8 @@ from raw2rgb_plugin.pipeline.orientation import EXIF_TO_FLIP
 
 if TYPE_CHECKING:
     from raw2rgb_plugin.io.raw_file import BayerFrame
+
+log = logging.getLogger(__name__)
 
 #: long side of a DNG's preview: enough for a browser's full-screen view, small to encode.
 PREVIEW_LONG_SIDE = 2048
@@ -93,7 +97,29 @@ class DngWriter:
         write_linear_dng(path, pixels, xyz_to_camera=matrix,
                          as_shot_neutral=[float(v) for v in neutral], orientation=_FLIP_TO_EXIF.get(frame.flip, 1),
                          preview_srgb=np.rint(display * 255).astype(np.uint8), metadata=metadata,
-                         original_raw_file_name=frame.path.name, software=self.software, overwrite=overwrite)
+                         original_raw_file_name=frame.path.name, software=self.software,
+                         opcode_list3=_opcodes_that_still_apply(frame, pixels), overwrite=overwrite)
+
+
+def _opcodes_that_still_apply(frame: BayerFrame, pixels: np.ndarray) -> bytes | None:
+    """The source DNG's OpcodeList3 where our image is the stage-3 image it was written for.
+
+    Its lens corrections are the host's to apply: the DNG's pixels keep the lens as the sensor saw
+    it, as the source's do, so a host applies them once, as it would to the source (a future
+    lens correction of DNG pixels must drop them, and the EXIF lens tags that darktable's and
+    RawTherapee's lensfun lookups find). The image must have the source's stage-3 grid: LibRaw's
+    visible area is the DNG's ActiveArea (it leaves DefaultCrop to the reader, and our DNG has
+    none), so a full-size output has that grid. A half-size output, or one resampled to square
+    pixels, has not: the opcodes' pixel rectangles and optical centres would land elsewhere.
+    """
+    opcodes = read_stage3_opcodes(frame.path)
+    if opcodes is None:
+        return None
+    if not (pixels.shape[:2] == (frame.height, frame.width) == opcodes.size):
+        log.info("%s: its OpcodeList3 addresses a %d×%d image and this DNG is %d×%d: not copied",
+                 frame.path.name, opcodes.size[1], opcodes.size[0], pixels.shape[1], pixels.shape[0])
+        return None
+    return opcodes.data
 
 
 def _downscaled(pixels: np.ndarray, long_side: int) -> np.ndarray:
