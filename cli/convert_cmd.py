@@ -36,6 +36,7 @@ def convert(
     tile: int | None = typer.Option(DEFAULTS.tile, "--tile", help="Tile size in packed pixels; 0 = whole frame (default: the whole frame when memory allows)."),
     overlap: int = typer.Option(DEFAULTS.overlap, "--overlap", help="Tile overlap in packed pixels."),
     denoise: float = typer.Option(DEFAULTS.denoise, "--denoise", help=f"Denoising strength of a noise-aware profile, {DENOISE_RANGE[0]:g} (keep all detail and grain) to {DENOISE_RANGE[1]:g} (strong); it scales the noise level the network is told."),
+    lens: str | None = typer.Option(None, "--lens", help="auto: correct the lens's distortion, vignetting and lateral colour fringes from lensfun's database (by the file's camera, lens, focal length, aperture and distance); off: leave them. Default: auto for TIFF, off for DNG (its editor corrects the lens from the data it keeps).", show_default=False),
     half_size: bool = typer.Option(DEFAULTS.half_size, "--half-size", help="Write at half sensor resolution (the packed grid)."),
     compress: bool = typer.Option(DEFAULTS.compress, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),
     overwrite: bool = typer.Option(DEFAULTS.overwrite, "--overwrite/--skip-existing", help="Replace existing outputs, or skip them."),
@@ -52,7 +53,8 @@ def convert(
 
     started = time.perf_counter()
     options = ConvertOptions(tile=tile, overlap=overlap, half_size=half_size, compress=compress,
-                             overwrite=overwrite, decode_workers=jobs, denoise=denoise, output_format=output_format)
+                             overwrite=overwrite, decode_workers=jobs, denoise=denoise, output_format=output_format,
+                             lens=lens)
     paths, problems = expand_inputs(inputs, recursive=recursive)
     for problem in problems:
         error_line(problem.argument, problem.problem)
@@ -126,14 +128,14 @@ def _load_converter(profile: str | None, device: str, options: ConvertOptions):
     torch_device = choose_device(device)
     if options.output_format == "dng":  # a DNG needs a scene-linear profile: not the display defaults
         return Converter(load_profile(profile or DEFAULT_DNG_PROFILE), device=torch_device, tile=options.tile,
-                         overlap=options.overlap, denoise=options.denoise, output_format="dng")
+                         overlap=options.overlap, denoise=options.denoise, output_format="dng", lens=options.lens)
     name = profile or default_profile_name(torch_device.type)
     if profile in DEFAULT_PROFILES and profile not in installed_names():
         name = default_profile_name(torch_device.type)
         note_line(f"no profile named {profile!r} is installed (installed: {', '.join(installed_names())}); "
                   f"using {name!r}, as convert does without --profile")
     return Converter(load_profile(name), device=torch_device, tile=options.tile, overlap=options.overlap,
-                     denoise=options.denoise)
+                     denoise=options.denoise, lens=options.lens)
 
 
 def _run_with_progress(converters: list, jobs_list, options: ConvertOptions, *, quiet: bool,
@@ -159,6 +161,9 @@ def _run_with_progress(converters: list, jobs_list, options: ConvertOptions, *, 
                         f"[red]error[/red]: {escape(shown(event.job.input))}: {escape(shown(result.error or 'failed'))}",
                         soft_wrap=True,
                     )
+                for note in [] if quiet else result.notes:  # remarks, not errors: --quiet hides them
+                    progress.console.print(f"[dim]note[/dim]: {escape(shown(event.job.input.name))}: {escape(shown(note))}",
+                                           soft_wrap=True)
                 done = progress.tasks[task].completed + 1
                 elapsed = time.perf_counter() - started
                 progress.update(task, advance=1, rate=f"{done / elapsed:.2f} files/s" if elapsed else "")

@@ -31,6 +31,9 @@ DEFAULT_DENOISE = 1.0
 #: `convert --format`: a finished TIFF, or an editable linear DNG (needs a scene-linear profile)
 OUTPUT_FORMATS = ("tiff", "dng")
 
+#: `convert --lens`: lens corrections from lensfun's database, or none
+LENS_MODES = ("auto", "off")
+
 #: camera RAW extensions (lower case) that LibRaw reads; matched case-insensitively
 RAW_EXTENSIONS = frozenset(
     ".3fr .ari .arw .bay .cr2 .cr3 .crw .cs1 .dcr .dcs .dng .drf .eip .erf .fff .gpr .iiq .k25 "

@@ -1,8 +1,9 @@
 """`Converter`: a profile's model resident on a device, converting RAW files to images.
 
-    RawFile (decode) ─▶ network_input (levels, pack, normalise [+ noise map]) ─▶ Runner (model, tiles)
-        ─▶ network_output (crop, half size, square pixels, [scene-linear: to camera RGB or linear
-           sRGB], orient, uint16) ─▶ Writer (TIFF or DNG, atomic)
+    RawFile (decode [+ lens lookup]) ─▶ network_input (levels, [vignetting], pack, normalise
+        [+ noise map]) ─▶ Runner (model, tiles) ─▶ network_output (crop, half size, square pixels,
+        [distortion + lateral CA], [scene-linear: to camera RGB or linear sRGB], orient, uint16)
+        ─▶ Writer (TIFF or DNG, atomic)
 
 A display profile renders a finished sRGB image (TIFF). A scene-linear profile renders linear
 light: `--format dng` writes it as the camera's own RGB in sensor orientation (an editable DNG),
@@ -27,12 +28,14 @@ from raw2rgb_plugin.engine.scheduler import Stages, in_job_order, schedule
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
+from raw2rgb_plugin.io.lens import LensCorrection, LensLookup, find_lens_correction
 from raw2rgb_plugin.io.libraw import libraw_stderr
 from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile
 from raw2rgb_plugin.io.writers import DngWriter, TiffWriter, Writer
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import network_input, network_output
+from raw2rgb_plugin.pipeline.optics import vignetting_gain
 from raw2rgb_plugin.profiles.store import Profile
 from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device
 from raw2rgb_plugin.runtime.runner import Runner, build_runner
@@ -62,12 +65,23 @@ class Decoded:
     frame: BayerFrame
     metadata: PhotoMetadata
     noise: NoiseModel | None = None  # read only for profiles that are told the noise
+    lens: LensLookup | None = None  # looked up only when the lens is corrected
 
 
-def decode(job: ConvertJob, *, with_noise: bool = False) -> Decoded:
+def decode(job: ConvertJob, *, with_noise: bool = False, with_lens: bool = False) -> Decoded:
     with RawFile(job.input) as raw:
         noise = noise_model_for(raw.frame, raw.metadata, raw.libraw) if with_noise else None
-        return Decoded(raw.frame, raw.metadata, noise)
+        lens = find_lens_correction(raw.metadata) if with_lens else None
+        return Decoded(raw.frame, raw.metadata, noise, lens)
+
+
+def report(decoded: Decoded) -> tuple[dict, list[str]]:
+    """A converted file's `--json` details and notes: the lens correction applied, or why none."""
+    if decoded.lens is None:  # --lens off
+        return {"lens": None}, []
+    correction = decoded.lens.correction
+    notes = [] if correction else [f"lens not corrected: {decoded.lens.reason}"]
+    return {"lens": correction.summary() if correction else None}, notes
 
 
 def _capturing_libraw_stderr(results: Iterator[FileResult]) -> Iterator[FileResult]:
@@ -91,10 +105,15 @@ class Converter:
         threads: int | None = None,
         denoise: float = 1.0,
         output_format: str = "tiff",
+        lens: str | None = None,
     ):
         self.denoise = check_denoise(denoise)
         self.profile = profile
         self.output_format = check_output_format(output_format, profile)
+        options = ConvertOptions(output_format=self.output_format, lens=lens)
+        options.check()
+        #: whether frames are lens-corrected (`--lens`; auto for TIFF, off for DNG)
+        self.corrects_lens = options.corrects_lens
         self.device = device if isinstance(device, torch.device) else choose_device(device)
         self.threads = bound_cpu_threads(threads) if self.device.type == "cpu" else None
         # After the threads: on a CPU the precision is measured with them (once per machine, cached).
@@ -123,27 +142,32 @@ class Converter:
         return self.profile.reads_noise
 
     @torch.inference_mode()
-    def render(self, frame: BayerFrame, *, half_size: bool = False, noise: NoiseModel | None = None) -> np.ndarray:
+    def render(self, frame: BayerFrame, *, half_size: bool = False, noise: NoiseModel | None = None,
+               lens: LensCorrection | None = None) -> np.ndarray:
         """Full-resolution (or half-size) oriented RGB of `frame` as uint16 (H, W, 3).
 
         A noise-conditioned profile is told `noise` (estimated from the frame when not given),
-        scaled by the converter's `denoise` strength.
+        scaled by the converter's `denoise` strength. `lens` is corrected: its vignetting on the
+        mosaic before the network, its distortion and lateral CA on the image after it.
         """
         if self.reads_noise and noise is None:
             noise = noise_model_for(frame)
+        vignetting = None if lens is None else vignetting_gain(lens, frame.height, frame.width)
         net_in = network_input(frame, self.profile.input_normalization, self.device,
-                               noise=noise if self.reads_noise else None, strength=self.denoise)
+                               noise=noise if self.reads_noise else None, strength=self.denoise,
+                               vignetting=vignetting)
         rgb = self.runner.run(net_in.packed)
         if not bool(torch.isfinite(rgb).all()):
             # Broken weights (a diverged run, a damaged file) would otherwise clamp to black.
             raise RenderError("the network's output is not finite (NaN or infinity)",
                               f"profile {self.profile.name!r} is broken; re-export it or use another profile")
         return network_output(rgb, frame, net_in.padding, half_size=half_size, scene_linear=self.scene_linear,
-                              sensor_orientation=self.output_format == "dng")
+                              sensor_orientation=self.output_format == "dng", lens=lens)
 
     def _render_stage(self, decoded: Decoded, half_size: bool) -> np.ndarray:
+        lens = decoded.lens.correction if decoded.lens is not None else None
         try:
-            return self.render(decoded.frame, half_size=half_size, noise=decoded.noise)
+            return self.render(decoded.frame, half_size=half_size, noise=decoded.noise, lens=lens)
         except torch.cuda.OutOfMemoryError:
             raise RenderError("the GPU ran out of memory", "use a smaller --tile (e.g. 512) or --device cpu") from None
         except RuntimeError as exc:  # e.g. the CPU allocator failing on a huge frame
@@ -168,10 +192,11 @@ class Converter:
         if out.sensor_oriented != (self.output_format == "dng"):
             raise ValueError(f"a {out.suffix} writer does not take this converter's {self.output_format} rendering")
         stages: Stages[Decoded] = Stages(
-            decode=lambda job: decode(job, with_noise=self.reads_noise),
+            decode=lambda job: decode(job, with_noise=self.reads_noise, with_lens=self.corrects_lens),
             render=lambda decoded: self._render_stage(decoded, half_size),
             write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite,
                                                          frame=decoded.frame),
+            report=report,
         )
         return _capturing_libraw_stderr(
             schedule(jobs, stages, overwrite=overwrite, decode_workers=options.decode_workers, on_event=on_event))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class FileResult:
     seconds: float = 0.0
     size: tuple[int, int] | None = None  # (width, height) written
     timings: dict[str, float] = field(default_factory=dict)
+    #: what was done to this file beyond the conversion, for --json (e.g. "lens": the lensfun
+    #: correction applied, or None)
+    details: dict[str, Any] = field(default_factory=dict)
+    #: one-line remarks for the user (e.g. why the lens was not corrected); not failures
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -38,6 +43,8 @@ class FileResult:
             "seconds": round(self.seconds, 3),
             "size": list(self.size) if self.size else None,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            **self.details,
+            "notes": list(self.notes),
         }
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.runtime.settings import DEFAULT_OVERLAP
-from raw2rgb_plugin.vocabulary import DEFAULT_DENOISE, DENOISE_RANGE, OUTPUT_FORMATS
+from raw2rgb_plugin.vocabulary import DEFAULT_DENOISE, DENOISE_RANGE, LENS_MODES, OUTPUT_FORMATS
 
 #: the profile `--format dng` uses when none is named: the shipped scene-linear one.
 DEFAULT_DNG_PROFILE = "develop-lite"
@@ -20,6 +20,11 @@ def check_denoise(strength: float) -> float:
     return float(strength)
 
 
+def default_lens_mode(output_format: str) -> str:
+    """A finished TIFF is lens-corrected; an editable DNG is not (its editor corrects the lens)."""
+    return "off" if output_format == "dng" else "auto"
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     tile: int | None = None  # packed pixels; None = whole frame when memory allows; 0 = whole frame
@@ -31,6 +36,13 @@ class ConvertOptions:
     #: how strongly a noise-aware profile denoises: the noise level it is told, ×this (0 … 2).
     denoise: float = DEFAULT_DENOISE
     output_format: str = "tiff"
+    #: lens corrections from lensfun: "auto" (a TIFF's default) or "off" (a DNG's: it keeps the lens
+    #: data for the editor's own lens module, which would otherwise correct twice); None = default
+    lens: str | None = None
+
+    @property
+    def corrects_lens(self) -> bool:
+        return (self.lens or default_lens_mode(self.output_format)) == "auto"
 
     def check(self) -> None:
         """One-line errors for settings that cannot work (before any model is loaded)."""
@@ -45,6 +57,12 @@ class ConvertOptions:
         if self.output_format not in OUTPUT_FORMATS:
             raise Raw2RgbError(f"--format {self.output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}",
                                "use tiff (a finished image) or dng (an editable linear DNG)")
+        if self.lens is not None and self.lens not in LENS_MODES:
+            raise Raw2RgbError(f"--lens {self.lens!r} is not one of {', '.join(LENS_MODES)}",
+                               "use auto (correct the lens from lensfun's database) or off")
+        if self.output_format == "dng" and self.lens == "auto":
+            raise Raw2RgbError("--lens auto is for TIFF output: a DNG keeps the lens data for the editor's lens module",
+                               "drop --lens with --format dng")
         if self.output_format == "dng" and self.compress:
             raise Raw2RgbError("--compress is for TIFF output", "drop --compress with --format dng")
         if self.decode_workers < 1:

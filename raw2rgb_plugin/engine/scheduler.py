@@ -57,6 +57,8 @@ class Stages(Generic[DecodedT]):
     decode: Callable[[ConvertJob], DecodedT]
     render: Callable[[DecodedT], np.ndarray]
     write: Callable[[ConvertJob, np.ndarray, DecodedT], None]
+    #: a converted file's `FileResult.details` and `notes`, from what its decode found
+    report: Callable[[DecodedT], tuple[dict[str, Any], list[str]]] = lambda decoded: ({}, [])
 
 
 def _failure(job: ConvertJob, stage: str, exc: BaseException, timings: dict[str, float] | None = None) -> FileResult:
@@ -72,9 +74,8 @@ def _failure(job: ConvertJob, stage: str, exc: BaseException, timings: dict[str,
 class _Writer:
     """The writer thread: a bounded queue keeps at most two rendered frames in memory."""
 
-    def __init__(self, write: Callable[[ConvertJob, np.ndarray, Any], None], finish: Callable[[ConvertJob, FileResult], None],
-                 notify: EventCallback):
-        self._write, self._finish, self._notify = write, finish, notify
+    def __init__(self, stages: Stages, finish: Callable[[ConvertJob, FileResult], None], notify: EventCallback):
+        self._write, self._report, self._finish, self._notify = stages.write, stages.report, finish, notify
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.thread = threading.Thread(target=self._loop, name="raw2rgb-writer", daemon=True)
         self.thread.start()
@@ -96,7 +97,9 @@ class _Writer:
                 continue
             timings["write"] = time.perf_counter() - start
             h, w = pixels.shape[:2]
-            self._finish(job, FileResult(job.input, job.output, "converted", size=(w, h), timings=timings))
+            details, notes = self._report(decoded)
+            self._finish(job, FileResult(job.input, job.output, "converted", size=(w, h), timings=timings,
+                                         details=details, notes=notes))
 
     def close(self) -> None:
         self.queue.put(None)
@@ -127,7 +130,7 @@ def schedule(jobs: Iterable[ConvertJob], stages: Stages, *, overwrite: bool = Fa
     source = iter(jobs)
     lookahead = max(1, decode_workers) + 1
     pool = ThreadPoolExecutor(max_workers=max(1, decode_workers), thread_name_prefix="raw2rgb-decode")
-    writer = _Writer(stages.write, finish, notify)
+    writer = _Writer(stages, finish, notify)
 
     tidied: set[str] = set()
 

@@ -32,10 +32,12 @@ def noise_map(levelled_packed: torch.Tensor, noise: NoiseModel, site_gains: torc
 
     σ is `noise.sigma_map` of the frame's green (a, b) at every site: the networks were trained on
     one (a, b) for all sites, and green's carries no white-balance gain; the site gains then scale
-    σ as the white balance scales the samples. `site_gains`: (4,) gains of [R, Gr, Gb, B].
+    σ as the white balance scales the samples. `site_gains`: (4,) gains of [R, Gr, Gb, B], or
+    (N, 4, h, w) per site (white balance × a lens's vignetting correction).
     """
     sigma = sigma_map(levelled_packed.float(), noise.green())
-    gains = site_gains.to(levelled_packed.device, torch.float32).reshape(1, 4, 1, 1)
+    gains = site_gains.to(levelled_packed.device, torch.float32)
+    gains = gains.reshape(1, 4, 1, 1) if gains.dim() == 1 else gains
     return encode_sigma(sigma * gains * float(strength))
 
 

@@ -41,6 +41,7 @@ from raw2rgb_plugin.pipeline.geometry import to_square_pixels
 from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
+from raw2rgb_plugin.pipeline.optics import LensModel, correct_geometry
 from raw2rgb_plugin.pipeline.orientation import orient
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
 from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS
@@ -138,22 +139,33 @@ def apply_color_normalization(
 
 
 def normalized_input(levelled: torch.Tensor, mode: str, wb_gains_rgb, camera_to_srgb, *,
-                     noise: NoiseModel | None = None, strength: float = 1.0) -> torch.Tensor:
+                     noise: NoiseModel | None = None, strength: float = 1.0,
+                     vignetting: torch.Tensor | None = None) -> torch.Tensor:
     """Levelled (4, h, w) RGGB samples → G1's (4 [+ 4], h, w) input: `mode`'s colour normalisation,
-    then, with `noise`, the noise map of a noise-conditioned profile (σ × `strength`)."""
-    packed = apply_color_normalization(levelled, mode, wb_gains_rgb, camera_to_srgb)
+    then, with `noise`, the noise map of a noise-conditioned profile (σ × `strength`).
+
+    `vignetting`, (4, h, w) gains that undo the lens's fall-off (`pipeline/optics.py`), multiplies
+    the samples before anything else, and their σ with them: the noise stays what the sensor
+    recorded, only amplified, so the brightened corners read as noisier than their level says.
+    """
+    corrected = levelled if vignetting is None else levelled * vignetting
+    packed = apply_color_normalization(corrected, mode, wb_gains_rgb, camera_to_srgb)
     if noise is None:
         return packed
     gains = site_gains_rgb(input_gains_rgb(mode, wb_gains_rgb))
+    if vignetting is not None:
+        gains = gains.to(vignetting).view(1, 4, 1, 1) * vignetting[None]
     return torch.cat([packed, noise_map(levelled[None], noise, gains, strength)[0]])
 
 
 def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "cpu", *,
-                  noise: NoiseModel | None = None, strength: float = 1.0) -> NetworkInput:
+                  noise: NoiseModel | None = None, strength: float = 1.0,
+                  vignetting: torch.Tensor | None = None) -> NetworkInput:
     """Upload the uint16 mosaic to `device`, then level, pack and normalise it there.
 
     With `noise`, the 4-channel noise map of a noise-conditioned profile follows the image, its
-    σ scaled by `strength` (`convert --denoise`).
+    σ scaled by `strength` (`convert --denoise`). `vignetting`: (H, W) gains of the mosaic's
+    sites that undo the lens's fall-off (`pipeline/optics.vignetting_gain`).
     """
     # uint16 has only bare-bones support on some backends; the same bits as int16 upload and
     # widen everywhere, and the mask restores the unsigned value on the device.
@@ -164,21 +176,27 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
     levelled = levels_normalize(mosaic, frame.black_level_per_site, frame.white_level)
     padding = rggb_padding(frame.cfa_pattern, frame.height, frame.width)
     raw_packed = pack_rggb(pad_mosaic(levelled, padding))
-    packed = normalized_input(raw_packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb, noise=noise, strength=strength)
+    site_vignetting = None if vignetting is None else pack_rggb(pad_mosaic(vignetting.to(levelled), padding))
+    packed = normalized_input(raw_packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb, noise=noise,
+                              strength=strength, vignetting=site_vignetting)
     return NetworkInput(packed=packed[None].contiguous(), padding=padding)
 
 
 def network_output(rgb: torch.Tensor, frame: MosaicFrame, padding: PhasePadding, *, half_size: bool = False,
-                   scene_linear: bool = False, sensor_orientation: bool = False) -> np.ndarray:
+                   scene_linear: bool = False, sensor_orientation: bool = False,
+                   lens: LensModel | None = None) -> np.ndarray:
     """G1's (1, 3, H', W') output → the frame's finished uint16 (H, W, 3) pixels, `network_input`'s
-    mirror: crop the phase padding, [half size], square pixels, [a scene-linear profile's headroom
-    space → camera-native RGB (`sensor_orientation`, for a DNG) or linear sRGB], orient, quantise.
+    mirror: crop the phase padding, [half size], square pixels, [the `lens`'s distortion and
+    lateral CA corrected], [a scene-linear profile's headroom space → camera-native RGB
+    (`sensor_orientation`, for a DNG) or linear sRGB], orient, quantise.
     """
     rgb = padding.crop(rgb)
     if half_size:
         # Mean of each 2×2 block; an odd last row/column is dropped, as LibRaw's half_size does.
         rgb = to_half_size(rgb)
     rgb = to_square_pixels(rgb, frame.pixel_aspect)  # non-square sensor pixels, as LibRaw renders them
+    if lens is not None:  # in sensor orientation, the geometry lensfun's calibrations describe
+        rgb = correct_geometry(rgb, lens)
     if scene_linear:
         rgb = from_headroom(rgb, frame.wb_gains_rgb, None if sensor_orientation else frame.camera_to_srgb)
     # A DNG keeps sensor orientation and records the source's in its Orientation tag.
