@@ -31,12 +31,14 @@ def _rounded(values: object, digits: int = 4) -> list:
 
 def describe_raw(path: Path) -> dict:
     """The engine's view of a RAW file, as a JSON-able dict (raises Raw2RgbError)."""
+    from raw2rgb_plugin.io.lens import find_lens_correction
     from raw2rgb_plugin.io.noise_profile import noise_model_for
     from raw2rgb_plugin.io.raw_file import RawFile
 
     with RawFile(path) as raw:
         frame, metadata = raw.frame, raw.metadata
         noise = noise_model_for(frame, metadata, raw.libraw)
+    lens = find_lens_correction(metadata)
     out_h, out_w = frame.output_size
     return {
         "file": str(path),
@@ -56,6 +58,8 @@ def describe_raw(path: Path) -> dict:
         "noise": {"a": float(f"{noise.shot:.4g}"), "b": float(f"{noise.read:.4g}"), "source": noise.source,
                   "iso": noise.iso, "detail": noise.detail},
         "exif": metadata.summary(),
+        # what `convert --lens auto` (a TIFF's default) corrects, or why it corrects nothing
+        "lens_correction": lens.correction.summary() if lens.correction else {"reason": lens.reason},
         "notes": frame.notes,
     }
 
@@ -143,9 +147,17 @@ def _table(doc: dict) -> Table:
     row("colour matrix", " / ".join(" ".join(f"{v:+.3f}" for v in r) for r in matrix["matrix"]) + f" ({matrix['source']})")
     noise = doc["noise"]
     row("noise", f"shot {noise['a']:.3g}, read {noise['b']:.3g} ({noise['source']}: {noise['detail']})")
+    row("lens profile", _lens_profile(doc["lens_correction"]))
     for note in doc["notes"]:
         row("note", note)
     return table
+
+
+def _lens_profile(correction: dict) -> str:
+    if "reason" in correction:
+        return f"none: {correction['reason']}"
+    corrects = ", ".join(kind.replace("tca", "lateral CA") for kind in correction["corrects"])
+    return f"{correction['lens']} on the {correction['camera']} (lensfun, {correction['database']}): {corrects}"
 
 
 def info(

@@ -4,6 +4,7 @@ conversions of frames made through lensfun's own model of a kit zoom (tests/lens
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -209,3 +210,15 @@ def test_lens_auto_is_refused_for_a_dng_in_one_line(tmp_path):
                            "--format", "dng", "--lens", "auto"], capture_output=True, text=True, check=False)
     assert done.returncode != 0
     assert "--lens auto is for TIFF output" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_info_says_which_lens_profile_convert_would_use(dot_frames):
+    folder, _ = dot_frames
+    done = subprocess.run([sys.executable, "-m", "raw2rgb_cli.main", "info", str(folder / "seen.dng"), "--json"],
+                          capture_output=True, text=True, check=True)
+    correction = json.loads(done.stdout)[0]["lens_correction"]
+    assert correction["lens"] == "Canon EF-S 18-55mm f/3.5-5.6 IS"
+    assert correction["corrects"] == ["distortion", "tca", "vignetting"]
+    table = subprocess.run([sys.executable, "-m", "raw2rgb_cli.main", "info", str(folder / "seen.dng")],
+                           capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "lens profile" in table and "distortion, lateral CA, vignetting" in table
