@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ from rich.table import Table
 
 from raw2rgb_plugin.engine.converter import Converter, ConvertJob
 from raw2rgb_plugin.io.dng_write import write_bayer_dng
+from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.io.tiff_write import write_rgb16_tiff
@@ -82,14 +84,21 @@ def best_time(fn, repeat: int) -> float:
     return min(times)
 
 
-def synthetic_dng(path: Path, height: int, width: int) -> Path:
+#: EXIF that lensfun matches (the 550D's kit zoom at its wide end, wide open): what `--lens auto` costs
+LENS_EXIF = {"make": "Canon", "model": "Canon EOS 550D",
+             "metadata": PhotoMetadata(make="Canon", model="Canon EOS 550D", lens_model="EF-S18-55mm f/3.5-5.6 IS",
+                                       focal_length=Fraction(18), f_number=Fraction(7, 2))}
+
+
+def synthetic_dng(path: Path, height: int, width: int, *, lens: bool = False) -> Path:
     rng = np.random.default_rng(0)
     # Smooth gradients plus noise: LibRaw's AHD cost does not depend much on content.
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     base = 0.3 + 0.2 * np.sin(x / 97.0) * np.cos(y / 61.0)
     mosaic = (64 + (4095 - 64) * np.clip(base + rng.normal(0, 0.01, base.shape), 0, 1)).astype(np.uint16)
+    camera = LENS_EXIF if lens else {"make": "raw2rgb", "model": "Benchmark"}
     write_bayer_dng(path, mosaic, "RGGB", black_level=64, white_level=4095, color_matrix1=XYZ_TO_CAMERA,
-                    as_shot_neutral=[0.5, 1.0, 0.7], make="raw2rgb", model="Benchmark")
+                    as_shot_neutral=[0.5, 1.0, 0.7], **camera)
     return path
 
 
@@ -131,7 +140,26 @@ def worker(spec: dict) -> dict:
            "files_per_s": len(jobs) / elapsed, "peak_rss_gib": peak_rss_bytes() / 2**30}
     if device.type == "cuda":
         row["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    if spec.get("lens_dng"):
+        row.update(lens_cost(profile, device, spec, Path(spec["lens_dng"]), out_dir))
     return row
+
+
+def lens_cost(profile, device, spec: dict, dng: Path, out_dir: Path) -> dict:
+    """Seconds per file of a whole `convert` of a file naming a lensfun lens, with `--lens off` and
+    `auto`, alternated and best of `repeat` (the same converter otherwise)."""
+    converters = {mode: Converter(profile, device=device, tile=spec["tile"], threads=spec["threads"], lens=mode)
+                  for mode in ("off", "auto")}
+    jobs = [ConvertJob(dng, out_dir / f"lens-{i}.tif") for i in range(spec["batch"])]
+    best = {"off": float("inf"), "auto": float("inf")}
+    for _ in range(max(2, spec["repeat"])):
+        for mode, converter in converters.items():
+            start = time.perf_counter()
+            results = converter.convert(jobs, overwrite=True)
+            best[mode] = min(best[mode], (time.perf_counter() - start) / len(jobs))
+            assert all(r.status == "converted" for r in results), results
+            assert (results[0].details["lens"] is not None) == (mode == "auto"), results[0].details
+    return {"lens_off_s_per_file": best["off"], "lens_auto_s_per_file": best["auto"]}
 
 
 def _network_time(runner, packed: torch.Tensor, repeat: int) -> tuple[float, tuple[int, int]]:
@@ -188,6 +216,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="files in each end-to-end run")
     parser.add_argument("--repeat", type=int, default=3, help="G1 runs per choice (the best counts)")
     parser.add_argument("--train-steps", type=int, default=5, help="CPU training steps per precision (0: skip)")
+    parser.add_argument("--no-lens", action="store_true",
+                        help="skip the --lens auto / off comparison (converter-default only)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     parser.add_argument("--output", type=Path, help="also write the table (text) and the JSON next to it")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -243,6 +273,8 @@ def main() -> None:
                     spec = {"profile": str(profile_path), "dng": str(dng), "device": str(device), "runtime": runtime,
                             "tile": args.tile, "threads": args.threads, "batch": args.batch, "repeat": args.repeat,
                             "out_dir": str(out_dir)}
+                    if runtime == "converter-default" and not args.no_lens:
+                        spec["lens_dng"] = str(synthetic_dng(tmp / f"{size_name}-lens.dng", height, width, lens=True))
                     row = {"frame": size_name, "variant": variant, "device": device.type, **run_worker(spec)}
                     if "convert_s_per_file" in row:
                         row["vs_ahd"] = row["convert_s_per_file"] / ahd_s
@@ -295,6 +327,11 @@ def render_tables(report: dict) -> Table:
                       "whole" if not tile else "×".join(map(str, tile if isinstance(tile, list) else [tile, tile])),
                       f"{row['g1_s']:.3f}", f"{row['render_s']:.3f}", f"{row['convert_s_per_file']:.3f}",
                       f"{row['files_per_s']:.3f}", f"{row['vs_ahd']:.2f}", peak)
+    for row in report["runtimes"]:
+        if "lens_auto_s_per_file" in row:
+            off, auto = row["lens_off_s_per_file"], row["lens_auto_s_per_file"]
+            table.add_row(row["frame"], f"G1 {row['variant']} {row['runtime']}: --lens off → auto (kit zoom)", "", "",
+                          "", "", f"{off:.3f} → {auto:.3f}", f"+{100 * (auto / off - 1):.1f} %", "", "")
     for row in report["training"]:
         table.add_row("train", f"{row['model']}, {row['precision']}", "", "", "", "", "", f"{row['steps_per_s']:.2f} it/s",
                       "", "")
