@@ -70,6 +70,10 @@ def show_profile(
         print_json({"path": str(path), **meta})
         return
     out.print(f"[bold]{escape(str(meta.get('name', name)))}[/bold]  {escape(shown(path))}")
+    look = meta.get("look")
+    if look:
+        out.print(f"look table: tone curves ({look['curve_knots']} knots) + {look['lut_size']}³ 3D LUT after the "
+                  "network (finished TIFFs only; --format dng refuses it)")
     out.print(escape(json.dumps(meta, indent=2, sort_keys=True)))
 
 

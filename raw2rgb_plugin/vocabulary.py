@@ -31,6 +31,11 @@ DEFAULT_DENOISE = 1.0
 #: `convert --format`: a finished TIFF, or an editable linear DNG (needs a scene-linear profile)
 OUTPUT_FORMATS = ("tiff", "dng")
 
+#: bounds of a profile's look table (tone curves + 3D LUT, pipeline/look.py): knots per curve, LUT
+#: nodes per axis; a profile is user data, checked before anything is allocated
+MAX_CURVE_KNOTS = 257
+MAX_LUT_SIZE = 65
+
 #: `convert --lens`: lens corrections from lensfun's database, or none
 LENS_MODES = ("auto", "off")
 

@@ -48,6 +48,10 @@ def check_output_format(output_format: str, profile: Profile) -> str:
     """`output_format`, once the profile can feed it: a DNG holds scene-linear light only."""
     if output_format not in OUTPUT_FORMATS:
         raise Raw2RgbError(f"unknown output format {output_format!r}", f"use one of {', '.join(OUTPUT_FORMATS)}")
+    if output_format == "dng" and profile.look is not None:
+        raise Raw2RgbError(
+            f"profile {profile.name!r} carries a look table (tone curves + 3D LUT) for finished images, "
+            "which an editable DNG must not hold", "use --format tiff with it, or a scene-linear profile for DNG")
     if output_format == "dng" and not profile.scene_linear:
         raise Raw2RgbError(
             f"profile {profile.name!r} renders a finished display image (tone curve, clipped highlights), "
@@ -120,6 +124,7 @@ class Converter:
         self.runner: Runner = build_runner(profile.model, profile.architecture, device=self.device, dtype=dtype,
                                            tile=tile, overlap=overlap, architecture_block=profile.metadata["architecture"])
         self.dtype = self.runner.dtype
+        self.look = profile.look.to(self.device) if profile.look is not None else None
         # A scene-linear profile's TIFF is linear sRGB: it gets the linear-sRGB ICC profile.
         self.icc = icc_profile_bytes("srgb-linear" if self.scene_linear else profile.output_color_space)
         self.software = f"raw2rgb {__version__} (profile {profile.name})"
@@ -162,7 +167,7 @@ class Converter:
             raise RenderError("the network's output is not finite (NaN or infinity)",
                               f"profile {self.profile.name!r} is broken; re-export it or use another profile")
         return network_output(rgb, frame, net_in.padding, half_size=half_size, scene_linear=self.scene_linear,
-                              sensor_orientation=self.output_format == "dng", lens=lens)
+                              sensor_orientation=self.output_format == "dng", lens=lens, look=self.look)
 
     def _render_stage(self, decoded: Decoded, half_size: bool) -> np.ndarray:
         lens = decoded.lens.correction if decoded.lens is not None else None

@@ -38,6 +38,7 @@ import torch
 
 from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
 from raw2rgb_plugin.pipeline.geometry import to_square_pixels
+from raw2rgb_plugin.pipeline.look import Look, apply_look
 from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
@@ -184,13 +185,15 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
 
 def network_output(rgb: torch.Tensor, frame: MosaicFrame, padding: PhasePadding, *, half_size: bool = False,
                    scene_linear: bool = False, sensor_orientation: bool = False,
-                   lens: LensModel | None = None) -> np.ndarray:
+                   lens: LensModel | None = None, look: Look | None = None) -> np.ndarray:
     """G1's (1, 3, H', W') output → the frame's finished uint16 (H, W, 3) pixels, `network_input`'s
-    mirror: crop the phase padding, [half size], square pixels, [the `lens`'s distortion and
-    lateral CA corrected], [a scene-linear profile's headroom space → camera-native RGB
-    (`sensor_orientation`, for a DNG) or linear sRGB], orient, quantise.
+    mirror: crop the phase padding, [the profile's `look` table], [half size], square pixels, [the
+    `lens`'s distortion and lateral CA corrected], [a scene-linear profile's headroom space →
+    camera-native RGB (`sensor_orientation`, for a DNG) or linear sRGB], orient, quantise.
     """
     rgb = padding.crop(rgb)
+    if look is not None:  # pointwise, before any resampling: what learn fitted it on
+        rgb = apply_look(rgb, look)
     if half_size:
         # Mean of each 2×2 block; an odd last row/column is dropped, as LibRaw's half_size does.
         rgb = to_half_size(rgb)

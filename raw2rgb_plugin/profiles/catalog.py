@@ -17,7 +17,13 @@ import platformdirs
 
 from raw2rgb_plugin.errors import ProfileError
 from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT, check_architecture_block
-from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, OUTPUT_COLOR_SPACES, PROFILE_OUTPUTS
+from raw2rgb_plugin.vocabulary import (
+    INPUT_NORMALIZATIONS,
+    MAX_CURVE_KNOTS,
+    MAX_LUT_SIZE,
+    OUTPUT_COLOR_SPACES,
+    PROFILE_OUTPUTS,
+)
 
 FORMAT_VERSION = 1
 PROFILE_SUFFIX = ".safetensors"
@@ -161,3 +167,15 @@ def check_metadata(meta: dict, path: Path) -> None:
         raise bad(f"names an unknown output {output!r}")
     if (output == "scene-linear") != (meta["output_color_space"] == "camera-linear"):
         raise bad(f"says output {output!r} in colour space {meta['output_color_space']!r}")
+    look = meta.get("look")
+    if look is not None and not _bounded_look(look):
+        raise bad(f"describes a look table outside the bounds ({look!r})")
+
+
+def _bounded_look(look: object) -> bool:
+    """A look block {curve_knots, lut_size} within what `pipeline/look.py` accepts (torch-free)."""
+    if not isinstance(look, dict):
+        return False
+    knots, size = look.get("curve_knots"), look.get("lut_size")
+    return (isinstance(knots, int) and isinstance(size, int) and 2 <= knots <= MAX_CURVE_KNOTS
+            and 2 <= size <= MAX_LUT_SIZE)

@@ -26,6 +26,7 @@ from raw2rgb_plugin.io.files import write_bytes
 from raw2rgb_plugin.models.g1 import plain_state_dict
 from raw2rgb_plugin.models.registry import block_of, build_model, check_block
 from raw2rgb_plugin.models.spec import ArchitectureSpec
+from raw2rgb_plugin.pipeline.look import Look, check_look
 
 # Finding profiles and reading their metadata needs no torch: profiles/catalog.py (re-exported).
 from raw2rgb_plugin.profiles.catalog import (
@@ -43,6 +44,9 @@ from raw2rgb_plugin.profiles.catalog import (
 )
 from raw2rgb_plugin.vocabulary import VARIANT_WIDTHS
 
+#: the look's tensors beside the network's weights (names no architecture uses)
+LOOK_CURVES, LOOK_LUT = "look.curves", "look.lut"
+
 
 @dataclass
 class Profile:
@@ -51,6 +55,8 @@ class Profile:
     metadata: dict
     model: nn.Module  # eval mode, plain weights (no spectral norm), on the CPU
     architecture: ArchitectureSpec
+    #: tone curves + 3D LUT applied to the network's image (`pipeline/look.py`), or None
+    look: Look | None = None
 
     @property
     def input_normalization(self) -> str:
@@ -79,11 +85,12 @@ class Profile:
         return int(self.metadata["architecture"].get("noise_channels", 0)) > 0
 
 
-def save_profile(path: Path, model: nn.Module, metadata: dict, *, dtype: torch.dtype = torch.float32) -> Path:
-    """Write `model` (plain weights) and `metadata` to `path`, atomically.
+def save_profile(path: Path, model: nn.Module, metadata: dict, *, dtype: torch.dtype = torch.float32,
+                 look: Look | None = None) -> Path:
+    """Write `model` (plain weights), its `look` if any, and `metadata` to `path`, atomically.
 
     `metadata` needs `input_normalization` and may carry anything JSON-able (name, training
-    provenance, scores). Architecture and format version are filled in from the model.
+    provenance, scores). Architecture, format version and the look's sizes are filled in.
     """
     path = Path(path)
     if path.suffix != PROFILE_SUFFIX:
@@ -94,10 +101,19 @@ def save_profile(path: Path, model: nn.Module, metadata: dict, *, dtype: torch.d
     meta["format_version"] = FORMAT_VERSION
     meta["architecture"] = block_of(model)
     meta.setdefault("variant", _variant_name(meta["architecture"].get("width")))
+    meta.pop("look", None)
+    if look is not None:
+        problem = check_look(look.curves, look.lut)
+        if problem:
+            raise ProfileError(f"{path}: {problem}; the profile was not written", "refit the look")
+        meta["look"] = {"curve_knots": int(look.curves.shape[1]), "lut_size": int(look.lut.shape[0])}
     check_metadata(meta, path)
 
     state = {k: v.to("cpu", dtype if v.is_floating_point() and "running" not in k else v.dtype)
              for k, v in plain_state_dict(model).items()}
+    if look is not None:  # float32 always: a half-precision LUT node is off by up to 2.4e-4 (16 levels)
+        state.update({LOOK_CURVES: look.curves.detach().to("cpu", torch.float32).contiguous(),
+                      LOOK_LUT: look.lut.detach().to("cpu", torch.float32).contiguous()})
     broken = _non_finite(state)
     if broken:
         # A diverged run must not ship a profile that renders every photo black.
@@ -116,6 +132,7 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ProfileError(f"{path} holds unreadable tensors ({exc})", "re-export the profile") from None
+    look = _look(state, meta.get("look"), path)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -139,7 +156,23 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         raise ProfileError(f"{path}: {broken}", "the profile is broken (a diverged training run?); re-export or re-download it")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     model.eval()
-    return Profile(name=meta.get("name", path.stem), path=path, metadata=meta, model=model, architecture=spec)
+    return Profile(name=meta.get("name", path.stem), path=path, metadata=meta, model=model, architecture=spec,
+                   look=look)
+
+
+def _look(state: dict[str, torch.Tensor], block: dict | None, path: Path) -> Look | None:
+    """The profile's look, taken out of `state`, checked against its metadata block."""
+    curves, lut = state.pop(LOOK_CURVES, None), state.pop(LOOK_LUT, None)
+    if block is None and curves is None and lut is None:
+        return None
+    if block is None or curves is None or lut is None:
+        raise ProfileError(f"{path}: its look table is incomplete (metadata and tensors disagree)", "re-export the profile")
+    problem = check_look(curves.float(), lut.float())
+    if problem is None and (curves.shape[1], lut.shape[0]) != (block["curve_knots"], block["lut_size"]):
+        problem = f"look of {curves.shape[1]} knots / {lut.shape[0]}³ where the metadata says otherwise"
+    if problem:
+        raise ProfileError(f"{path}: {problem}", "the file is damaged or was edited; re-export it")
+    return Look(curves.float(), lut.float())
 
 
 def _non_finite(state: dict[str, torch.Tensor]) -> str | None:
