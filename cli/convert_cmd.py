@@ -37,6 +37,7 @@ def convert(
     overlap: int = typer.Option(DEFAULTS.overlap, "--overlap", help="Tile overlap in packed pixels."),
     denoise: float = typer.Option(DEFAULTS.denoise, "--denoise", help=f"Denoising strength of a noise-aware profile, {DENOISE_RANGE[0]:g} (keep all detail and grain) to {DENOISE_RANGE[1]:g} (strong); it scales the noise level the network is told."),
     lens: str | None = typer.Option(None, "--lens", help="auto: correct the lens's distortion, vignetting and lateral colour fringes from lensfun's database (by the file's camera, lens, focal length, aperture and distance); off: leave them. Default: auto for TIFF, off for DNG (its editor corrects the lens from the data it keeps).", show_default=False),
+    keep_hot_pixels: bool = typer.Option(DEFAULTS.keep_hot_pixels, "--keep-hot-pixels", help="Leave hot and dead pixels (isolated stuck sensor sites) as recorded; by default they are replaced from their neighbours before the network, and --json counts them per file."),
     half_size: bool = typer.Option(DEFAULTS.half_size, "--half-size", help="Write at half sensor resolution (the packed grid)."),
     compress: bool = typer.Option(DEFAULTS.compress, "--compress", help="Deflate-compress the TIFF (smaller, slower to write)."),
     overwrite: bool = typer.Option(DEFAULTS.overwrite, "--overwrite/--skip-existing", help="Replace existing outputs, or skip them."),
@@ -54,7 +55,7 @@ def convert(
     started = time.perf_counter()
     options = ConvertOptions(tile=tile, overlap=overlap, half_size=half_size, compress=compress,
                              overwrite=overwrite, decode_workers=jobs, denoise=denoise, output_format=output_format,
-                             lens=lens)
+                             lens=lens, keep_hot_pixels=keep_hot_pixels)
     paths, problems = expand_inputs(inputs, recursive=recursive)
     for problem in problems:
         error_line(problem.argument, problem.problem)
@@ -128,14 +129,15 @@ def _load_converter(profile: str | None, device: str, options: ConvertOptions):
     torch_device = choose_device(device)
     if options.output_format == "dng":  # a DNG needs a scene-linear profile: not the display defaults
         return Converter(load_profile(profile or DEFAULT_DNG_PROFILE), device=torch_device, tile=options.tile,
-                         overlap=options.overlap, denoise=options.denoise, output_format="dng", lens=options.lens)
+                         overlap=options.overlap, denoise=options.denoise, output_format="dng", lens=options.lens,
+                         keep_hot_pixels=options.keep_hot_pixels)
     name = profile or default_profile_name(torch_device.type)
     if profile in DEFAULT_PROFILES and profile not in installed_names():
         name = default_profile_name(torch_device.type)
         note_line(f"no profile named {profile!r} is installed (installed: {', '.join(installed_names())}); "
                   f"using {name!r}, as convert does without --profile")
     return Converter(load_profile(name), device=torch_device, tile=options.tile, overlap=options.overlap,
-                     denoise=options.denoise, lens=options.lens)
+                     denoise=options.denoise, lens=options.lens, keep_hot_pixels=options.keep_hot_pixels)
 
 
 def _run_with_progress(converters: list, jobs_list, options: ConvertOptions, *, quiet: bool,

@@ -316,7 +316,7 @@ def test_full_16_bit_values_survive_the_upload(tmp_path):
 def test_a_render_failure_fails_that_file_and_the_batch_goes_on(tmp_path, tiny_profile, monkeypatch):
     converter = Converter(load_profile(tiny_profile), device="cpu")
     inputs = [write_scene_dng(tmp_path / f"r{i}.dng", seed=i) for i in range(3)]
-    real_render = converter.render
+    real_render = converter._render  # what the render stage calls (render's pixels + the stuck sites)
     calls = []
 
     def flaky_render(frame, **kwargs):
@@ -325,7 +325,7 @@ def test_a_render_failure_fails_that_file_and_the_batch_goes_on(tmp_path, tiny_p
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 TB")
         return real_render(frame, **kwargs)
 
-    monkeypatch.setattr(converter, "render", flaky_render)
+    monkeypatch.setattr(converter, "_render", flaky_render)
     results = converter.convert([ConvertJob(p, tmp_path / f"{p.stem}.tif") for p in inputs])
     assert [r.status for r in results] == ["converted", "failed", "converted"]
     assert "can't allocate memory" in results[1].error and "--tile" in results[1].error

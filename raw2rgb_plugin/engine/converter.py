@@ -1,7 +1,7 @@
 """`Converter`: a profile's model resident on a device, converting RAW files to images.
 
-    RawFile (decode [+ lens lookup]) ─▶ network_input (levels, [vignetting], pack, normalise
-        [+ noise map]) ─▶ Runner (model, tiles) ─▶ network_output (crop, half size, square pixels,
+    RawFile (decode [+ lens lookup]) ─▶ network_input (levels, [stuck sites], [vignetting], pack,
+        normalise [+ noise map]) ─▶ Runner (model, tiles) ─▶ network_output (crop, half size, square pixels,
         [distortion + lateral CA], [scene-linear: to camera RGB or linear sRGB], orient, uint16)
         ─▶ Writer (TIFF or DNG, atomic)
 
@@ -33,6 +33,7 @@ from raw2rgb_plugin.io.libraw import libraw_stderr
 from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile
 from raw2rgb_plugin.io.writers import DngWriter, TiffWriter, Writer
+from raw2rgb_plugin.pipeline.hot_pixels import StuckSites
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import network_input, network_output
 from raw2rgb_plugin.pipeline.optics import vignetting_gain
@@ -68,8 +69,9 @@ class RenderError(Raw2RgbError):
 class Decoded:
     frame: BayerFrame
     metadata: PhotoMetadata
-    noise: NoiseModel | None = None  # read only for profiles that are told the noise
+    noise: NoiseModel | None = None  # read for profiles that are told the noise, and for stuck sites
     lens: LensLookup | None = None  # looked up only when the lens is corrected
+    stuck_sites: int | None = None  # hot and dead pixels replaced when rendered; None: not looked for
 
 
 def decode(job: ConvertJob, *, with_noise: bool = False, with_lens: bool = False) -> Decoded:
@@ -80,12 +82,14 @@ def decode(job: ConvertJob, *, with_noise: bool = False, with_lens: bool = False
 
 
 def report(decoded: Decoded) -> tuple[dict, list[str]]:
-    """A converted file's `--json` details and notes: the lens correction applied, or why none."""
+    """A converted file's `--json` details and notes: the lens correction applied, or why none;
+    how many stuck sites were replaced (null with --keep-hot-pixels)."""
+    hot_pixels = {"hot_pixels": decoded.stuck_sites}
     if decoded.lens is None:  # --lens off
-        return {"lens": None}, []
+        return {"lens": None, **hot_pixels}, []
     correction = decoded.lens.correction
     notes = [] if correction else [f"lens not corrected: {decoded.lens.reason}"]
-    return {"lens": correction.summary() if correction else None}, notes
+    return {"lens": correction.summary() if correction else None, **hot_pixels}, notes
 
 
 def _capturing_libraw_stderr(results: Iterator[FileResult]) -> Iterator[FileResult]:
@@ -110,6 +114,7 @@ class Converter:
         denoise: float = 1.0,
         output_format: str = "tiff",
         lens: str | None = None,
+        keep_hot_pixels: bool = False,
     ):
         self.denoise = check_denoise(denoise)
         self.profile = profile
@@ -118,6 +123,8 @@ class Converter:
         options.check()
         #: whether frames are lens-corrected (`--lens`; auto for TIFF, off for DNG)
         self.corrects_lens = options.corrects_lens
+        #: whether stuck sites are replaced before the network (all formats: a defect either way)
+        self.repairs_stuck_sites = not keep_hot_pixels
         self.device = device if isinstance(device, torch.device) else choose_device(device)
         self.threads = bound_cpu_threads(threads) if self.device.type == "cpu" else None
         # After the threads: on a CPU the precision is measured with them (once per machine, cached).
@@ -146,33 +153,42 @@ class Converter:
         """Whether the profile's network is told each frame's noise (a noise-conditioned G1)."""
         return self.profile.reads_noise
 
-    @torch.inference_mode()
     def render(self, frame: BayerFrame, *, half_size: bool = False, noise: NoiseModel | None = None,
                lens: LensCorrection | None = None) -> np.ndarray:
         """Full-resolution (or half-size) oriented RGB of `frame` as uint16 (H, W, 3).
 
         A noise-conditioned profile is told `noise` (estimated from the frame when not given),
-        scaled by the converter's `denoise` strength. `lens` is corrected: its vignetting on the
-        mosaic before the network, its distortion and lateral CA on the image after it.
+        scaled by the converter's `denoise` strength; stuck sites are judged with it too. `lens`
+        is corrected: its vignetting on the mosaic before the network, its distortion and lateral
+        CA on the image after it.
         """
-        if self.reads_noise and noise is None:
+        return self._render(frame, half_size=half_size, noise=noise, lens=lens)[0]
+
+    @torch.inference_mode()
+    def _render(self, frame: BayerFrame, *, half_size: bool, noise: NoiseModel | None,
+                lens: LensCorrection | None) -> tuple[np.ndarray, int | None]:
+        """`render`'s pixels, and how many stuck sites were replaced (None: not looked for)."""
+        if (self.reads_noise or self.repairs_stuck_sites) and noise is None:
             noise = noise_model_for(frame)
         vignetting = None if lens is None else vignetting_gain(lens, frame.height, frame.width)
         net_in = network_input(frame, self.profile.input_normalization, self.device,
                                noise=noise if self.reads_noise else None, strength=self.denoise,
-                               vignetting=vignetting)
+                               vignetting=vignetting,
+                               stuck_sites=StuckSites(noise) if self.repairs_stuck_sites else None)
         rgb = self.runner.run(net_in.packed)
         if not bool(torch.isfinite(rgb).all()):
             # Broken weights (a diverged run, a damaged file) would otherwise clamp to black.
             raise RenderError("the network's output is not finite (NaN or infinity)",
                               f"profile {self.profile.name!r} is broken; re-export it or use another profile")
-        return network_output(rgb, frame, net_in.padding, half_size=half_size, scene_linear=self.scene_linear,
-                              sensor_orientation=self.output_format == "dng", lens=lens, look=self.look)
+        pixels = network_output(rgb, frame, net_in.padding, half_size=half_size, scene_linear=self.scene_linear,
+                                sensor_orientation=self.output_format == "dng", lens=lens, look=self.look)
+        return pixels, net_in.stuck_sites
 
     def _render_stage(self, decoded: Decoded, half_size: bool) -> np.ndarray:
         lens = decoded.lens.correction if decoded.lens is not None else None
         try:
-            return self.render(decoded.frame, half_size=half_size, noise=decoded.noise, lens=lens)
+            pixels, decoded.stuck_sites = self._render(decoded.frame, half_size=half_size, noise=decoded.noise, lens=lens)
+            return pixels
         except torch.cuda.OutOfMemoryError:
             raise RenderError("the GPU ran out of memory", "use a smaller --tile (e.g. 512) or --device cpu") from None
         except RuntimeError as exc:  # e.g. the CPU allocator failing on a huge frame
@@ -197,7 +213,8 @@ class Converter:
         if out.sensor_oriented != (self.output_format == "dng"):
             raise ValueError(f"a {out.suffix} writer does not take this converter's {self.output_format} rendering")
         stages: Stages[Decoded] = Stages(
-            decode=lambda job: decode(job, with_noise=self.reads_noise, with_lens=self.corrects_lens),
+            decode=lambda job: decode(job, with_noise=self.reads_noise or self.repairs_stuck_sites,
+                                      with_lens=self.corrects_lens),
             render=lambda decoded: self._render_stage(decoded, half_size),
             write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite,
                                                          frame=decoded.frame),

@@ -39,6 +39,9 @@ class ConvertOptions:
     #: lens corrections from lensfun: "auto" (a TIFF's default) or "off" (a DNG's: it keeps the lens
     #: data for the editor's own lens module, which would otherwise correct twice); None = default
     lens: str | None = None
+    #: leave hot and dead pixels as the sensor read them (they are replaced by default, in every
+    #: format: a stuck site is a defect in a finished TIFF and in an editable DNG alike)
+    keep_hot_pixels: bool = False
 
     @property
     def corrects_lens(self) -> bool:

@@ -38,6 +38,7 @@ import torch
 
 from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
 from raw2rgb_plugin.pipeline.geometry import to_square_pixels
+from raw2rgb_plugin.pipeline.hot_pixels import StuckSites, repair_stuck_sites
 from raw2rgb_plugin.pipeline.look import Look, apply_look
 from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
 from raw2rgb_plugin.pipeline.noise import NoiseModel
@@ -72,6 +73,7 @@ class MosaicFrame(Protocol):
 class NetworkInput:
     packed: torch.Tensor  # (1, 4, h, w) float32 in [0, 1], RGGB phase
     padding: PhasePadding  # crop for the full-resolution output
+    stuck_sites: int | None = None  # hot and dead pixels replaced; None when not looked for
 
 
 def levels_normalize(mosaic: torch.Tensor, black_level_per_site: np.ndarray, white_level: float) -> torch.Tensor:
@@ -161,12 +163,15 @@ def normalized_input(levelled: torch.Tensor, mode: str, wb_gains_rgb, camera_to_
 
 def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "cpu", *,
                   noise: NoiseModel | None = None, strength: float = 1.0,
-                  vignetting: torch.Tensor | None = None) -> NetworkInput:
-    """Upload the uint16 mosaic to `device`, then level, pack and normalise it there.
+                  vignetting: torch.Tensor | None = None, stuck_sites: StuckSites | None = None) -> NetworkInput:
+    """Upload the uint16 mosaic to `device`, then level, [repair], pack and normalise it there.
 
     With `noise`, the 4-channel noise map of a noise-conditioned profile follows the image, its
     σ scaled by `strength` (`convert --denoise`). `vignetting`: (H, W) gains of the mosaic's
-    sites that undo the lens's fall-off (`pipeline/optics.vignetting_gain`).
+    sites that undo the lens's fall-off (`pipeline/optics.vignetting_gain`). With `stuck_sites`,
+    hot and dead pixels are replaced in the levelled mosaic (`pipeline/hot_pixels`): before the
+    phase padding, which would repeat a border site beside itself, and before vignetting, which
+    would scale the noise the tests expect.
     """
     # uint16 has only bare-bones support on some backends; the same bits as int16 upload and
     # widen everywhere, and the mask restores the unsigned value on the device.
@@ -175,12 +180,13 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
         as_int16 = as_int16.pin_memory()
     mosaic = as_int16.to(device, non_blocking=True).to(torch.int32).bitwise_and_(0xFFFF)
     levelled = levels_normalize(mosaic, frame.black_level_per_site, frame.white_level)
+    repaired = None if stuck_sites is None else repair_stuck_sites(levelled, frame.cfa_pattern, stuck_sites.noise)
     padding = rggb_padding(frame.cfa_pattern, frame.height, frame.width)
     raw_packed = pack_rggb(pad_mosaic(levelled, padding))
     site_vignetting = None if vignetting is None else pack_rggb(pad_mosaic(vignetting.to(levelled), padding))
     packed = normalized_input(raw_packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb, noise=noise,
                               strength=strength, vignetting=site_vignetting)
-    return NetworkInput(packed=packed[None].contiguous(), padding=padding)
+    return NetworkInput(packed=packed[None].contiguous(), padding=padding, stuck_sites=repaired)
 
 
 def network_output(rgb: torch.Tensor, frame: MosaicFrame, padding: PhasePadding, *, half_size: bool = False,

@@ -36,6 +36,7 @@ from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.files import atomic_output
 from raw2rgb_plugin.io.noise_profile import noise_model_for
 from raw2rgb_plugin.io.raw_file import RawFile
+from raw2rgb_plugin.pipeline.hot_pixels import StuckSites
 from raw2rgb_plugin.pipeline.mhc import demosaic
 from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.training.data.align import (
@@ -99,7 +100,8 @@ def build_pair(raw_path: Path, source: str, max_side: int = DEFAULT_MAX_SIDE) ->
             noise = noise_model_for(frame, metadata, raw.libraw)
     except Raw2RgbError as exc:  # TargetMissing, RawDecodeError, UnsupportedRawError
         raise PairSkipped(exc.problem, exc.hint) from None
-    levelled = network_input(frame, "raw").packed[0]  # (4, h, w): levels, padded to RGGB phase
+    # (4, h, w): levels, stuck sites replaced as convert replaces them, padded to RGGB phase
+    levelled = network_input(frame, "raw", stuck_sites=StuckSites(noise)).packed[0]
     gray = packed_gray(levelled)
     try:
         image, orientation = to_sensor_orientation(target, frame.flip, gray)
