@@ -27,7 +27,7 @@ from raw2rgb_host_integrations.install import (
     lua_string_literal,
     uninstall,
 )
-from raw2rgb_plugin.vocabulary import RAW_EXTENSIONS
+from raw2rgb_plugin.vocabulary import LENS_MODES, RAW_EXTENSIONS
 
 HOSTILE_TEXT = "/opt/my tools/it's \"raw2rgb\" $(touch x); `y` \\ ? café 写真/raw2rgb"
 
@@ -480,6 +480,15 @@ def test_plug_ins_register_the_engines_raw_extensions():
     py_source = (root / "gimp" / "file-raw2rgb" / "file-raw2rgb.py").read_text()
     py_list = re.search(r"RAW_EXTENSIONS = \(((?:\s*\"[^\"]*\")+)\s*\)", py_source).group(1)
     assert sorted("".join(re.findall(r'"([^"]*)"', py_list)).split(",")) == expected
+
+
+def test_plug_ins_offer_converts_lens_modes():
+    """Each plug-in spells `convert --lens`'s choices out (its own logic depends on what they
+    mean): a new mode in raw2rgb has to reach them."""
+    root = host_install.integrations_dir()
+    lua = (root / "darktable" / "raw2rgb.lua").read_text()
+    lua_list = re.search(r"local LENS_MODES = \{([^}]*)\}", lua).group(1)
+    assert tuple(re.findall(r'"([^"]*)"', lua_list)) == LENS_MODES
 
 
 def test_the_default_executable_is_an_absolute_raw2rgb():

@@ -18,8 +18,23 @@
     * without exporting: the button "raw2rgb: convert selected" in the selected images module,
       or the shortcut "lua/raw2rgb: convert selected" (preferences > shortcuts > lua)
     * settings: preferences > lua options (executable, profile, profile for DNGs, device, denoise
-      strength, output, DNG group leader, output folder, existing files); the output, its profile,
-      the device and the output folder also sit in the storage's own widget
+      strength, lens corrections, output, DNG group leader, output folder, existing files); the
+      output, its profile, the device and the output folder also sit in the storage's own widget
+
+    LENS CORRECTIONS
+    A finished TIFF can have its lens's distortion, lateral chromatic aberration and vignetting
+    corrected by raw2rgb from lensfun's database (`raw2rgb convert --lens auto|off`). The
+    preference "raw2rgb: lens corrections" decides, per image:
+    * auto (the default): `--lens auto`, except for an image whose own history in darktable has the
+      lens correction module ("lens") switched on: that image gets `--lens off`, because its user
+      corrects the lens in darktable (a history pasted onto the TIFF would correct it twice). The
+      run's message says how many images that was, darktable's log names each.
+    * off: `--lens off` for every image.
+    The editable DNG never gets --lens: raw2rgb leaves a DNG's lens to darktable's lens module.
+    The history is read from the XMP darktable writes of its library's state (beside the copy an
+    export makes; for the action, a copy made the same way): the last item of each instance of
+    "lens" before the history end says whether it is on. The image's own sidecar is not used: it
+    may be switched off (write_sidecar_files) or older than the library.
 
     WHY THE "copy" FORMAT
     darktable calls a storage's store() only after it has processed each image through its own
@@ -48,6 +63,8 @@ local FORMAT_ARGUMENT = { ["finished TIFF"] = false, ["editable DNG"] = "dng" }
 -- Each output has its own profile preference: a DNG needs a scene-linear profile, which raw2rgb
 -- refuses for a TIFF, and a TIFF profile (tone curve, clipped highlights) is refused for a DNG.
 local PROFILE_PREFERENCE = { ["finished TIFF"] = "profile", ["editable DNG"] = "dng_profile" }
+-- `raw2rgb convert --lens` (raw2rgb's LENS_MODES; a test keeps them equal), the preference's choices
+local LENS_MODES = { "auto", "off" }
 local PROFILE_PLACEHOLDER = {
   ["finished TIFF"] = "raw2rgb's default profile", ["editable DNG"] = "raw2rgb's default DNG profile",
 }
@@ -280,6 +297,11 @@ dt.preferences.register(MODULE, "output_folder", "string", "raw2rgb: output fold
 dt.preferences.register(MODULE, "denoise", "float", "raw2rgb: denoise strength",
   "for a noise-aware profile: 0 keeps all detail and grain, 1 is raw2rgb's default, 2 denoises "
   .. "strongly; other profiles ignore it", recorded_denoise(), DENOISE_MIN, DENOISE_MAX, 0.1)
+dt.preferences.register(MODULE, "lens", "enum", "raw2rgb: lens corrections",
+  "finished TIFFs: auto corrects distortion, colour fringes and vignetting from lensfun's database, "
+  .. "except for images whose darktable lens correction module is on (their lens is left to it); "
+  .. "off never corrects. Editable DNGs are left to darktable's lens module",
+  LENS_MODES[1], table.unpack(LENS_MODES))
 dt.preferences.register(MODULE, "device", "enum", "raw2rgb: device",
   "auto picks CUDA, then Apple MPS, then the CPU", recorded(RECORDED_DEVICE, "auto"), table.unpack(DEVICES))
 dt.preferences.register(MODULE, "profile", "string", "raw2rgb: profile",
@@ -294,6 +316,7 @@ dt.preferences.register(MODULE, "executable", "string", "raw2rgb: executable",
 
 local PREFERENCE_KINDS = {
   device = "enum", on_existing = "enum", denoise = "float", format = "enum", dng_group_leader = "bool",
+  lens = "enum",
 }
 
 local function pref(name)
@@ -377,6 +400,9 @@ local function current_settings()
   local folder = pref("output_folder")
   if folder == "" then folder = "$(FILE_FOLDER)" end
   local format = format_pref()
+  -- a stale or hand-edited value reads as the default, auto
+  local lens = pref("lens")
+  if lens ~= "off" then lens = "auto" end
   return {
     executable = executable,
     profile = pref(PROFILE_PREFERENCE[format]),
@@ -386,6 +412,8 @@ local function current_settings()
     overwrite = pref("on_existing") ~= "skip",
     format = format,
     format_argument = FORMAT_ARGUMENT[format],
+    -- a DNG gets no --lens: raw2rgb leaves its lens to darktable (and refuses --lens auto for it)
+    lens = FORMAT_ARGUMENT[format] == false and lens or nil,
     dng_group_leader = FORMAT_ARGUMENT[format] == "dng" and pref("dng_group_leader") == true,
   }
 end
@@ -397,6 +425,71 @@ local function source_path(image)
   return image.path .. "/" .. image.filename
 end
 
+-- ------------------------------------------------------------------------------------------
+-- darktable's own lens correction (see LENS CORRECTIONS above)
+
+--- A field of one history item of a darktable XMP: exiv2 writes them as attributes
+--- (darktable:operation="lens"); the element form is read as well.
+local function history_field(item, name)
+  return item:match("darktable:" .. name .. '%s*=%s*"([^"]*)"')
+    or item:match("<darktable:" .. name .. ">%s*([^<]-)%s*</darktable:" .. name .. ">")
+end
+
+--- Whether the history in the XMP text `xmp` has the lens correction module on: for each instance
+--- (multi_priority) of the "lens" operation, its last item before history_end (the history
+--- step shown in the darkroom) decides. No history, or none in reach: off.
+local function lens_module_on(xmp)
+  local history = xmp:match("<darktable:history>(.-)</darktable:history>")
+  if not history then return false end
+  local history_end = tonumber(history_field(xmp, "history_end") or "")
+  local enabled, position = {}, 0
+  local start = history:find("<rdf:li", 1, true)
+  while start do
+    -- one item: from its "<rdf:li" to the next one
+    local next_start = history:find("<rdf:li", start + 1, true)
+    local item = history:sub(start, (next_start or #history + 1) - 1)
+    start = next_start
+    local num = tonumber(history_field(item, "num") or "") or position
+    position = position + 1
+    if history_field(item, "operation") == "lens" and (not history_end or num < history_end) then
+      enabled[history_field(item, "multi_priority") or "0"] = history_field(item, "enabled") == "1"
+    end
+  end
+  for _, on in pairs(enabled) do
+    if on then return true end
+  end
+  return false
+end
+
+--- The XMP that darktable's "copy" format writes beside its copy of the original: the image's
+--- history as darktable's library holds it now (written whatever write_sidecar_files says).
+--- The copy goes to darktable's temporary folder, as an export's does, and is deleted at once.
+local function library_history_xmp(image)
+  local made, copy_format = pcall(dt.new_format, "copy")
+  if not made then return "" end
+  -- the format names its copy <base><the original's extension>, and the XMP <copy>.xmp
+  local base = dt.configuration.tmp_dir .. "/raw2rgb-history-" .. image.id .. "."
+  local copy = base .. (image.filename:match("%.([^.]*)$") or "")
+  -- write_image() returns false on success in darktable 4.2, true in 5.0: the XMP tells
+  copy_format:write_image(image, base)
+  local xmp = read_file(copy .. ".xmp")
+  os.remove(copy)
+  os.remove(copy .. ".xmp")
+  return xmp
+end
+
+--- `--lens` for `image`: nil for a DNG; the preference, or off where darktable's lens module is
+--- on for the image while the preference is auto. `xmp_by_id` holds the XMPs an export copied.
+local function lens_for(image, settings, xmp_by_id)
+  if settings.lens ~= "auto" then return settings.lens end
+  local xmp = xmp_by_id and xmp_by_id[image.id] or library_history_xmp(image)
+  if lens_module_on(xmp) then
+    dt.print_log("raw2rgb: " .. image.filename .. ": darktable's lens correction is on, converting with --lens off")
+    return "off"
+  end
+  return "auto"
+end
+
 local function output_folder_for(image, settings)
   local folder = replace_plain(settings.output_folder, "$(FILE_FOLDER)", image.path)
   local home = os.getenv("HOME")
@@ -405,11 +498,12 @@ local function output_folder_for(image, settings)
   return folder
 end
 
---- Run `raw2rgb convert` once for `sources` (absolute paths) into `folder`.
+--- Run `raw2rgb convert` once for `sources` (absolute paths) into `folder`, with `--lens lens`
+--- unless that is nil.
 --- Returns {source → {status=, output=, error=}}; when the converter gave no summary, a message
 --- for the whole batch and whether the settings are at fault (no converter, bad profile: exit
 --- status 2, 126 or 127), which would fail every other batch alike.
-local function run_converter(sources, folder, settings)
+local function run_converter(sources, folder, lens, settings)
   local stdout_file, stderr_file = os.tmpname(), os.tmpname()
   local words = { shell_quote(settings.executable), "convert" }
   for _, source in ipairs(sources) do words[#words + 1] = shell_quote(source) end
@@ -419,6 +513,7 @@ local function run_converter(sources, folder, settings)
   words[#words + 1] = "--denoise " .. shell_quote(settings.denoise)
   if settings.profile ~= "" then words[#words + 1] = "--profile " .. shell_quote(settings.profile) end
   if settings.format_argument then words[#words + 1] = "--format " .. shell_quote(settings.format_argument) end
+  if lens then words[#words + 1] = "--lens " .. shell_quote(lens) end
   words[#words + 1] = settings.overwrite and "--overwrite" or "--skip-existing"
   words[#words + 1] = "--quiet --json"
   local command = table.concat(words, " ") .. " >" .. shell_quote(stdout_file) .. " 2>" .. shell_quote(stderr_file)
@@ -476,34 +571,49 @@ local function report(summary)
   local message = "raw2rgb: " .. summary.converted .. " converted"
   if summary.failed > 0 then message = message .. ", " .. summary.failed .. " failed" end
   if summary.not_converted > 0 then message = message .. ", " .. summary.not_converted .. " cancelled" end
+  if #summary.lens_module_on > 0 then
+    message = message .. " (lens left to darktable's lens correction for " .. #summary.lens_module_on .. ")"
+  end
   dt.print(message)
   script_data.runs[#script_data.runs + 1] = summary
 end
 
---- Convert the original RAW of each image, import the TIFFs, group and tag them.
---- `summary` holds extra fields for the run's summary.
-local function convert_images(images, settings, summary)
-  -- Versions of one RAW share its file: convert it once, group it with the first of them.
-  local work, seen = {}, {}
+--- What to convert: one item per RAW file ({image, source, folder, lens}) and the batches of up
+--- to BATCH_SIZE of them that share an output folder and a --lens; plus the names of the images
+--- whose lens is left to darktable's lens module.
+local function plan_batches(images, settings, xmp_by_id)
+  -- Versions of one RAW share its file: convert it once, as the first of them (its history
+  -- decides the lens), and group it with that one.
+  local work, seen, lens_module_on = {}, {}, {}
   for _, image in ipairs(images) do
     local source = source_path(image)
     if not seen[source] then
       seen[source] = true
-      work[#work + 1] = { image = image, source = source, folder = output_folder_for(image, settings) }
+      local lens = settings.lens and lens_for(image, settings, xmp_by_id)
+      if settings.lens == "auto" and lens == "off" then lens_module_on[#lens_module_on + 1] = image.filename end
+      work[#work + 1] = { image = image, source = source, folder = output_folder_for(image, settings), lens = lens }
     end
   end
 
-  -- batches of up to BATCH_SIZE images that share an output folder
-  local batches, by_folder = {}, {}
+  local batches, open = {}, {}
   for _, item in ipairs(work) do
-    local batch = by_folder[item.folder]
+    local key = item.folder .. "\0" .. tostring(item.lens)
+    local batch = open[key]
     if not batch or #batch.items >= BATCH_SIZE then
-      batch = { folder = item.folder, items = {} }
-      by_folder[item.folder] = batch
+      batch = { folder = item.folder, lens = item.lens, items = {} }
+      open[key] = batch
       batches[#batches + 1] = batch
     end
     batch.items[#batch.items + 1] = item
   end
+  return work, batches, lens_module_on
+end
+
+--- Convert the original RAW of each image, import the TIFFs, group and tag them.
+--- `summary` holds extra fields for the run's summary; `xmp_by_id` the history XMPs an export
+--- copied (nil: read each image's history when the lens preference needs it).
+local function convert_images(images, settings, summary, xmp_by_id)
+  local work, batches, lens_module_on = plan_batches(images, settings, xmp_by_id)
 
   local cancelled = false
   local job = dt.gui.create_job("raw2rgb: converting " .. #work .. " image(s)", true,
@@ -523,7 +633,7 @@ local function convert_images(images, settings, summary)
     local results, batch_error = {}, fatal
     if not fatal then
       local settings_at_fault
-      results, batch_error, settings_at_fault = run_converter(sources, batch.folder, settings)
+      results, batch_error, settings_at_fault = run_converter(sources, batch.folder, batch.lens, settings)
       if settings_at_fault then fatal = batch_error end
     end
 
@@ -550,6 +660,7 @@ local function convert_images(images, settings, summary)
   summary.converted, summary.failed, summary.not_converted = converted, failed, #work - done
   summary.format = settings.format
   summary.messages = messages
+  summary.lens_module_on = lens_module_on
   report(summary)
 end
 
@@ -559,14 +670,19 @@ end
 local function storage_initialize(storage, format, images, high_quality, extra_data)
   extra_data.settings = current_settings()
   extra_data.images = {}
+  extra_data.history_xmp = {}
   return nil -- the list must stay untouched: see WHY THE "copy" FORMAT above
 end
 
 local function storage_store(storage, image, format, filename, number, total, high_quality, extra_data)
   extra_data.images[#extra_data.images + 1] = image
   extra_data.format = format.plugin_name
-  -- darktable's copy of the original (and its .xmp) in its temporary folder is not needed
+  -- darktable's copy of the original (and its .xmp) in its temporary folder is not needed, but
+  -- that .xmp is the image's history as the library holds it (see LENS CORRECTIONS)
   local extension = image.filename:match("%.([^.]*)$") or ""
+  if (extra_data.settings or {}).lens == "auto" then
+    extra_data.history_xmp[image.id] = read_file(filename .. extension .. ".xmp")
+  end
   os.remove(filename)
   os.remove(filename .. extension)
   os.remove(filename .. extension .. ".xmp")
@@ -574,7 +690,7 @@ end
 
 local function storage_finalize(storage, image_table, extra_data)
   convert_images(extra_data.images or {}, extra_data.settings or current_settings(),
-    { export_format = extra_data.format })
+    { export_format = extra_data.format }, extra_data.history_xmp)
 end
 
 local copy_format_available = pcall(dt.new_format, "copy")
@@ -593,7 +709,7 @@ dt.register_storage(MODULE, STORAGE_LABEL, storage_store, storage_finalize,
 local function convert_selected(images)
   if not images or #images == 0 then
     dt.print("raw2rgb: select the RAW images to convert first")
-    report({ converted = 0, failed = 0, not_converted = 0, messages = { "no image selected" } })
+    report({ converted = 0, failed = 0, not_converted = 0, messages = { "no image selected" }, lens_module_on = {} })
     return
   end
   convert_images(images, current_settings())

@@ -6,6 +6,9 @@
     RAW2RGB_TEST_PROGRESS where to append one line per step (to see where a hung run stopped)
     RAW2RGB_TEST_INPUTS   files to import, one per line
     RAW2RGB_TEST_MODE     "export" (press the export button) or "action" (fire the raw2rgb action)
+    RAW2RGB_TEST_STYLE    a darktable style (.dtstyle) to import and apply to ...
+    RAW2RGB_TEST_STYLED   ... these inputs (one per line), as a user applies a style in the
+                          lighttable: it adds the style's modules to each image's history
     RAW2RGB_TEST_TIMEOUT  seconds to wait for raw2rgb to finish (default 90)
 
   It waits for the lighttable, imports and selects the inputs, starts raw2rgb, waits until the
@@ -84,6 +87,23 @@ local function step(what)
   end
 end
 
+--- Apply the style in the file RAW2RGB_TEST_STYLE to the images of RAW2RGB_TEST_STYLED.
+local function apply_test_style()
+  local file = os.getenv("RAW2RGB_TEST_STYLE") or ""
+  if file == "" then return end
+  local name = file:match("([^/]*)%.dtstyle$")
+  dt.styles.import(file)
+  local style = nil
+  for _, candidate in ipairs(dt.styles) do
+    if candidate.name == name then style = candidate end
+  end
+  if not style then error("darktable did not import the style " .. file) end
+  for path in (os.getenv("RAW2RGB_TEST_STYLED") or ""):gmatch("[^\n]+") do
+    dt.database.import(path):apply_style(style)
+  end
+  step("applied the style " .. name)
+end
+
 local function drive()
   step("started")
   local plugin = require "raw2rgb"
@@ -101,6 +121,7 @@ local function drive()
     dt.tags.attach(dt.tags.create("raw2rgb-test|original"), image)
     images[#images + 1] = image
   end
+  apply_test_style()
   dt.gui.selection(images)
   step("imported and selected " .. #images .. " image(s)")
 

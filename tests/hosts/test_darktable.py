@@ -78,9 +78,10 @@ def setup(tmp_path, raw2rgb_exe, tiny_profile, darktable):
 
 
 def run_darktable(setup: dict, inputs: list[Path], mode: str, *conf: str, library: str = ":memory:",
-                  trixie: bool = False) -> dict:
+                  trixie: bool = False, lens_on: tuple[Path, ...] = ()) -> dict:
     """Run the full darktable with the driver; `trixie`: darktable 5.0 in the trixie chroot, on an
-    Xvfb of this machine (the X socket is an abstract one: the chroot shares the network namespace)."""
+    Xvfb of this machine (the X socket is an abstract one: the chroot shares the network namespace);
+    `lens_on`: inputs that get the LENS_ON_STYLE applied first (their lens correction module on)."""
     tmp = setup["tmp"]
     for name in ("cache", "dt-tmp", "home"):
         (tmp / name).mkdir(exist_ok=True)
@@ -93,6 +94,8 @@ def run_darktable(setup: dict, inputs: list[Path], mode: str, *conf: str, librar
         RAW2RGB_TEST_PROGRESS=str(progress_file),
         RAW2RGB_TEST_INPUTS="\n".join(str(p) for p in inputs),
         RAW2RGB_TEST_MODE=mode,
+        RAW2RGB_TEST_STYLE=str(write_lens_on_style(tmp)) if lens_on else "",
+        RAW2RGB_TEST_STYLED="\n".join(str(p) for p in lens_on),
         RAW2RGB_TEST_TIMEOUT="90",
     )
     darktable = ["darktable"]
@@ -289,6 +292,8 @@ def test_editable_dng_is_imported_and_grouped(setup, raw2rgb_exe, develop_profil
     (call,) = recorded_calls(recording)
     # the DNG profile, never the TIFF profile `raw2rgb install` recorded
     assert option_values(call, "--format") == ["dng"] and option_values(call, "--profile") == [str(develop_profile)], call
+    # the lens preference (auto) is for TIFFs: a DNG's lens is left to darktable's lens module
+    assert option_values(call, "--lens") == [], call
     groups = library_groups(library)
     for raw in raws:
         dng = raw_dir / "raw2rgb" / raw.name  # <stem>.dng: the RAWs here are DNGs themselves
@@ -301,3 +306,131 @@ def test_editable_dng_is_imported_and_grouped(setup, raw2rgb_exe, develop_profil
         imported = next(image for image in result["images"] if image["path"] == str(dng))
         assert "raw2rgb-test|original" in imported["tags"], f"{dng.name} did not get the RAW's tags"
     assert_nothing_left_behind(setup, raw_dir)
+
+
+# ------------------------------------------------------------------------------------------
+# lens corrections: the preference, and darktable's own lens module on an image
+
+
+#: a darktable style that switches the lens correction module on, as darktable 4.2 exports one
+#: (its lens module's default params, version 6; darktable 5.0 updates them as it applies it)
+LENS_ON_STYLE = """<?xml version="1.0" encoding="UTF-8"?>
+<darktable_style version="1.0"><info><name>{name}</name><description>lens correction on</description></info>
+<style><plugin><num>0</num><module>6</module><operation>lens</operation>
+<op_params>gz07eJxjZGBgYGeAgQZ7GMvY2NiBgaHKhRHI9sgvLlEISS0uYRjJABQ2yJiBAQB7YAi6</op_params><enabled>1</enabled>
+<blendop_params>gz14eJxjYIAACQYYOOHEgAZY0QVwggZ7CB6pfNoAAE8gGQg=</blendop_params><blendop_version>11</blendop_version>
+<multi_priority>0</multi_priority><multi_name></multi_name></plugin></style></darktable_style>
+"""
+
+#: the sidecar darktable writes for a RAW whose lens correction module was switched on and then
+#: undone by picking "original" in the history module (history_end 0): the item is there, but
+#: beyond the history end, so the module is off. Trimmed from darktable 4.2's own sidecar.
+LENS_UNDONE_XMP = """<?xml version="1.0" encoding="UTF-8"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:darktable="http://darktable.sf.net/"
+   xmp:Rating="1"
+   darktable:xmp_version="5"
+   darktable:auto_presets_applied="1"
+   darktable:history_end="0"
+   darktable:iop_order_version="2">
+   <darktable:history>
+    <rdf:Seq>
+     <rdf:li
+      darktable:num="0"
+      darktable:operation="lens"
+      darktable:enabled="1"
+      darktable:modversion="6"
+      darktable:params="gz07eJxjZGBgYGeAgQZ7GMvY2NiBgaHKhRHI9sgvLlEISS0uYRjJABQ2yJiBAQB7YAi6"
+      darktable:multi_name=""
+      darktable:multi_priority="0"
+      darktable:blendop_version="11"
+      darktable:blendop_params="gz14eJxjYIAACQYYOOHEgAZY0QVwggZ7CB6pfNoAAE8gGQg="/>
+    </rdf:Seq>
+   </darktable:history>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+def write_lens_on_style(folder: Path) -> Path:
+    """LENS_ON_STYLE as a .dtstyle file named like the style (the driver finds it by that name)."""
+    path = folder / "raw2rgb test lens on.dtstyle"
+    path.write_text(LENS_ON_STYLE.format(name=path.stem), encoding="utf-8")
+    return path
+
+
+def lens_by_input(calls: list[list[str]]) -> dict[str, str | None]:
+    """{RAW file name: the --lens it was converted with, None for none} over `convert` calls."""
+    found: dict[str, str | None] = {}
+    for call in calls:
+        lens = option_values(call, "--lens")
+        assert len(lens) <= 1, call
+        for source in call[1:call.index("--output-dir")]:
+            found[Path(source).name] = lens[0] if lens else None
+    return found
+
+
+def assert_no_copies_left(setup: dict, raw_dir: Path, *sidecars: Path) -> None:
+    # the copies whose XMP tells the history (darktable's for an export, raw2rgb's own for the
+    # action) are deleted at once; beside the RAWs only the sidecars the test wrote
+    assert not [p for p in (setup["tmp"] / "dt-tmp").rglob("*") if p.is_file()]
+    assert sorted(raw_dir.glob("*.xmp")) == sorted(sidecars)
+
+
+def test_lens_preference_and_darktables_lens_module_reach_the_converter(setup, raw2rgb_exe):
+    raw_dir = setup["tmp"] / "photos"
+    raw_dir.mkdir()
+    plain = write_test_raw(raw_dir / "plain.dng")
+    lens_on = write_test_raw(raw_dir / "lens on.dng", seed=1)
+    undone = write_test_raw(raw_dir / "lens undone.dng", seed=2)
+    sidecar = raw_dir / "lens undone.dng.xmp"  # darktable imports it with the RAW
+    sidecar.write_text(LENS_UNDONE_XMP, encoding="utf-8")
+    recording = write_converter_wrapper(setup["tmp"], raw2rgb_exe)
+    executable = f"lua/raw2rgb/executable={recording}"
+
+    # the preference's default, auto: --lens auto, but off where the image's lens module is on
+    raws = [plain, lens_on, undone]
+    result = run_darktable(setup, raws, "export", executable, lens_on=(lens_on,))
+    assert_converted_and_grouped(result, raws, raw_dir / "raw2rgb")
+    assert result["run"]["lens_module_on"] == ["lens on.dng"]
+    assert lens_by_input(recorded_calls(recording)) == {"plain.dng": "auto", "lens on.dng": "off",
+                                                        "lens undone.dng": "auto"}
+    assert_no_copies_left(setup, raw_dir, sidecar)
+
+    # the action has no export's copy: it reads the history the same way on its own
+    result = run_darktable(setup, [plain, lens_on], "action", executable, lens_on=(lens_on,))
+    assert_converted_and_grouped(result, [plain, lens_on], raw_dir / "raw2rgb")
+    assert lens_by_input(recorded_calls(recording)[2:]) == {"plain.dng": "auto", "lens on.dng": "off"}
+    assert_no_copies_left(setup, raw_dir, sidecar)
+
+    # preferences > lua options > raw2rgb: lens corrections = off
+    set_darktablerc(setup["config"], "lua/raw2rgb/lens", "off")
+    result = run_darktable(setup, [plain], "export", executable)
+    assert_converted_and_grouped(result, [plain], raw_dir / "raw2rgb")
+    assert result["run"]["lens_module_on"] == []
+    assert lens_by_input(recorded_calls(recording)[4:]) == {"plain.dng": "off"}
+
+
+def test_darktable_5_leaves_the_lens_to_its_lens_module(setup, raw2rgb_exe):
+    if reason := trixie_skip_reason("darktable"):
+        pytest.skip(reason)
+    tmp = setup["tmp"]
+    raw_dir = tmp / "photos"
+    raw_dir.mkdir()
+    plain, lens_on = write_test_raw(raw_dir / "plain.dng"), write_test_raw(raw_dir / "lens on.dng", seed=1)
+    recording = write_converter_wrapper(tmp, raw2rgb_exe)
+    executable = run_on_host(tmp / "raw2rgb on the host", recording)
+
+    # (a RAW imported with a sidecar that has a history stays out of darktable 5.0's collection
+    # in these runs, so nothing selects it: the undone history is tested in 4.2 only)
+    result = run_darktable(setup, [plain, lens_on], "export", f"lua/raw2rgb/executable={executable}",
+                           trixie=True, lens_on=(lens_on,))
+
+    assert_converted_and_grouped(result, [plain, lens_on], raw_dir / "raw2rgb")
+    assert result["run"]["lens_module_on"] == ["lens on.dng"]
+    assert lens_by_input(recorded_calls(recording)) == {"plain.dng": "auto", "lens on.dng": "off"}
+    assert_no_copies_left(setup, raw_dir)
