@@ -489,6 +489,10 @@ def test_plug_ins_offer_converts_lens_modes():
     lua = (root / "darktable" / "raw2rgb.lua").read_text()
     lua_list = re.search(r"local LENS_MODES = \{([^}]*)\}", lua).group(1)
     assert tuple(re.findall(r'"([^"]*)"', lua_list)) == LENS_MODES
+    # the GIMPs' "lens-corrections" yes/no argument: yes is the first mode, raw2rgb's TIFF default
+    py = (root / "gimp" / "file-raw2rgb" / "file-raw2rgb.py").read_text()
+    py_modes = ast.literal_eval(re.search(r"^LENS_MODES = (\{.*\})$", py, re.MULTILINE).group(1))
+    assert (py_modes[True], py_modes[False]) == LENS_MODES
 
 
 def test_the_default_executable_is_an_absolute_raw2rgb():

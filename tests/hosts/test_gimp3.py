@@ -214,3 +214,35 @@ out["file_load"] = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, raw) is not None
     calls = recorded_calls(recording)
     assert [call[0] for call in calls] == ["convert"] * 3
     assert [option_values(call, "--denoise") for call in calls] == [["0.5"], ["0.5"], ["0.25"]], calls
+
+
+def test_gimp3_lens_argument_reaches_raw2rgb(work, raw2rgb_exe):
+    recording = write_converter_wrapper(work, raw2rgb_exe)
+    raw = write_test_raw(work / "lens.dng")
+
+    out = run_gimp3(work, f"""
+raw = Gio.File.new_for_path({str(raw)!r})
+pdb = Gimp.get_pdb()
+for name in ("file-raw2rgb-raw-load", "plug-in-raw2rgb-open"):
+    procedure = pdb.lookup_procedure(name)
+    config = procedure.create_config()
+    out[name + " default"] = config.get_property("lens-corrections")
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("file", raw)
+    config.set_property("lens-corrections", False)
+    out[name] = procedure.run(config).index(0).value_nick
+# GIMP's own file loading passes no lens-corrections: the argument's default, on (--lens auto)
+out["file_load"] = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, raw) is not None
+# a Script-Fu call written before the argument existed still runs, with that default
+script_fu = pdb.lookup_procedure("plug-in-script-fu-eval")
+config = script_fu.create_config()
+config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+config.set_property("script", '(plug-in-raw2rgb-open RUN-NONINTERACTIVE "' + raw.get_path() + '" "" "cpu" 1.0)')
+out["script-fu"] = script_fu.run(config).index(0).value_nick
+""", env={"RAW2RGB_EXECUTABLE": run_on_host(work / "recording via host", recording)})
+
+    assert out["file-raw2rgb-raw-load default"] is out["plug-in-raw2rgb-open default"] is True
+    assert (out["file-raw2rgb-raw-load"], out["plug-in-raw2rgb-open"], out["file_load"]) == ("success", "success", True)
+    assert out["script-fu"] == "success"
+    calls = recorded_calls(recording)
+    assert [option_values(call, "--lens") for call in calls] == [["off"], ["off"], ["auto"], ["auto"]], calls

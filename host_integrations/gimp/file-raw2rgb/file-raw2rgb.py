@@ -11,9 +11,14 @@ Procedures
   file-raw2rgb-raw-load  the RAW loader: pick it under Edit > Preferences > Image Import & Export >
                          Raw Image Importer. Profile and device come from the environment
                          (RAW2RGB_PROFILE, RAW2RGB_DEVICE), else from `raw2rgb install gimp`; its
-                         argument "denoise" (0-2) is the denoising strength, shown in a dialog
-                         when a RAW is opened interactively.
-  plug-in-raw2rgb-open   the same with explicit profile, device and denoise arguments, for batch use.
+                         arguments "denoise" (0-2, the denoising strength) and "lens-corrections"
+                         (on: `--lens auto`, off: `--lens off`) are shown in a dialog when a RAW is
+                         opened interactively.
+  plug-in-raw2rgb-open   the same with explicit profile, device, denoise and lens-corrections
+                         arguments, for batch use.
+Arguments added later come last and have defaults, so callers written before them still work.
+"lens-corrections" is a boolean, not a choice of "auto" and "off": GIMP 3.0's own file loading
+passes an empty string for a load procedure's choice argument, which GIMP then refuses.
 
 Installed by `raw2rgb install gimp` as <GIMP profile>/plug-ins/file-raw2rgb/file-raw2rgb.py; the
 installer records the absolute path of the raw2rgb executable below, because GIMP started from a
@@ -49,6 +54,12 @@ DENOISE_MAX = "@RAW2RGB_DENOISE_MAX@"
 DENOISE_DEFAULT = "@RAW2RGB_DENOISE_DEFAULT@"
 DENOISE_BLURB = ("Denoising strength of a noise-aware profile: 0 keeps all detail and grain, 1 is "
                  "raw2rgb's default, 2 denoises strongly; other profiles ignore it")
+
+#: `raw2rgb convert --lens` for each value of the "lens-corrections" argument (the values are
+#: raw2rgb_plugin.vocabulary.LENS_MODES; a test keeps them equal). On by default, as for any TIFF.
+LENS_MODES = {True: "auto", False: "off"}
+LENS_BLURB = ("Correct the lens's distortion, colour fringes and vignetting from lensfun's database "
+              "(found by the file's camera, lens and settings); off leaves them as they are")
 
 #: raw2rgb_plugin.engine.plan.RAW_EXTENSIONS (a test keeps them equal).
 RAW_EXTENSIONS = (
@@ -113,11 +124,11 @@ def _summary_entry(stdout):
     return files[0]
 
 
-def convert_to_tiff(source, folder, profile, device, denoise):
+def convert_to_tiff(source, folder, profile, device, denoise, correct_lens):
     """Run `raw2rgb convert --json` on `source` into `folder`; the path of the TIFF it wrote."""
     executable = raw2rgb_executable()
     command = [executable, "convert", source, "--output-dir", folder, "--device", device or "auto",
-               "--denoise", denoise_argument(denoise)]
+               "--denoise", denoise_argument(denoise), "--lens", LENS_MODES[bool(correct_lens)]]
     if profile:
         command += ["--profile", profile]
     command += ["--overwrite", "--quiet", "--json"]
@@ -156,13 +167,13 @@ def convert_to_tiff(source, folder, profile, device, denoise):
     )
 
 
-def load_with_raw2rgb(gfile, profile, device, denoise):
+def load_with_raw2rgb(gfile, profile, device, denoise, correct_lens):
     """Develop the RAW `gfile` with raw2rgb and open the result as a 16-bit GIMP image."""
     source = gfile.get_path()
     if source is None:
         raise ConversionError("raw2rgb opens local files only — copy the RAW file to a local folder")
     with tempfile.TemporaryDirectory(prefix="raw2rgb-gimp-") as folder:
-        tiff = convert_to_tiff(source, folder, profile, device, denoise)
+        tiff = convert_to_tiff(source, folder, profile, device, denoise, correct_lens)
         Gimp.progress_set_text(f"Opening the TIFF raw2rgb developed from {os.path.basename(source)}")
         image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(tiff))
         if image is None:
@@ -181,13 +192,19 @@ def _add_denoise_argument(procedure):
                                   recorded_denoise(), GObject.ParamFlags.READWRITE)
 
 
+def _add_lens_argument(procedure):
+    procedure.add_boolean_argument("lens-corrections", "Lens corrections", LENS_BLURB, True,
+                                   GObject.ParamFlags.READWRITE)
+
+
 def _ask_for_settings(procedure, config):
-    """The load procedure's dialog (its "denoise" argument); False when the user cancels it.
+    """The load procedure's dialog (its "denoise" and "lens-corrections" arguments); False when
+    the user cancels it.
 
     GIMP 3 load procedures take arguments beyond the file and may show their own dialog when run
     interactively (as GIMP's PDF and SVG importers do), so File > Open of a RAW asks for the
     strength here. The config GIMP hands over holds the value used last time (GIMP remembers the
-    arguments of interactive runs), the recorded default the first time. Non-interactive loads
+    arguments of interactive runs), the defaults the first time. Non-interactive loads
     (scripts, Gimp.file_load, batch) show nothing and use the argument as given.
     """
     gi.require_version("GimpUi", "3.0")
@@ -195,7 +212,7 @@ def _ask_for_settings(procedure, config):
 
     GimpUi.init(PLUG_IN_BINARY)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Develop with raw2rgb")
-    dialog.fill(["denoise"])
+    dialog.fill(["denoise", "lens-corrections"])
     try:
         return dialog.run()
     finally:
@@ -222,8 +239,9 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
                 "Runs `raw2rgb convert` on the RAW file and opens the 16-bit TIFF it writes, with "
                 "its ICC profile and EXIF. The profile and device come from RAW2RGB_PROFILE and "
                 "RAW2RGB_DEVICE, else from the values `raw2rgb install gimp` recorded, else "
-                "raw2rgb's defaults. The denoise argument is asked for in a dialog when run "
-                "interactively; its default is the strength `raw2rgb install gimp` recorded, else 1.",
+                "raw2rgb's defaults. The denoise and lens-corrections arguments are asked for in a "
+                "dialog when run interactively; denoise defaults to the strength `raw2rgb install "
+                "gimp` recorded, else 1, lens-corrections to on (`raw2rgb convert --lens auto`).",
                 name,
             )
             procedure.set_attribution("raw2rgb developers", "raw2rgb developers (MIT)", "2025")
@@ -232,12 +250,15 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
             # no magics: a DNG starts like any TIFF, so only the extension can tell it
             procedure.set_handles_raw(True)
             _add_denoise_argument(procedure)
+            _add_lens_argument(procedure)
             return procedure
         if name == OPEN_PROC:
             procedure = Gimp.Procedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run_open, None)
             procedure.set_documentation(
-                "Open a camera RAW file through raw2rgb with a given profile, device and denoise strength",
-                f"Batch form of {LOAD_PROC}: the profile, device and denoise strength are arguments.",
+                "Open a camera RAW file through raw2rgb with a given profile, device, denoise strength "
+                "and lens corrections",
+                f"Batch form of {LOAD_PROC}: the profile, device, denoise strength and lens corrections "
+                "are arguments.",
                 name,
             )
             procedure.set_attribution("raw2rgb developers", "raw2rgb developers (MIT)", "2025")
@@ -251,6 +272,7 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
             procedure.add_string_argument("device", "Device", "auto, cpu, cuda or mps (empty: auto)",
                                           "auto", GObject.ParamFlags.READWRITE)
             _add_denoise_argument(procedure)
+            _add_lens_argument(procedure)
             procedure.add_image_return_value("image", "Image", "The 16-bit image raw2rgb developed",
                                              False, GObject.ParamFlags.READWRITE)
             return procedure
@@ -262,7 +284,8 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
         if run_mode == Gimp.RunMode.INTERACTIVE and not _ask_for_settings(procedure, config):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error()), flags
         try:
-            image = load_with_raw2rgb(file, profile, device, config.get_property("denoise"))
+            image = load_with_raw2rgb(file, profile, device, config.get_property("denoise"),
+                                      config.get_property("lens-corrections"))
         except ConversionError as exc:
             return _error(procedure, str(exc)), flags
         # the TIFF loader already gave the image raw2rgb's ICC profile and EXIF: keep them
@@ -274,7 +297,7 @@ class Raw2RgbPlugIn(Gimp.PlugIn):
             return _error(procedure, "raw2rgb: no RAW file given")
         try:
             image = load_with_raw2rgb(file, config.get_property("profile"), config.get_property("device"),
-                                      config.get_property("denoise"))
+                                      config.get_property("denoise"), config.get_property("lens-corrections"))
         except ConversionError as exc:
             return _error(procedure, str(exc))
         return _success(image)
