@@ -493,6 +493,9 @@ def test_plug_ins_offer_converts_lens_modes():
     py = (root / "gimp" / "file-raw2rgb" / "file-raw2rgb.py").read_text()
     py_modes = ast.literal_eval(re.search(r"^LENS_MODES = (\{.*\})$", py, re.MULTILINE).group(1))
     assert (py_modes[True], py_modes[False]) == LENS_MODES
+    c_source = (root / "gimp2" / "file-raw2rgb.c").read_text()
+    c_list = re.search(r"LENS_MODES\[\] = \{([^}]*)\};", c_source).group(1)
+    assert tuple(re.findall(r'"([^"]*)"', c_list)) == LENS_MODES
 
 
 def test_the_default_executable_is_an_absolute_raw2rgb():

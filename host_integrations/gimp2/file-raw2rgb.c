@@ -11,12 +11,15 @@
  *
  * Procedures
  *   file-raw2rgb-raw-load  the RAW loader (pick it under Edit > Preferences > Image Import & Export >
- *                          Raw Image Importer); profile, device and denoise strength come from the
- *                          environment (RAW2RGB_PROFILE, RAW2RGB_DEVICE, RAW2RGB_DENOISE) or from
- *                          `raw2rgb install gimp2`
+ *                          Raw Image Importer); profile, device, denoise strength and lens
+ *                          corrections come from the environment (RAW2RGB_PROFILE, RAW2RGB_DEVICE,
+ *                          RAW2RGB_DENOISE, RAW2RGB_LENS) or from `raw2rgb install gimp2`
  *   plug-in-raw2rgb-open   the same with explicit profile and device, for batch use
+ *   plug-in-raw2rgb-open2  the same with explicit profile, device, denoise strength and lens
+ *                          corrections: the arguments of GIMP 3's plug-in-raw2rgb-open
  *
- * The denoise strength (`raw2rgb convert --denoise`, 0-2) is no procedure argument, on purpose:
+ * The denoise strength (`raw2rgb convert --denoise`, 0-2) and the lens corrections (`--lens
+ * auto|off`) are no arguments of the first two, on purpose:
  * - GIMP 2.10 would register a load handler with a 4th argument (it checks only the first three:
  *   run-mode, filename, raw-filename), but its own File > Open and gimp-file-load call the handler
  *   with those three and fill the rest with each argument's default. A plug-in cannot set defaults
@@ -25,8 +28,11 @@
  *   silently turn denoising off.
  * - Script-Fu calls a procedure only with exactly its number of arguments, so a 5th argument to
  *   plug-in-raw2rgb-open would break every script that calls it with four.
- * So both procedures take it from RAW2RGB_DENOISE, else from `raw2rgb install gimp2 --denoise S`,
- * else 1 (raw2rgb's default), as they take the profile and the device.
+ * So those two take the strength from RAW2RGB_DENOISE, else from `raw2rgb install gimp2 --denoise
+ * S`, else 1 (raw2rgb's default), as they take the profile and the device, and the lens
+ * corrections from RAW2RGB_LENS, else auto (what raw2rgb does for any TIFF). A script that chooses
+ * them per call uses plug-in-raw2rgb-open2: a new procedure, GIMP 2's own way to extend one
+ * (file-png-save2), which Script-Fu always calls with every argument.
  *
  * Build and install: `raw2rgb install gimp2` (it records the raw2rgb executable, profile, device
  * and denoise strength through a generated header passed with -include). By hand:
@@ -42,6 +48,7 @@
 
 #define LOAD_PROC "file-raw2rgb-raw-load"
 #define OPEN_PROC "plug-in-raw2rgb-open"
+#define OPEN2_PROC "plug-in-raw2rgb-open2"
 #define PLUG_IN_BINARY "file-raw2rgb"
 
 /* The RAW extensions of raw2rgb_plugin.engine.plan.RAW_EXTENSIONS (a test keeps them equal). */
@@ -71,6 +78,19 @@
 #define DENOISE_MIN RAW2RGB_DENOISE_MIN
 #define DENOISE_MAX RAW2RGB_DENOISE_MAX
 
+/* `raw2rgb convert --lens` (raw2rgb_plugin.vocabulary.LENS_MODES; a test keeps them equal):
+ * corrections on, the default for a TIFF, then off. */
+static const gchar *const LENS_MODES[] = { "auto", "off" };
+
+/* What one conversion runs with, from the procedure's arguments or the environment. */
+typedef struct
+{
+  const gchar *profile;
+  const gchar *device;
+  gchar       *denoise;  /* `--denoise`'s value (owned) */
+  const gchar *lens;     /* `--lens`'s value, one of LENS_MODES */
+} Settings;
+
 static void query (void);
 static void run   (const gchar      *name,
                    gint              nparams,
@@ -98,6 +118,17 @@ query (void)
     { GIMP_PDB_STRING, "profile",  "raw2rgb profile name or .safetensors path (empty: raw2rgb's default)" },
     { GIMP_PDB_STRING, "device",   "auto, cpu, cuda or mps (empty: auto)" },
   };
+  static const GimpParamDef open2_args[] =
+  {
+    { GIMP_PDB_INT32,  "run-mode", "The run mode { RUN-INTERACTIVE (0), RUN-NONINTERACTIVE (1) }" },
+    { GIMP_PDB_STRING, "filename", "The name of the RAW file to open" },
+    { GIMP_PDB_STRING, "profile",  "raw2rgb profile name or .safetensors path (empty: raw2rgb's default)" },
+    { GIMP_PDB_STRING, "device",   "auto, cpu, cuda or mps (empty: auto)" },
+    { GIMP_PDB_FLOAT,  "denoise",  "Denoising strength of a noise-aware profile, 0 to 2: 0 keeps all "
+                                   "detail and grain, 1 is raw2rgb's default, 2 denoises strongly" },
+    { GIMP_PDB_INT32,  "lens-corrections", "TRUE: correct the lens's distortion, colour fringes and "
+                                   "vignetting from lensfun's database (--lens auto); FALSE: leave them" },
+  };
   static const GimpParamDef image_return[] =
   {
     { GIMP_PDB_IMAGE, "image", "The 16-bit image raw2rgb developed" },
@@ -106,10 +137,11 @@ query (void)
   gimp_install_procedure (LOAD_PROC,
                           "Open a camera RAW file developed by raw2rgb (neural RAW-to-RGB)",
                           "Runs `raw2rgb convert` on the RAW file and opens the 16-bit TIFF "
-                          "it writes, with its ICC profile and EXIF. The profile, device and "
-                          "denoise strength come from RAW2RGB_PROFILE, RAW2RGB_DEVICE and "
-                          "RAW2RGB_DENOISE, else from the values `raw2rgb install gimp2` "
-                          "recorded, else raw2rgb's defaults.",
+                          "it writes, with its ICC profile and EXIF. The profile, device, "
+                          "denoise strength and lens corrections come from RAW2RGB_PROFILE, "
+                          "RAW2RGB_DEVICE, RAW2RGB_DENOISE and RAW2RGB_LENS (auto or off), else "
+                          "from the values `raw2rgb install gimp2` recorded, else raw2rgb's "
+                          "defaults.",
                           "raw2rgb developers",
                           "raw2rgb developers (MIT)",
                           "2025",
@@ -129,7 +161,8 @@ query (void)
                           "Open a camera RAW file through raw2rgb with a given profile and device",
                           "Batch form of " LOAD_PROC ": the profile and device are arguments; "
                           "the denoise strength comes from RAW2RGB_DENOISE, else from "
-                          "`raw2rgb install gimp2`, else 1.",
+                          "`raw2rgb install gimp2`, else 1; the lens corrections from "
+                          "RAW2RGB_LENS (auto or off), else auto.",
                           "raw2rgb developers",
                           "raw2rgb developers (MIT)",
                           "2025",
@@ -139,6 +172,21 @@ query (void)
                           G_N_ELEMENTS (open_args),
                           G_N_ELEMENTS (image_return),
                           open_args, image_return);
+
+  gimp_install_procedure (OPEN2_PROC,
+                          "Open a camera RAW file through raw2rgb with a given profile, device, "
+                          "denoise strength and lens corrections",
+                          "Batch form of " LOAD_PROC " with all of raw2rgb's settings as "
+                          "arguments, as GIMP 3's plug-in-raw2rgb-open takes them.",
+                          "raw2rgb developers",
+                          "raw2rgb developers (MIT)",
+                          "2025",
+                          NULL,
+                          NULL,
+                          GIMP_PLUGIN,
+                          G_N_ELEMENTS (open2_args),
+                          G_N_ELEMENTS (image_return),
+                          open2_args, image_return);
 }
 
 /* The environment's value, else the recorded one, else NULL. */
@@ -179,6 +227,40 @@ denoise_argument (GError **error)
       return NULL;
     }
   return g_strdup (g_ascii_formatd (buffer, sizeof buffer, "%g", value + 0.0));
+}
+
+/* A strength given as an argument as `--denoise`'s value; NULL, with `error` set, outside the range. */
+static gchar *
+denoise_given (gdouble   value,
+               GError  **error)
+{
+  gchar buffer[G_ASCII_DTOSTR_BUF_SIZE];
+
+  if (! (value >= DENOISE_MIN && value <= DENOISE_MAX))
+    {
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+                   "raw2rgb: the denoise strength %g is not from %g to %g", value, DENOISE_MIN, DENOISE_MAX);
+      return NULL;
+    }
+  return g_strdup (g_ascii_formatd (buffer, sizeof buffer, "%g", value + 0.0));
+}
+
+/* `--lens`'s value from RAW2RGB_LENS, else auto; NULL, with `error` set, for another value. */
+static const gchar *
+lens_from_environment (GError **error)
+{
+  const gchar *text = g_getenv ("RAW2RGB_LENS");
+  gsize        i;
+
+  if (! text || ! *text)
+    return LENS_MODES[0];
+  for (i = 0; i < G_N_ELEMENTS (LENS_MODES); i++)
+    if (strcmp (text, LENS_MODES[i]) == 0)
+      return LENS_MODES[i];
+  g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
+               "raw2rgb: RAW2RGB_LENS is '%s' — set it to auto (correct the lens from lensfun's "
+               "database) or off", text);
+  return NULL;
 }
 
 static gchar *
@@ -615,11 +697,12 @@ remove_folder (const gchar *folder)
 }
 
 static gint32
-load_with_raw2rgb (const gchar  *filename,
-                   const gchar  *profile,
-                   const gchar  *device,
-                   GError      **error)
+load_with_raw2rgb (const gchar     *filename,
+                   const Settings  *settings,
+                   GError         **error)
 {
+  const gchar *profile    = settings->profile;
+  const gchar *device     = settings->device;
   const gchar *executable = setting ("RAW2RGB_EXECUTABLE", RAW2RGB_RECORDED_EXECUTABLE);
   gchar       *basename   = g_path_get_basename (filename);
   gchar       *tmpdir     = NULL;
@@ -629,15 +712,10 @@ load_with_raw2rgb (const gchar  *filename,
   gint32       image      = -1;
   GError      *spawn_error = NULL;
   FileReport   report     = { NULL, NULL, NULL };
-  gchar       *denoise    = NULL;
   GPtrArray   *argv;
 
   if (! executable)
     executable = "raw2rgb";
-
-  denoise = denoise_argument (error);
-  if (! denoise)
-    goto out;
 
   tmpdir = g_dir_make_tmp ("raw2rgb-gimp-XXXXXX", error);
   if (! tmpdir)
@@ -652,7 +730,9 @@ load_with_raw2rgb (const gchar  *filename,
   g_ptr_array_add (argv, "--device");
   g_ptr_array_add (argv, (gpointer) (device && *device ? device : "auto"));
   g_ptr_array_add (argv, "--denoise");
-  g_ptr_array_add (argv, denoise);
+  g_ptr_array_add (argv, settings->denoise);
+  g_ptr_array_add (argv, "--lens");
+  g_ptr_array_add (argv, (gpointer) settings->lens);
   if (profile && *profile)
     {
       g_ptr_array_add (argv, "--profile");
@@ -723,12 +803,50 @@ out:
   if (tmpdir)
     remove_folder (tmpdir);
   file_report_clear (&report);
-  g_free (denoise);
   g_free (tmpdir);
   g_free (output);
   g_free (errors);
   g_free (basename);
   return image;
+}
+
+/*
+ * The settings of a call of procedure `name`: FALSE for a call this plug-in does not know (too few
+ * arguments); TRUE otherwise, with settings->denoise NULL and `error` set for an invalid setting.
+ */
+static gboolean
+settings_of_call (const gchar      *name,
+                  gint              nparams,
+                  const GimpParam  *param,
+                  Settings         *settings,
+                  GError          **error)
+{
+  if (strcmp (name, OPEN2_PROC) == 0 && nparams >= 6)
+    {
+      settings->profile = param[2].data.d_string;
+      settings->device  = param[3].data.d_string;
+      settings->denoise = denoise_given (param[4].data.d_float, error);
+      settings->lens    = LENS_MODES[param[5].data.d_int32 ? 0 : 1];
+      return TRUE;
+    }
+  if (strcmp (name, LOAD_PROC) == 0 && nparams >= 2)
+    {
+      settings->profile = setting ("RAW2RGB_PROFILE", RAW2RGB_RECORDED_PROFILE);
+      settings->device  = setting ("RAW2RGB_DEVICE", RAW2RGB_RECORDED_DEVICE);
+    }
+  else if (strcmp (name, OPEN_PROC) == 0 && nparams >= 4)
+    {
+      settings->profile = param[2].data.d_string;
+      settings->device  = param[3].data.d_string;
+    }
+  else
+    {
+      return FALSE;
+    }
+  settings->lens = lens_from_environment (error);
+  if (settings->lens)
+    settings->denoise = denoise_argument (error);
+  return TRUE;
 }
 
 static void
@@ -739,32 +857,21 @@ run (const gchar      *name,
      GimpParam       **return_vals)
 {
   static GimpParam  values[2];
-  GError           *error   = NULL;
-  const gchar      *profile = NULL;
-  const gchar      *device  = NULL;
-  gint32            image   = -1;
+  GError           *error    = NULL;
+  Settings          settings = { NULL, NULL, NULL, NULL };
+  gint32            image    = -1;
 
   *nreturn_vals = 1;
   *return_vals  = values;
   values[0].type          = GIMP_PDB_STATUS;
   values[0].data.d_status = GIMP_PDB_CALLING_ERROR;
 
-  if (strcmp (name, LOAD_PROC) == 0 && nparams >= 2)
-    {
-      profile = setting ("RAW2RGB_PROFILE", RAW2RGB_RECORDED_PROFILE);
-      device  = setting ("RAW2RGB_DEVICE", RAW2RGB_RECORDED_DEVICE);
-    }
-  else if (strcmp (name, OPEN_PROC) == 0 && nparams >= 4)
-    {
-      profile = param[2].data.d_string;
-      device  = param[3].data.d_string;
-    }
-  else
-    {
-      return;
-    }
+  if (! settings_of_call (name, nparams, param, &settings, &error))
+    return;
 
-  image = load_with_raw2rgb (param[1].data.d_string, profile, device, &error);
+  if (settings.denoise)
+    image = load_with_raw2rgb (param[1].data.d_string, &settings, &error);
+  g_free (settings.denoise);
   if (image != -1)
     {
       *nreturn_vals = 2;

@@ -187,3 +187,31 @@ def test_gimp2_denoise_setting_reaches_raw2rgb(profile, tmp_path, raw2rgb_exe, t
             "or run `raw2rgb install gimp2 --denoise S` again") in bad.output, bad.output
     assert len(recorded_calls(recording)) == 3  # a bad strength runs no converter
     assert not left_behind(profile)
+
+
+def test_gimp2_lens_setting_reaches_raw2rgb(profile, tmp_path, raw2rgb_exe):
+    """The loader and the four-argument plug-in-raw2rgb-open take RAW2RGB_LENS, else auto;
+    plug-in-raw2rgb-open2 takes the denoise strength and the lens corrections as arguments."""
+    recording = write_converter_wrapper(tmp_path, raw2rgb_exe)
+    raw = write_test_raw(tmp_path / "lens.dng")
+    saved = tmp_path / "saved.tif"
+    env = {"RAW2RGB_EXECUTABLE": str(recording)}
+    open_proc = f"""(plug-in-raw2rgb-open RUN-NONINTERACTIVE {scheme_string(str(raw))} "" "cpu")"""
+
+    def open2(denoise: str, lens_corrections: str) -> str:
+        return (f"""(plug-in-raw2rgb-open2 RUN-NONINTERACTIVE {scheme_string(str(raw))} "" "cpu" """
+                f"""{denoise} {lens_corrections})""")
+
+    default = run_gimp2(profile, open_and_save(raw, saved), open_proc, open2("0.5", "FALSE"), open2("1.0", "TRUE"),
+                        env=env)
+    from_env = run_gimp2(profile, open_and_save(raw, saved), open_proc, env={**env, "RAW2RGB_LENS": "off"})
+    bad = run_gimp2(profile, open_and_save(raw, saved), open2("2.5", "TRUE"), env={**env, "RAW2RGB_LENS": "none"})
+
+    assert "raw2rgb-test size 192x128" in default.output and "raw2rgb-test size 192x128" in from_env.output
+    calls = recorded_calls(recording)
+    assert [option_values(call, "--lens") for call in calls] == [["auto"], ["auto"], ["off"], ["auto"], ["off"], ["off"]]
+    assert [option_values(call, "--denoise") for call in calls[2:4]] == [["0.5"], ["1"]], calls
+    assert "raw2rgb: RAW2RGB_LENS is 'none' — set it to auto" in bad.output, bad.output
+    assert "raw2rgb: the denoise strength 2.5 is not from 0 to 2" in bad.output, bad.output
+    assert len(recorded_calls(recording)) == 6  # a bad setting runs no converter
+    assert not left_behind(profile)
