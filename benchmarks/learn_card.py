@@ -1,14 +1,17 @@
-"""Time `raw2rgb learn` end to end on a synthetic card of full-size RAW+JPEG pairs.
+"""`raw2rgb learn` on synthetic cards of RAW+JPEG pairs: its time end to end, and its scores
+against its own curve + 3D LUT on a battery of camera looks (benchmarks/looks.py).
 
-    python benchmarks/learn_card.py                          # 100 × 24 MP, sidecar JPEGs
-    python benchmarks/learn_card.py --frames 13 --megapixels 0.1 --card /tmp/card
+    python benchmarks/learn_card.py                          # 100 × 24 MP, the global look, timed
+    python benchmarks/learn_card.py --looks all --frames 24 --megapixels 1   # the battery
 
 The card: `--frames` DNGs of `--megapixels` (3:2), one fixed camera (unprocessed from the sRGB
 photographs of ../shared/data/rgb, scaled up and cropped, a different crop and flip per frame),
-each with a full-size sidecar JPEG (quality 92) carrying a simple look (S-curve + saturation),
-as RAW+JPEG shooting gives. Making the card is not timed; `raw2rgb learn` runs as a user runs it
-(a subprocess, on `--threads` CPU threads), and the table gives its phases from the run's own
-report.json beside the classical curve + 3D LUT fit, which is one of those phases.
+each with the look's rendering as a full-size JPEG (quality 92): a sidecar, as RAW+JPEG shooting
+gives, on even frames, the DNG's embedded preview on odd ones (`--sidecar-only`: sidecars only).
+Making the card is not timed; `raw2rgb learn` runs as a user runs it (a subprocess, on
+`--threads` CPU threads), and the tables give its phases and its held-out scores from the run's
+own report.json: the base profile, the curve + 3D LUT and the learned profile (which carries that
+LUT and learns through it) against the camera's JPEGs.
 """
 
 from __future__ import annotations
@@ -29,17 +32,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
 from raw2rgb_plugin.io.dng_write import write_bayer_dng  # noqa: E402
 from raw2rgb_plugin.training.data.images import load_rgb  # noqa: E402
 from raw2rgb_plugin.training.data.sources import find_images  # noqa: E402
 from raw2rgb_plugin.training.data.unprocess import random_params, unprocess  # noqa: E402
 
-
-def simple_look(srgb: np.ndarray) -> np.ndarray:
-    """An S-curve and 30 % more saturation: enough for a look to learn; the content is not timed."""
-    x = 0.5 * srgb + 0.5 * srgb * srgb * (3.0 - 2.0 * srgb)
-    luma = x.mean(axis=-1, keepdims=True)
-    return np.clip(luma + 1.3 * (x - luma), 0.0, 1.0)
+from looks import LOOKS  # noqa: E402
 
 
 def scene(photos: list[Path], index: int, height: int, width: int) -> np.ndarray:
@@ -54,7 +54,7 @@ def scene(photos: list[Path], index: int, height: int, width: int) -> np.ndarray
     return np.ascontiguousarray(crop[:, ::-1] if index % 2 else crop).clip(0.0, 1.0)
 
 
-def make_card(card: Path, frames: int, megapixels: float, rgb_dir: Path) -> None:
+def make_card(card: Path, frames: int, megapixels: float, rgb_dir: Path, look: str, sidecar_only: bool) -> None:
     width = int(round((megapixels * 1e6 * 1.5) ** 0.5 / 16) * 16)
     height = int(round(width / 1.5 / 16) * 16)
     photos = find_images(rgb_dir)
@@ -64,15 +64,21 @@ def make_card(card: Path, frames: int, megapixels: float, rgb_dir: Path) -> None
         name = f"IMG_{i:04d}"
         if (card / f"{name}.JPG").is_file():
             continue
+        if (card / f"{name}.dng").is_file() and i % 2 and not sidecar_only:
+            continue
         srgb = scene(photos, i, height, width)
         mosaic = unprocess(srgb, params, np.random.default_rng(i))
+        buffer = io.BytesIO()
+        Image.fromarray((LOOKS[look](srgb) * 255 + 0.5).astype(np.uint8)).save(buffer, format="JPEG", quality=92)
+        embedded = bool(i % 2) and not sidecar_only
         write_bayer_dng(card / f"{name}.dng", mosaic, params.cfa_pattern, black_level=params.black_level,
                         white_level=params.white_level, color_matrix1=np.asarray(params.xyz_to_camera),
-                        as_shot_neutral=params.as_shot_neutral, make="Benchmark", model="Card")
-        buffer = io.BytesIO()
-        Image.fromarray((simple_look(srgb) * 255 + 0.5).astype(np.uint8)).save(buffer, format="JPEG", quality=92)
-        (card / f"{name}.JPG").write_bytes(buffer.getvalue())
-        print(f"card: {i + 1}/{frames} ({width}×{height})", file=sys.stderr)
+                        as_shot_neutral=params.as_shot_neutral, make="Benchmark", model="Card",
+                        preview_jpeg=buffer.getvalue() if embedded else None)
+        if not embedded:
+            (card / f"{name}.JPG").write_bytes(buffer.getvalue())
+        print(f"card: {i + 1}/{frames} ({width}×{height}, {look}, {'embedded' if embedded else 'sidecar'})",
+              file=sys.stderr)
 
 
 def run_learn(card: Path, run: Path, threads: int, extra: list[str]) -> tuple[float, dict, float]:
@@ -96,27 +102,50 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="learn's run folder (default: CARD-run, replaced)")
     parser.add_argument("--rgb", type=Path, default=ROOT.parent / "shared" / "data" / "rgb")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--looks", default="global", help=f"comma-separated, or all: {', '.join(LOOKS)}")
+    parser.add_argument("--sidecar-only", action="store_true", help="every frame with a sidecar JPEG (no embedded previews)")
     parser.add_argument("learn_args", nargs="*", help="passed to raw2rgb learn (after --)")
     args = parser.parse_args()
 
-    card = args.card / f"{args.frames}x{args.megapixels:g}MP"
-    make_card(card, args.frames, args.megapixels, args.rgb)
-    run = args.run or card.parent / f"{card.name}-run"
-    if run.exists():
-        import shutil
+    looks = list(LOOKS) if args.looks == "all" else args.looks.split(",")
+    summary = []
+    for look in looks:
+        card = args.card / f"{look}-{args.frames}x{args.megapixels:g}MP{'-sidecar' if args.sidecar_only else ''}"
+        make_card(card, args.frames, args.megapixels, args.rgb, look, args.sidecar_only)
+        run = args.run / look if args.run else card.parent / f"{card.name}-run"
+        if run.exists():
+            import shutil
 
-        shutil.rmtree(run)
-    seconds, report, peak = run_learn(card, run, args.threads, args.learn_args)
-    phases = report["seconds"]
+            shutil.rmtree(run)
+        seconds, report, peak = run_learn(card, run, args.threads, args.learn_args)
+        print_run(args, look, seconds, report, peak)
+        summary.append((look, report))
+    print_summary(summary)
+
+
+def print_run(args: argparse.Namespace, look: str, seconds: float, report: dict, peak: float) -> None:
     scores = report["scores"]["mean"]
-    print(f"raw2rgb learn, {args.frames} × {args.megapixels:g} MP RAW+JPEG, {args.threads} threads "
-          f"({os.cpu_count()} CPUs), {report['files']['used']} used / {len(report['scores']['frames'])} scored")
+    print(f"\nraw2rgb learn, look {look!r}: {args.frames} × {args.megapixels:g} MP RAW+JPEG ({report['files']['sources']}), "
+          f"{args.threads} threads ({os.cpu_count()} CPUs), {report['files']['used']} used / "
+          f"{len(report['scores']['frames'])} held out")
     print("| phase | seconds |\n|---|---|")
-    for name, value in phases.items():
+    for name, value in report["seconds"].items():
         print(f"| {name} | {value:.1f} |")
     print(f"| **whole command** (wall clock, incl. start-up) | **{seconds:.1f}** ({seconds / 60:.1f} min) |")
     print(f"\npeak memory {peak:.2f} GiB; held-out PSNR / ΔE2000: " + ", ".join(
-        f"{m} {v['psnr']:.2f} / {v['delta_e2000']:.2f}" for m, v in scores.items()))
+        f"{m} {v['psnr']:.2f} / {v['delta_e2000']:.2f}" for m, v in scores.items())
+        + f"; weights of step {report['finetune'].get('chosen_step')}")
+
+
+def print_summary(runs: list[tuple[str, dict]]) -> None:
+    """One row per look: held-out means, and what the learned profile adds to its own LUT."""
+    print("\n| look | base dB / ΔE | curve + LUT dB / ΔE | learned dB / ΔE | learned − LUT dB | weights of step |")
+    print("|---|---|---|---|---|---|")
+    for look, report in runs:
+        m = report["scores"]["mean"]
+        cells = [f"{m[k]['psnr']:.2f} / {m[k]['delta_e2000']:.2f}" for k in ("base", "lut", "learned")]
+        gain = m["learned"]["psnr"] - m["lut"]["psnr"]
+        print(f"| {look} | {' | '.join(cells)} | {gain:+.2f} | {report['finetune'].get('chosen_step')} |")
 
 
 if __name__ == "__main__":

@@ -92,9 +92,11 @@ class _LearnDisplay:
             note = "resumed" if event.get("resumed") else event.get("kind", "")
             self.progress.update(self.task, advance=1, current=escape(f"{event['name']} {note}"))
         elif kind == "split":
-            self.print(f"{event['train']} frames to learn from, {event['held_out']} held out for the report")
-        elif kind == "head":
-            self.print(f"output layer fitted by least squares in {event['seconds']:.1f} s")
+            self.print(f"{event['train']} frames to learn from, {event.get('validation', 0)} to choose the weights on, "
+                       f"{event['held_out']} held out for the report")
+        elif kind == "validation":
+            self.print(f"step {event['step']}: {event['psnr']:.2f} dB on the validation frames "
+                       f"(keeping step {event['chosen_step']})")
         elif kind == "finetune":
             self.task = self.progress.add_task("fine-tune", total=event["steps"], completed=event["step"], rate="", current="")
         elif kind == "step" and self.task is not None:

@@ -11,6 +11,7 @@ the DNG's embedded preview.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -72,10 +73,11 @@ def card_camera(seed: int = 7) -> UnprocessParams:
 
 
 def write_look_frame(folder: Path, name: str, scene: np.ndarray, *, params: UnprocessParams, sidecar: bool = True,
-                     embedded: bool = False, preview_scale: float = 1.0, suffix: str = ".JPG") -> Path:
-    """`name`.dng of `scene`, with the look as a sidecar JPEG and/or the embedded preview."""
+                     embedded: bool = False, preview_scale: float = 1.0, suffix: str = ".JPG",
+                     look: Callable[[np.ndarray], np.ndarray] = camera_look) -> Path:
+    """`name`.dng of `scene`, with `look` as a sidecar JPEG and/or the embedded preview."""
     folder.mkdir(parents=True, exist_ok=True)
-    looked = camera_look(scene)
+    looked = look(scene)
     mosaic = unprocess(scene, params, np.random.default_rng(0))
     preview = None
     if embedded:

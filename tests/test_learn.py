@@ -238,6 +238,29 @@ def test_a_run_writes_nothing_beside_the_raws_installs_only_at_the_end_and_resum
 
 
 @pytest.mark.slow
+def test_a_fine_tune_that_does_worse_is_not_kept_the_look_table_is(tmp_path, isolated_profile_dir, one_torch_thread):
+    """The profile never scores below its own curve + LUT on the validation frames: here training
+    is made to fail (a rate 700× the default), so the base's weights ship with the fitted table."""
+    from raw2rgb_plugin import load_profile
+
+    card = tmp_path / "card"
+    _card(card, 6)
+    options = LearnOptions("kept-lut", holdout=1, finetune=FinetuneOptions(steps=8, batch_size=2, patch=64, lr=0.5,
+                                                                          checkpoint_every=4))
+    events: list[dict] = []
+    result = learn([card], tmp_path / "run", options, on_event=events.append)
+    validations = [e for e in events if e["event"] == "validation"]
+    assert [e["step"] for e in validations] == [0, 4, 8]
+    assert validations[1]["psnr"] < validations[0]["psnr"] - 1  # training did break the look…
+    assert result.report["finetune"]["chosen_step"] == 0  # …so the start was kept
+    profile, base = load_profile("kept-lut"), load_profile("default-lite")
+    assert profile.look is not None
+    assert all(np.array_equal(v, base.model.state_dict()[k]) for k, v in profile.model.state_dict().items())
+    held = result.report["scores"]["mean"]
+    assert held["learned"] == held["lut"]  # the same rendering: the base through the table
+
+
+@pytest.mark.slow
 def test_the_cli_learns_a_profile_convert_finds(tmp_path, isolated_profile_dir, one_torch_thread):
     from raw2rgb_cli.main import app
 

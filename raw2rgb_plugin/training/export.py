@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.pipeline.look import Look
 from raw2rgb_plugin.profiles.store import load_profile, read_profile_metadata, save_profile, user_profile_dir
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
 from raw2rgb_plugin.training.run_log import now
@@ -129,12 +130,15 @@ def _evaluating(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def export_profile(model: nn.Module, meta: dict, run_dir: Path, *, install: bool) -> tuple[Path, Path | None]:
-    """Write `model` as the profile `meta["name"]` in `run_dir`, and install it if asked."""
+def export_profile(model: nn.Module, meta: dict, run_dir: Path, *, install: bool,
+                   look: Look | None = None) -> tuple[Path, Path | None]:
+    """Write `model` (and its `look` table) as the profile `meta["name"]` in `run_dir`, and install
+    it if asked."""
     name = meta["name"]
     with _evaluating(model):
-        path = save_profile(run_dir / f"{name}.safetensors", model, meta)
-        installed = save_profile(user_profile_dir() / f"{name}.safetensors", model, meta) if install else None
+        path = save_profile(run_dir / f"{name}.safetensors", model, meta, look=look)
+        installed = (save_profile(user_profile_dir() / f"{name}.safetensors", model, meta, look=look)
+                     if install else None)
     return path, installed
 
 

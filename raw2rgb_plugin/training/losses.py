@@ -78,3 +78,26 @@ def output_view(output: str):
 
 def _identity(image: torch.Tensor) -> torch.Tensor:
     return image
+
+
+# OKLab (Ottosson 2020): M1 takes linear sRGB to cone responses, M2 their cube roots to L, a, b.
+_OKLAB_M1 = torch.tensor([[0.4122214708, 0.5363325363, 0.0514459929], [0.2119034982, 0.6806995451, 0.1073969566],
+                          [0.0883024619, 0.2817188376, 0.6299787005]])
+_OKLAB_M2 = torch.tensor([[0.2104542553, 0.7936177850, -0.0040720468], [1.9779984951, -2.4285922050, 0.4505937099],
+                          [0.0259040371, 0.7827717662, -0.8086757660]])
+
+
+def oklab(srgb: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) display sRGB in [0, 1] → OKLab (L in [0, 1]); differentiable (the cube root's
+    slope is bounded near black by a small offset)."""
+    x = srgb.clamp(0.0, 1.0)
+    linear = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(1e-8) ** 2.4)
+    lms = torch.einsum("ij,njhw->nihw", _OKLAB_M1.to(x), linear)
+    root = (lms + 1e-6) ** (1 / 3) - 1e-2
+    return torch.einsum("ij,njhw->nihw", _OKLAB_M2.to(x), root)
+
+
+def oklab_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean OKLab distance of two (N, 3, H, W) sRGB images (≈ ΔE/100: 0.02 is visible)."""
+    return torch.linalg.vector_norm(oklab(a) - oklab(b), dim=1).mean()
+

@@ -6,9 +6,9 @@ preview embedded in the RAW. This package turns a card of such files into a fine
 - `targets`: which JPEG belongs to each RAW, decoded and brought to sensor orientation;
 - `pairs`: each RAW resampled onto its target's pixel grid (the preview's scale), stored resumably;
 - `patches`: random training crops of the pairs, normalised as `convert` normalises a RAW;
-- `head`: the base's output layer solved by least squares for the look (the fine-tune's start);
-- `finetune`: the base profile's G1 fine-tuned on low-passed colour, detail held to the base;
-- `lut`: the classical answer (per-channel tone curve + 3D LUT) fitted on the same pairs;
+- `lut`: the classical answer (per-channel tone curve + 3D LUT) fitted first; the profile carries it;
+- `finetune`: the base profile's G1 fine-tuned through that LUT on low-passed colour (sRGB and
+  OKLab), detail held to the base, weights chosen on validation frames;
 - `report`: held-out scores of the base, the LUT and the learned profile, with crops;
 - `run`: the whole command, resumable, installing the profile only once everything finished;
 - `options`: its settings, torch-free (the CLI reads their defaults).

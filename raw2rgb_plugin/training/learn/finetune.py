@@ -11,30 +11,46 @@ The loss, on crops of the pairs (`patches`), half of them with camera noise adde
   (σ = 1 pair pixel). JPEG blocks and ringing and the camera's sharpening live above that band;
   the look (curve, colour, local contrast) below it. (Tried: L1, 0.1–0.2 dB lower; a 2σ
   low-pass on chroma for the JPEG's half-size chroma, 0.35 dB lower against the clean look.)
-- **detail** (× 0.1): squared error (scaled like the colour term) between the output's
-  high-pass and the frozen base profile's on the same input, so what the low-pass leaves out —
-  detail, and on noisy crops the base's denoising — stays the base's. Without it the fine-tune
-  diverged into noise (Laplacian energy 16× the look's); without the noisy crops, noisy input
-  kept 1.46× the base's Laplacian energy. But the student cannot recompute the base's finest
-  detail exactly (the base takes much of it from the classical rendering through its gate, which
-  `head` opens), and a pointwise loss on what cannot be predicted is minimised by predicting less
-  of it: the stronger the term, the softer the result. Mean |Laplacian| vs the base's on held-out
-  synthetic frames 4, 7, 9 — L1 × 2: 0.86, L1 × 0.5 (the old term): 0.89, squared × 2: 0.90,
-  × 0.5: 0.96, × 0.25: 1.00; on frames 4, 7, 11 — L1 × 0.5: 0.95, squared × 0.25: 1.07, × 0.1:
-  1.14, closer to the look's own spectrum at every frequency but the base's 2-px gate pattern's.
-  On the Canon D30 preview (in-sample): 0.77, 0.82 (× 0.25), 0.84 (× 0.1), and its JPEG has
-  0.84 itself. PSNR against the clean look did not drop (28.64 → 28.77 dB on 4, 7, 11), and noisy
-  input kept about the base's detail (shot 1e-3: 0.99 → 1.03; 5e-3: 1.37 → 1.39).
-  (No gain for the D30 from σ 0.7 or 1.5, the encoder at the full rate or no noisy crops: all
-  0.81 ± 0.01; a term on local Laplacian energy instead overshot to 2.3× the base's.)
+- **detail** (× 0.1): squared error (scaled like the colour term) between the output's high-pass
+  and the frozen base profile's on the same input, so what the low-pass leaves out — detail, and
+  on noisy crops the base's denoising — stays the base's. Without it the fine-tune diverged into
+  noise (Laplacian energy 16× the look's); without the noisy crops, noisy input kept 1.46× the
+  base's Laplacian energy. But the student cannot recompute the base's finest detail exactly
+  (the base takes much of it from the classical rendering through its gate, which the
+  fine-tune's former least-squares start opened), and a pointwise loss on what cannot be
+  predicted is minimised by predicting less of it: the stronger the term, the softer the result.
+  Mean |Laplacian| vs the base's on held-out synthetic frames 4, 7, 9 — L1 × 2: 0.86, L1 × 0.5
+  (the old term): 0.89, squared × 2: 0.90, × 0.5: 0.96, × 0.25: 1.00; on frames 4, 7, 11 — L1 ×
+  0.5: 0.95, squared × 0.25: 1.07, × 0.1: 1.14, closer to the look's own spectrum at every
+  frequency but the base's 2-px gate pattern's. On the Canon D30 preview (in-sample): 0.77, 0.82
+  (× 0.25), 0.84 (× 0.1), and its JPEG has 0.84 itself (measured before the look table was in
+  the loop). PSNR against the clean look did not drop (28.64 → 28.77 dB on 4, 7, 11), and noisy
+  input kept about the base's detail (shot 1e-3: 0.99 → 1.03; 5e-3: 1.37 → 1.39). (No gain for
+  the D30 from σ 0.7 or 1.5, the encoder at the full rate or no noisy crops: all 0.81 ± 0.01; a
+  term on local Laplacian energy instead overshot to 2.3× the base's.)
+
+**Through the look table.** The profile's curve + 3D LUT (fitted first, `lut`) is applied to
+the student's and the teacher's images inside the loss, so the network starts from the base's
+weights at the table's score and learns only what a global map leaves to do. Two more terms:
+
+- **colour as seen** (× 1): the mean OKLab distance of the low-passed images, beside the sRGB
+  squared error that weighs a hue shift in a dark green like one in a bright grey;
+- **fixed pattern** (× 30): the 2×2-cell repeat (`cell_pattern`) held to the target's. Without
+  it a look that raises local contrast raised the base's faint per-site gate pattern to a
+  visible grid in saturated flat areas (clarity look: detail 2.6× the base's, 32.4 dB; × 3:
+  1.22×, 33.5 dB; × 30: 1.14×, 33.6 dB on the held-out frames).
+
+**Chosen on validation frames.** Training frames set aside (`run.validation_count`) score the
+start and every checkpoint interval; the profile gets the best (the start when nothing beats it),
+so it is never worse than its own table on frames the fine-tune never saw.
 
 All of G1 learns (the encoder at 0.2 × the rate): decoder-only fine-tuning was 0.6 dB lower on
-the synthetic look after the same 300 steps. Start: the least-squares head (`head`). Adam, warm-up, cosine
-decay, gradient norm ≤ 0.05; a jump of the loss (2× the best checkpoint interval's) rolls back
-to the best weights at half the rate. Batches come from a generator seeded by (seed, step), the
-checkpoint holds weights, optimiser, schedule, step and the open interval's losses, and the guard
-judges whole intervals only, so a resumed run ends with the uninterrupted run's weights, bit for
-bit (with the same torch thread count: more threads sum in another order).
+the synthetic look after the same 300 steps. Adam, warm-up, cosine decay, gradient norm ≤ 0.05;
+a jump of the loss (2× the best checkpoint interval's) rolls back to the best weights at half
+the rate. Batches come from a generator seeded by (seed, step), the checkpoint holds weights,
+optimiser, schedule, step and the open interval's losses, and the guard judges whole intervals
+only, so a resumed run ends with the uninterrupted run's weights, bit for bit (with the same
+torch thread count: more threads sum in another order).
 """
 
 from __future__ import annotations
@@ -51,11 +67,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from raw2rgb_plugin.pipeline.look import Look, apply_look
+from raw2rgb_plugin.pipeline.metrics import image_psnr
 from raw2rgb_plugin.training.checkpoint import write_checkpoint
 from raw2rgb_plugin.training.config import TrainingError
 from raw2rgb_plugin.training.learn.options import FinetuneOptions
 from raw2rgb_plugin.training.learn.pairs import LearnPair
-from raw2rgb_plugin.training.learn.patches import batch, largest_patch
+from raw2rgb_plugin.training.learn.patches import batch, largest_patch, pair_input
+from raw2rgb_plugin.training.losses import oklab_distance
 
 CHECKPOINT_FORMAT = "raw2rgb-learn-1"
 CHECKPOINT_NAME = "finetune.pt"
@@ -85,14 +104,36 @@ def gaussian_lowpass(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def look_loss(out: torch.Tensor, target: torch.Tensor, base: torch.Tensor, options: FinetuneOptions) -> dict[str, torch.Tensor]:
-    """The colour term on low-passed images and the detail term against the base's high-pass."""
+    """The colour terms on low-passed images (squared error in sRGB, distance in OKLab) and the
+    detail term against the base's high-pass."""
     sigma = options.lowpass_sigma
-    low_out = gaussian_lowpass(out, sigma)
+    low_out, low_target = gaussian_lowpass(out, sigma), gaussian_lowpass(target, sigma)
     # Squared error, scaled to L1's magnitude on these images: PSNR is what the look is judged by,
     # and on the synthetic look it scored 0.1–0.2 dB above L1 for the same steps.
-    colour = 10 * F.mse_loss(low_out, gaussian_lowpass(target, sigma))
+    colour = 10 * F.mse_loss(low_out, low_target)
+    # Colour as seen: sRGB error weighs a hue shift in a dark green like one in a bright grey.
+    perceptual = oklab_distance(low_out, low_target)
     detail = 10 * F.mse_loss(out - low_out, base - gaussian_lowpass(base, sigma))
-    return {"colour": colour, "detail": detail, "total": colour + options.detail_weight * detail}
+    pattern = 10 * F.mse_loss(cell_pattern(out), cell_pattern(target))
+    total = (colour + options.oklab_weight * perceptual + options.detail_weight * detail
+             + options.pattern_weight * pattern)
+    return {"colour": colour, "oklab": perceptual, "detail": detail, "pattern": pattern, "total": total}
+
+
+def cell_pattern(image: torch.Tensor) -> torch.Tensor:
+    """The part of (N, 3, H, W) that repeats every 2×2 Bayer cell, averaged over a neighbourhood:
+    each cell's left−right, top−bottom and diagonal differences (crops start on a cell, turned
+    as a whole), low-passed over cells (σ = 2 cells).
+
+    A demosaicker's fixed-pattern error is such a repeat (the base profile's per-site gate leaves
+    one in saturated flat areas); real detail changes sign from cell to cell and averages out. The
+    colour terms cannot see it (σ = 1 px removes 99 % of a 2-px period) and the detail term holds
+    it at the base's level, so a look that raises contrast raised it too, to a visible grid.
+    """
+    tl, tr = image[..., 0::2, 0::2], image[..., 0::2, 1::2]
+    bl, br = image[..., 1::2, 0::2], image[..., 1::2, 1::2]
+    parts = torch.cat([tl - tr + bl - br, tl + tr - bl - br, tl - tr - bl + br], dim=1) / 4
+    return gaussian_lowpass(parts, 2.0)
 
 
 def prepare_student(base: nn.Module, trainable: str, encoder_lr_scale: float = 1.0) -> tuple[nn.Module, list[dict]]:
@@ -121,9 +162,15 @@ class Finetune:
 
     def __init__(self, base: nn.Module, pairs: list[LearnPair], run_dir: Path, options: FinetuneOptions,
                  on_event: Callable[[dict], None] | None = None, start: nn.Module | None = None,
-                 device: torch.device | str = "cpu", should_stop: Callable[[], bool] | None = None):
+                 device: torch.device | str = "cpu", should_stop: Callable[[], bool] | None = None,
+                 look: Look | None = None, validation: list[LearnPair] | None = None):
         self.options, self.pairs, self.run_dir = options, pairs, Path(run_dir)
         self.device = torch.device(device)
+        #: the profile's look table, in the loop: the network learns what it leaves to do
+        self.look = look.to(self.device) if look is not None else None
+        #: frames that choose the weights: the start (the look alone) unless training beats it
+        self.validation = list(validation or [])
+        self._chosen: dict | None = None  # {"psnr", "step", "model"} best on the validation frames
         self.should_stop = should_stop or (lambda: False)
         self.seconds_per_step: float | None = None
         self.teacher = base.float().eval().to(self.device)
@@ -158,14 +205,43 @@ class Finetune:
         self.schedule.load_state_dict(state["schedule"])
         self.step = int(state["step"])
         self._best = state.get("best")
+        self._chosen = state.get("chosen")
         self._interval = [float(v) for v in state.get("interval", [])]
 
     def save(self) -> None:
         write_checkpoint(self.run_dir, {"format": CHECKPOINT_FORMAT, "options": json.dumps(self.options.to_dict()),
                                         "model": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                                         "schedule": self.schedule.state_dict(), "step": self.step, "best": self._best,
-                                        "interval": list(self._interval)},
+                                        "chosen": self._chosen, "interval": list(self._interval)},
                          name=CHECKPOINT_NAME)
+
+    def styled(self, image: torch.Tensor) -> torch.Tensor:
+        """A rendering as the profile will show it: through the look table when there is one."""
+        return apply_look(image, self.look) if self.look is not None else image
+
+    @torch.no_grad()
+    def validation_psnr(self) -> float:
+        """Mean PSNR of the student (with the look) against the validation frames' targets."""
+        scores = []
+        for pair in self.validation:
+            x = pair_input(pair, pair.linear, noise_channels=self.noise_channels)[None].to(self.device)
+            out = self.styled(self.student(x).clamp(0, 1))[0].permute(1, 2, 0).cpu().numpy()
+            scores.append(image_psnr(out, pair.target))
+        return float(np.mean(scores))
+
+    def _choose(self) -> None:
+        """Keep the weights that score best on the validation frames (the start counts)."""
+        if not self.validation:
+            return
+        psnr = self.validation_psnr()
+        if self._chosen is None or psnr > self._chosen["psnr"]:
+            self._chosen = {"psnr": psnr, "step": self.step, "model": copy.deepcopy(self.student.state_dict())}
+        self.on_event({"event": "validation", "step": self.step, "psnr": psnr, "chosen_step": self._chosen["step"]})
+
+    @property
+    def chosen_step(self) -> int | None:
+        """The step whose weights the profile gets (0: the start), or None without validation frames."""
+        return None if self._chosen is None else int(self._chosen["step"])
 
     @property
     def done(self) -> bool:
@@ -177,14 +253,16 @@ class Finetune:
         patch = largest_patch(self.pairs, o.patch)
         self.on_event({"event": "finetune", "step": self.step, "steps": o.steps, "patch": patch})
         started, first = time.perf_counter(), self.step
+        if self.step == 0 and self._chosen is None:
+            self._choose()  # the start: the base with the look
         while not self.done and not self.stop_requested:
             rng = np.random.default_rng([o.seed, self.step])
             inputs, targets = batch(self.pairs, o.batch_size, patch, rng, noise_channels=self.noise_channels,
                                     clean_fraction=o.clean_fraction)
             inputs, targets = inputs.to(self.device), targets.to(self.device)
             with torch.no_grad():
-                base = self.teacher(inputs)
-            losses = look_loss(self.student(inputs), targets, base, o)
+                base = self.styled(self.teacher(inputs))
+            losses = look_loss(self.styled(self.student(inputs)), targets, base, o)
             self.optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             if o.clip:
@@ -206,8 +284,11 @@ class Finetune:
             on_interval = self.step % o.checkpoint_every == 0 or self.done
             if on_interval:
                 self._guard()
+                self._choose()
             if on_interval or self.stop_requested:
                 self.save()
+        if self.done and self._chosen is not None:
+            self.student.load_state_dict(self._chosen["model"])
         return self.done
 
     def _guard(self) -> None:

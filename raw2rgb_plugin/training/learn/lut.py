@@ -23,6 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from raw2rgb_plugin.pipeline.look import Look
 
 CURVE_KNOTS = 33
 LUT_SIZE = 17
@@ -51,6 +54,10 @@ class CurveLut:
 
     def to_dict(self) -> dict:
         return {"curve_knots": self.curves.shape[1], "lut_size": self.lut.shape[0]}
+
+    def as_look(self) -> Look:
+        """The same map as the profile's look table (`pipeline/look.py`, equal to 2e-7)."""
+        return Look(torch.from_numpy(self.curves).float(), torch.from_numpy(self.lut).float())
 
 
 def fit_curve_lut(source: np.ndarray, target: np.ndarray) -> CurveLut:

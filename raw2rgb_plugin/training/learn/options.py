@@ -25,6 +25,8 @@ class FinetuneOptions:
     encoder_lr_scale: float = 0.2  # the encoder's rate relative to the decoder's
     lowpass_sigma: float = 1.0  # pair px
     detail_weight: float = 0.1  # a stronger hold on the base's detail blurs it (see finetune)
+    oklab_weight: float = 1.0  # the colour-as-seen term (mean OKLab distance of the low-passed images)
+    pattern_weight: float = 30.0  # holds the 2-px fixed pattern to the target's (see finetune.cell_pattern)
     clean_fraction: float = 0.5  # share of crops trained without added camera noise
     seed: int = 0
     checkpoint_every: int = 100

@@ -62,7 +62,7 @@ def score_frames(pairs: list[LearnPair], base: nn.Module, learned: nn.Module, lu
     for pair in pairs:
         shown = {"base": render(base_runner, pair)}
         shown["lut"] = lut.apply(shown["base"])
-        shown["learned"] = render(learned_runner, pair)
+        shown["learned"] = lut.apply(render(learned_runner, pair))  # the profile carries the table
         row = {"name": pair.name, "raw": Path(pair.info["raw"]).name, "kind": pair.info["kind"]}
         for method in METHODS:
             row[method] = {"psnr": round(image_psnr(shown[method], pair.target), 2),

@@ -1,5 +1,10 @@
-"""`raw2rgb learn` from end to end: pairs → held-out split → head fit → fine-tune → LUT → report →
-profile, in a run folder that a rerun of the same command resumes.
+"""`raw2rgb learn` from end to end: pairs → held-out split → validation split → curve + 3D LUT →
+fine-tune through that LUT (weights chosen on the validation frames) → report → profile (the
+network and its LUT), in a run folder that a rerun of the same command resumes.
+
+The LUT comes first so a learned profile starts at the classical answer's score: the network
+then learns only what a global colour map cannot do, and its weights are kept only where they
+beat the start on frames neither saw (else the base's weights ship with the LUT).
 
 Nothing is written beside the RAWs (the run folder may not be one of their folders) and the RAWs
 and sidecars are only read. The profile is exported and installed last, once the fine-tune, the
@@ -22,15 +27,13 @@ import torch
 
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.io.files import atomic_output, write_json
-from raw2rgb_plugin.models.g1 import G1
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.runtime.device import choose_device
 from raw2rgb_plugin.training.config import TrainingError
 from raw2rgb_plugin.training.export import check_installed_profile, checked_profile_name, export_profile
-from raw2rgb_plugin.training.learn.finetune import CHECKPOINT_NAME, Finetune, gaussian_lowpass
-from raw2rgb_plugin.training.learn.head import fit_head
+from raw2rgb_plugin.training.learn.finetune import Finetune, gaussian_lowpass
 from raw2rgb_plugin.training.learn.lut import CurveLut, fit_curve_lut
-from raw2rgb_plugin.training.learn.options import SOURCES, FinetuneOptions, LearnOptions
+from raw2rgb_plugin.training.learn.options import SOURCES, LearnOptions
 from raw2rgb_plugin.training.learn.pairs import (
     LearnPair,
     PairSkipped,
@@ -76,17 +79,19 @@ def learn(inputs: list[Path], run_dir: Path, options: LearnOptions, *, on_event:
     if not pairs:
         raise Raw2RgbError("no RAW gave a usable pair", "see the skipped files above; add sidecar JPEGs or use --source")
     train, held = split_pairs(pairs, options.holdout)
-    emit({"event": "split", "train": len(train), "held_out": len(held)})
+    fit, validation = split_pairs(train, validation_count(len(train)))
+    emit({"event": "split", "train": len(fit), "validation": len(validation), "held_out": len(held)})
     device = choose_device(options.device)
     base = _base_model(options.base_profile)
-    finetune = _finetune(base, train, run_dir, options, emit, seconds, device, stop)
+    # The curve + LUT first: the network starts from it and learns only what it leaves to do.
+    lut = _lut(run_dir, fit, base, emit, seconds, device)
+    finetune = _finetune(base, fit, run_dir, options, emit, device, stop, lut, validation)
     t0 = time.perf_counter()
     completed = finetune.run()
     seconds["fine-tune"] = seconds.get("fine-tune", 0.0) + time.perf_counter() - t0
     if not completed:
         emit({"event": "stopped", "step": finetune.step})
         return LearnResult(False, None, None, None)
-    lut = _lut(run_dir, train, base, emit, seconds, device)
     t0 = time.perf_counter()
     scores = score_frames(held or train, base, finetune.student, lut, run_dir, device)
     scores["held_out"] = bool(held)
@@ -94,7 +99,8 @@ def learn(inputs: list[Path], run_dir: Path, options: LearnOptions, *, on_event:
     document = _document(options, state, raws, pairs, skipped, train, held, scores, seconds, finetune)
     write_report(run_dir, document)
     emit({"event": "report", "report": document})
-    path, installed = export_profile(finetune.student, _model_card(options, state, document), run_dir, install=options.install)
+    path, installed = export_profile(finetune.student, _model_card(options, state, document), run_dir,
+                                     install=options.install, look=lut.as_look())
     emit({"event": "profile", "path": str(path), "installed": str(installed) if installed else None})
     return LearnResult(True, document, path, installed)
 
@@ -168,6 +174,12 @@ def split_pairs(pairs: list[LearnPair], holdout: int | None) -> tuple[list[Learn
     return [p for p in pairs if p.name not in held], [p for p in pairs if p.name in held]
 
 
+def validation_count(train: int) -> int:
+    """Training frames set aside to choose the fine-tune's weights: about one in six, none under
+    five (then the last weights are kept)."""
+    return max(1, round(train / 6)) if train >= 5 else 0
+
+
 def _base_model(name: str) -> torch.nn.Module:
     profile = load_profile(name)
     if profile.input_normalization != INPUT_NORMALIZATION or profile.output != "display":
@@ -178,25 +190,17 @@ def _base_model(name: str) -> torch.nn.Module:
 
 
 def _finetune(base: torch.nn.Module, train: list[LearnPair], run_dir: Path, options: LearnOptions, emit: Event,
-              seconds: dict, device: torch.device, stop: Callable[[], bool] | None) -> Finetune:
-    """The fine-tune, resumed from its checkpoint or started from the least-squares head."""
-    start = None
-    if not (run_dir / CHECKPOINT_NAME).is_file():
-        t0 = time.perf_counter()
-        start = fit_student_head(base, train, options.finetune)
-        seconds["head fit"] = time.perf_counter() - t0
-        emit({"event": "head", "seconds": seconds["head fit"]})
-    return Finetune(base, train, run_dir, options.finetune, on_event=emit, start=start, device=device, should_stop=stop)
+              device: torch.device, stop: Callable[[], bool] | None, lut: CurveLut,
+              validation: list[LearnPair]) -> Finetune:
+    """The fine-tune from the base's own weights with the look table in the loop (so its start
+    scores what the table scores), resumed from its checkpoint if there is one.
 
-
-def fit_student_head(base: torch.nn.Module, pairs: list[LearnPair], options: FinetuneOptions) -> torch.nn.Module:
-    """A copy of `base` whose output layer is solved for the look (gated or plain G1 only)."""
-    import copy
-
-    student = copy.deepcopy(base)
-    if isinstance(student, G1) and student.config.residual_base in ("none", "mhc-srgb-gated"):
-        fit_head(student, base, pairs, lowpass_sigma=options.lowpass_sigma, seed=options.seed)
-    return student
+    Not from a least-squares refit of the output layer for the look (the start before the table
+    was in the profile): that start is no longer the table's score, so the validation frames
+    could hand back a profile below its own table (film look: 31.8 dB against the table's 32.6).
+    """
+    return Finetune(base, train, run_dir, options.finetune, on_event=emit, device=device, should_stop=stop,
+                    look=lut.as_look(), validation=validation)
 
 
 def _lut(run_dir: Path, train: list[LearnPair], base: torch.nn.Module, emit: Event, seconds: dict,
@@ -245,7 +249,11 @@ def _document(options: LearnOptions, state: dict, raws: list[Path], pairs: list[
                   "held_out": [p.info["raw"] for p in held], "sources": sources, "skipped": skipped},
         "pair_scale": {"min": min(p.info["scale"] for p in pairs), "max": max(p.info["scale"] for p in pairs)},
         "scores": scores, "finetune": {**options.finetune.to_dict(), "steps_done": finetune.step,
-                                       "seconds_per_step": finetune.seconds_per_step},
+                                       "seconds_per_step": finetune.seconds_per_step,
+                                       # the weights the profile got, chosen on the validation frames
+                                       # (0: the base, the look table alone did best)
+                                       "chosen_step": finetune.chosen_step,
+                                       "validation_frames": [p.info["raw"] for p in finetune.validation]},
         "seconds": {k: round(v, 2) for k, v in seconds.items()}, "finished": now(),
     }
 
@@ -268,7 +276,9 @@ def _model_card(options: LearnOptions, state: dict, document: dict) -> dict:
             "held_out_frames": len(document["files"]["held_out"]),
             "scores": {"on": "held-out frames" if document["scores"]["held_out"] else "training frames",
                        **mean, "detail_vs_base": document["scores"]["detail_vs_base"]},
-            "losses": {"colour_lowpass_mse": 1.0, "detail_vs_base_mse": options.finetune.detail_weight},
+            "losses": {"colour_lowpass_mse": 1.0, "colour_lowpass_oklab": options.finetune.oklab_weight,
+                       "detail_vs_base_mse": options.finetune.detail_weight},
+            "look_table": "tone curves + 3D LUT fitted first on the training frames; the network learned through it",
             "finetune": document["finetune"], "seconds": document["seconds"],
         },
     }
