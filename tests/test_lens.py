@@ -16,7 +16,7 @@ import pytest
 import tifffile
 import torch
 
-from raw2rgb_plugin.io.exif_read import PhotoMetadata
+from raw2rgb_plugin.io.exif_read import SUBJECT_DISTANCE_INFINITY, PhotoMetadata
 from raw2rgb_plugin.io.lens import INFINITY_METRES, find_lens_correction
 from raw2rgb_plugin.pipeline import optics
 
@@ -53,6 +53,13 @@ def test_no_usable_match_is_a_reason_not_an_error(change, reason):
     fields = {**lf.metadata().__dict__, **change}
     found = find_lens_correction(PhotoMetadata(**fields))
     assert found.correction is None and reason in found.reason
+
+
+@pytest.mark.parametrize(("distance", "expected"), [(Fraction(5, 2), 2.5), (None, INFINITY_METRES),
+                                                     (SUBJECT_DISTANCE_INFINITY, INFINITY_METRES)])
+def test_the_focus_distance_comes_from_the_file(distance, expected):
+    fields = {**lf.metadata().__dict__, "subject_distance": distance}
+    assert find_lens_correction(PhotoMetadata(**fields)).correction.distance == expected
 
 
 def test_without_an_aperture_vignetting_is_left_alone():

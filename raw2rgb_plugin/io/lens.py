@@ -106,7 +106,7 @@ def _correction(database: str, camera: Any, lens: Any, metadata: PhotoMetadata, 
         return LensLookup(None, f"lensfun's closest lens, {lens.model}, covers {low:g}–{high:g} mm, "
                                 f"not the file's {focal:g} mm")
     aperture = float(metadata.f_number) if metadata.f_number else None
-    distance = getattr(metadata, "subject_distance", None)
+    distance = metadata.subject_distance
     corrects = tuple(kind for kind, calibrations in (("distortion", lens.calib_distortion), ("tca", lens.calib_tca),
                                                      ("vignetting", lens.calib_vignetting))
                      if calibrations and (kind != "vignetting" or aperture))
@@ -115,7 +115,8 @@ def _correction(database: str, camera: Any, lens: Any, metadata: PhotoMetadata, 
     return LensLookup(LensCorrection(
         camera=_camera_name(camera), lens=str(lens.model), database=database,
         focal_length=focal, aperture=aperture,
-        distance=float(distance) if distance and float(distance) > 0 else INFINITY_METRES,
+        # EXIF's "infinity" (0xFFFFFFFF m) and anything beyond lensfun's own convention read as it
+        distance=min(float(distance), INFINITY_METRES) if distance and float(distance) > 0 else INFINITY_METRES,
         crop_factor=float(camera.crop_factor), corrects=corrects, lensfun_lens=lens))
 
 
