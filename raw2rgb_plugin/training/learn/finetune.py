@@ -73,7 +73,7 @@ from raw2rgb_plugin.training.checkpoint import write_checkpoint
 from raw2rgb_plugin.training.config import TrainingError
 from raw2rgb_plugin.training.learn.options import FinetuneOptions
 from raw2rgb_plugin.training.learn.pairs import LearnPair
-from raw2rgb_plugin.training.learn.patches import batch, largest_patch, pair_input
+from raw2rgb_plugin.training.learn.patches import batch, largest_patch, padded16, pair_input
 from raw2rgb_plugin.training.losses import oklab_distance
 
 CHECKPOINT_FORMAT = "raw2rgb-learn-1"
@@ -224,8 +224,9 @@ class Finetune:
         """Mean PSNR of the student (with the look) against the validation frames' targets."""
         scores = []
         for pair in self.validation:
-            x = pair_input(pair, pair.linear, noise_channels=self.noise_channels)[None].to(self.device)
-            out = self.styled(self.student(x).clamp(0, 1))[0].permute(1, 2, 0).cpu().numpy()
+            h, w = pair.target.shape[:2]  # any size: padded to G1's stride, cropped back
+            x = pair_input(pair, padded16(pair.linear), noise_channels=self.noise_channels)[None].to(self.device)
+            out = self.styled(self.student(x).clamp(0, 1))[0, :, :h, :w].permute(1, 2, 0).cpu().numpy()
             scores.append(image_psnr(out, pair.target))
         return float(np.mean(scores))
 
