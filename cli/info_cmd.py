@@ -9,6 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from raw2rgb_plugin.io.exif_read import camera_name
+
 from .console import error_line, out, print_json, shown
 
 #: LibRaw flip → what the converter does to the sensor image to show it upright.
@@ -62,18 +64,6 @@ def describe_raw(path: Path) -> dict:
         "lens_correction": lens.correction.summary() if lens.correction else {"reason": lens.reason},
         "notes": frame.notes,
     }
-
-
-def camera_name(make: str | None, model: str | None) -> str | None:
-    """"Canon EOS D30", not "Canon Canon EOS D30": the make only when the model does not say it."""
-    if not model:
-        return make or None
-    if not make:
-        return model
-    model_first = model.split()[0].casefold() if model.split() else ""
-    if any(word.casefold() == model_first for word in make.split()):
-        return model
-    return f"{make} {model}"
 
 
 def _number(value: float, digits: int = 3) -> str:

@@ -108,6 +108,18 @@ class PhotoMetadata:
         return out
 
 
+def camera_name(make: str | None, model: str | None) -> str | None:
+    """"Canon EOS D30", not "Canon Canon EOS D30": the make only when the model does not say it."""
+    if not model:
+        return make or None
+    if not make:
+        return model
+    model_first = model.split()[0].casefold() if model.split() else ""
+    if any(word.casefold() == model_first for word in make.split()):
+        return model
+    return f"{make} {model}"
+
+
 def read_photo_metadata(path: Path, raw: rawpy.RawPy | None = None) -> PhotoMetadata:
     """Metadata of the RAW at `path`; `raw`, if given, is that file already opened by rawpy.
 

@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from raw2rgb_plugin.io.exif_read import PhotoMetadata
+from raw2rgb_plugin.io.exif_read import PhotoMetadata, camera_name
 
 #: lensfun's convention for "focused at infinity" when the file gives no distance (as darktable)
 INFINITY_METRES = 1000.0
@@ -95,7 +95,7 @@ def find_lens_correction(metadata: PhotoMetadata) -> LensLookup:
         if not lenses:
             continue
         return _correction(name, camera, lenses[0], metadata, focal)
-    return LensLookup(None, f"lensfun's database has no match for the {_named(metadata.make, metadata.model)} "
+    return LensLookup(None, f"lensfun's database has no match for the {camera_name(metadata.make, metadata.model)} "
                             f"with {metadata.lens_model}")
 
 
@@ -113,21 +113,11 @@ def _correction(database: str, camera: Any, lens: Any, metadata: PhotoMetadata, 
     if not corrects:
         return LensLookup(None, f"lensfun knows {lens.model} but holds no calibration usable for this shot")
     return LensLookup(LensCorrection(
-        camera=_camera_name(camera), lens=str(lens.model), database=database,
+        camera=camera_name(camera.maker, camera.model) or "", lens=str(lens.model), database=database,
         focal_length=focal, aperture=aperture,
         # EXIF's "infinity" (0xFFFFFFFF m) and anything beyond lensfun's own convention read as it
         distance=min(float(distance), INFINITY_METRES) if distance and float(distance) > 0 else INFINITY_METRES,
         crop_factor=float(camera.crop_factor), corrects=corrects, lensfun_lens=lens))
-
-
-def _camera_name(camera: Any) -> str:
-    return _named(camera.maker, camera.model)
-
-
-def _named(maker: str | None, model: str | None) -> str:
-    """A camera as a photographer names it ("Canon EOS 550D", not "Canon Canon EOS 550D")."""
-    maker, model = str(maker or "").strip(), str(model or "").strip()
-    return model if model.lower().startswith(maker.lower()) else f"{maker} {model}".strip()
 
 
 def _databases() -> Iterator[tuple[str, Any]]:
