@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 #: files whose names a shell would act on: spaces, quotes, $, ;, backticks, globs, non-ASCII.
 #: Each payload would create a file called pwned* in the working folder if it ever ran.
@@ -124,6 +125,17 @@ def trixie_skip_reason(program: str) -> str | None:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return "running programs in the trixie chroot needs root and unshare (mount namespaces)"
     return None
+
+
+def skip_unless_installed(program: str) -> None:
+    if shutil.which(program) is None:
+        pytest.skip(f"{program} is not installed (.ci/install-hosts installs it)")
+
+
+def skip_unless_in_trixie(program: str) -> None:
+    reason = trixie_skip_reason(program)
+    if reason:
+        pytest.skip(reason)
 
 
 def in_trixie(work: Path, *command: str) -> list[str]:

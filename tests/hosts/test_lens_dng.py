@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from helpers import TEST_XYZ_TO_CAMERA, make_classical_develop_profile
-from hostrun import in_trixie, run_bounded, trixie_skip_reason
+from hostrun import in_trixie, run_bounded, skip_unless_in_trixie, skip_unless_installed
 
 pytestmark = pytest.mark.hosts
 
@@ -184,21 +184,10 @@ def rawtherapee(dng: Path, out: Path, work: Path, lens: bool) -> None:
     assert finished.returncode == 0, f"rawtherapee-cli failed ({finished.returncode}):\n{finished.output[-4000:]}"
 
 
-def _skip_unless_installed(program: str) -> None:
-    if shutil.which(program) is None:
-        pytest.skip(f"{program} is not installed (.ci/install-hosts installs it)")
-
-
-def _skip_unless_trixie_darktable() -> None:
-    reason = trixie_skip_reason("darktable-cli")
-    if reason:
-        pytest.skip(reason)
-
-
 HOSTS = {
-    "darktable-4.2": (darktable42, lambda: _skip_unless_installed("darktable-cli")),
-    "darktable-5.0": (darktable50, _skip_unless_trixie_darktable),
-    "rawtherapee": (rawtherapee, lambda: _skip_unless_installed("rawtherapee-cli")),
+    "darktable-4.2": (darktable42, lambda: skip_unless_installed("darktable-cli")),
+    "darktable-5.0": (darktable50, lambda: skip_unless_in_trixie("darktable-cli")),
+    "rawtherapee": (rawtherapee, lambda: skip_unless_installed("rawtherapee-cli")),
 }
 
 

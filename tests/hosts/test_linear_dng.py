@@ -28,7 +28,8 @@ from hostrun import (
     in_trixie,
     patch_colour_problems,
     run_bounded,
-    trixie_skip_reason,
+    skip_unless_in_trixie,
+    skip_unless_installed,
     write_linear_test_dng,
     write_patch_raw,
 )
@@ -110,21 +111,10 @@ def rawtherapee(dng: Path, out: Path, work: Path) -> str:
     return finished.output
 
 
-def _skip_unless_installed(program: str) -> None:
-    if shutil.which(program) is None:
-        pytest.skip(f"{program} is not installed (.ci/install-hosts installs it)")
-
-
-def _skip_unless_trixie_darktable() -> None:
-    reason = trixie_skip_reason("darktable-cli")
-    if reason:
-        pytest.skip(reason)
-
-
 HOSTS = {
-    "darktable-4.2": (darktable42, lambda: _skip_unless_installed("darktable-cli")),
-    "darktable-5.0": (darktable50, _skip_unless_trixie_darktable),
-    "rawtherapee": (rawtherapee, lambda: _skip_unless_installed("rawtherapee-cli")),
+    "darktable-4.2": (darktable42, lambda: skip_unless_installed("darktable-cli")),
+    "darktable-5.0": (darktable50, lambda: skip_unless_in_trixie("darktable-cli")),
+    "rawtherapee": (rawtherapee, lambda: skip_unless_installed("rawtherapee-cli")),
 }
 
 
