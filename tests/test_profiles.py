@@ -163,7 +163,8 @@ def test_default_profile_follows_the_device_and_falls_back(user_dir, monkeypatch
 
 
 @pytest.mark.parametrize("field, value", [("width", 100000), ("residual_blocks", 10**7), ("in_channels", 0),
-                                          ("width", "16"), ("norm", "instance")])
+                                          ("width", "16"), ("norm", "instance"),
+                                          ("fine_blocks", 10**6)])
 def test_unbounded_architecture_fields_are_refused_before_building(tmp_path, field, value):
     """A profile is user data: its metadata must not be able to ask the allocator for terabytes."""
     meta = {"format_version": 1, "input_normalization": "wb+ccm", "output_color_space": "srgb",

@@ -374,6 +374,32 @@ def test_init_can_add_a_residual_base_to_a_plain_profile(tmp_path):
             assert torch.allclose(model.forward_features(x)[1][-1], kept.forward_features(x)[1][-1], atol=1e-5)
 
 
+def test_init_adds_fine_blocks_that_start_by_changing_nothing(tmp_path):
+    """`train --init default-lite --fine-blocks 2`: the new blocks enter through zero gains, so the
+    run starts from the profile's own rendering; asking for fewer than it has is refused."""
+    torch.manual_seed(6)
+    start = G1(G1Config(width=8, spectral_norm=False, residual_base="mhc-srgb-gated")).eval()
+    path = save_profile(tmp_path / "start.safetensors", start, {"input_normalization": "linear-srgb"})
+    data = PairDatasetInMemory(input_normalization="linear-srgb")
+    config = dataclasses.replace(TINY, init_profile=str(path), fine_blocks=2, max_steps=2)
+    trainer = Trainer(config, data, tmp_path / "run", install_profile=False)
+    g1 = trainer.g1.eval()
+    assert g1.config.fine_blocks == 2 and all(float(block.gain.detach()) == 0.0 for block in g1.fine)
+    x = torch.rand(1, 4, 16, 16)
+    with torch.no_grad():
+        plain = G1(dataclasses.replace(g1.config, spectral_norm=False, fine_blocks=0)).eval()
+        plain.load_state_dict({k: v for k, v in plain_state_dict(g1).items() if not k.startswith("fine.")})
+        assert torch.allclose(g1(x), plain(x), atol=1e-6)
+    g1.train()
+    result = trainer.run()
+    trained = load_profile(result.profile_path)
+    assert trained.metadata["architecture"]["fine_blocks"] == 2
+    assert any(float(block.gain) != 0.0 for block in trained.model.fine)  # the gains learn
+    with pytest.raises(TrainingError, match="fine blocks"):
+        Trainer(dataclasses.replace(TINY, init_profile=str(result.profile_path), fine_blocks=1), data,
+                tmp_path / "fewer", install_profile=False)
+
+
 def test_max_minutes_stops_with_a_checkpoint_and_a_profile(tmp_path):
     config = dataclasses.replace(TINY, stage1_epochs=50, max_minutes=1e-6)  # out of time after the first step
     events: list[dict] = []

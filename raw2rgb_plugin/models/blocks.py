@@ -19,9 +19,10 @@ GATED_BASES = ("mhc-srgb-gated", "mhc-linear-gated")
 #: residual blocks; the bounds leave room for research variants while keeping a hostile profile
 #: (width 100000, 10⁷ blocks) from asking the allocator for terabytes.
 G1_BOUNDS = {"width": (1, 256), "residual_blocks": (0, 32), "in_channels": (1, 16), "out_channels": (1, 4),
-             "noise_channels": (0, 4)}
+             "noise_channels": (0, 4), "fine_blocks": (0, 8)}
 #: a field's value when a block leaves it out (as `G1Config`'s defaults).
-G1_DEFAULTS = {"width": 64, "residual_blocks": 4, "in_channels": 4, "out_channels": 3, "noise_channels": 0}
+G1_DEFAULTS = {"width": 64, "residual_blocks": 4, "in_channels": 4, "out_channels": 3, "noise_channels": 0,
+               "fine_blocks": 0}
 G1_NORMS = ("batch", "none")
 
 

@@ -29,12 +29,19 @@ set (28.0 dB; 32.6 dB without noise), where the CPU-trained lite network without
   zero (spectral norm would undo a zero-initialised conv). It learns slowly on noisy input: to
   denoise it has to predict the noise after the filters and the curves, pixel by pixel.
 
+A fourth, optional change (``fine_blocks``): residual blocks at the packed (finest) resolution,
+between the last decoder stage and the output conv. The seed's U-Net touches that resolution with
+two convolutions only (e1 in, d4 out), so the detail a demosaicker needs, which lives between
+neighbouring sites, gets almost no non-linear processing. Each fine block adds its body through
+a learned gain that starts at zero, so a profile without fine blocks fine-tunes into one that
+renders exactly as it did at step 0.
+
 Sizes are named variants, timm-style: only the base width changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 import torch
@@ -79,6 +86,8 @@ class G1Config:
     #: (`pipeline/noise_map.py`) of a noise-conditioned G1 that keeps detail where the input is
     #: clean and denoises where it is not.
     noise_channels: int = 0
+    #: residual blocks at the packed resolution before the output conv (0: the seed's U-Net)
+    fine_blocks: int = 0
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> G1Config:
@@ -131,6 +140,19 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+class FineBlock(nn.Module):
+    """A residual block whose body enters through a gain that starts at zero (spectral norm would
+    rescale a zero-initialised conv): a new fine block leaves its network's output unchanged."""
+
+    def __init__(self, channels: int, norm: str, spectral: bool):
+        super().__init__()
+        self.body = ResidualBlock(channels, norm, spectral).body
+        self.gain = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gain * self.body(x)
+
+
 class UpBlock(nn.Module):
     """×2 nearest upsample then 3×3 conv: no transposed-conv checkerboard."""
 
@@ -157,6 +179,7 @@ class G1(nn.Module):
         self.d1 = UpBlock(8 * w, 4 * w, n, sn)
         self.d2 = UpBlock(8 * w, 2 * w, n, sn)
         self.d3 = UpBlock(4 * w, w, n, sn)
+        self.fine = nn.Sequential(*(FineBlock(2 * w, n, sn) for _ in range(config.fine_blocks)))
         # 4 output pixels per packed pixel → pixel_shuffle to full sensor resolution.
         gates = _GATE_CHANNELS if config.residual_base in GATED_BASES else 0
         self.d4 = ConvBlock(2 * w, 4 * config.out_channels + gates, 7, norm="none", act=False, spectral=sn)
@@ -181,7 +204,7 @@ class G1(nn.Module):
         d1 = torch.cat([self.d1(b), e3], dim=1)
         d2 = torch.cat([self.d2(d1), e2], dim=1)
         d3 = torch.cat([self.d3(d2), e1], dim=1)
-        out = self.d4(d3)
+        out = self.d4(self.fine(d3))
         base = self.config.residual_base
         image_in = packed[:, : self.config.in_channels]  # the noise map is not part of the image
         if base == "mhc-srgb":
@@ -223,6 +246,16 @@ def adapt_plain_state(
     return state
 
 
+def add_fine_blocks(state: dict[str, torch.Tensor], config: G1Config, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Plain weights of a G1 → weights for `config`, the same G1 with more fine blocks. The new
+    blocks' gains are zero, so the output is unchanged; their convolutions start at a fresh,
+    seeded initialisation (a zero body would give its first conv no gradient)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = plain_state_dict(G1(replace(config, spectral_norm=False)))
+    return {**{k: v for k, v in fresh.items() if k.startswith("fine.")}, **state}
+
+
 def add_noise_channels(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
     """Plain weights of a G1 without a noise map → the same G1 reading `channels` more inputs.
 
@@ -262,8 +295,9 @@ def _plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
         elif isinstance(module, nn.BatchNorm2d):
             for key, value in module.state_dict().items():
                 state[f"{name}.{key}"] = value.detach().clone()
-    for name, param in model.named_parameters(recurse=False):  # residual_gain
-        state[name] = param.detach().clone()
+    for name, param in model.named_parameters():  # residual_gain, fine.N.gain
+        if param.dim() == 0:
+            state[name] = param.detach().clone()
     # Under spectral norm the module path is `<block>.conv.parametrizations...`; the conv
     # module itself is still named `<block>.conv`, so names already match the plain layout.
     return {k: v.contiguous() for k, v in state.items()}
@@ -348,6 +382,7 @@ def g1_from_block(block: dict) -> G1:
         out_channels=int(block.get("out_channels", 3)),
         residual_base=str(block.get("residual_base", "none")),
         noise_channels=int(block.get("noise_channels", 0)),  # profiles before noise conditioning: 0
+        fine_blocks=int(block.get("fine_blocks", 0)),
     )
     return G1(config)
 
@@ -359,6 +394,8 @@ def g1_to_block(model: nn.Module) -> dict:
     block["spectral_norm"] = False  # what a profile stores is already W/σ
     if not block["noise_channels"]:
         del block["noise_channels"]  # profiles without a noise map keep the format they always had
+    if not block["fine_blocks"]:
+        del block["fine_blocks"]
     return block
 
 

@@ -129,6 +129,17 @@ class G1Inference(nn.Module):
                 weight, bias = _conv_weights(body[part])
                 self.register_buffer(f"r{index}{'ab'[part]}_w", weight)
                 self.register_buffer(f"r{index}{'ab'[part]}_b", bias)
+        fine = cast(nn.Sequential, model.fine) if hasattr(model, "fine") else nn.Sequential()
+        self.fine_blocks = len(fine)
+        for index, block in enumerate(fine):
+            body = cast(nn.Sequential, block.body)
+            gain = float(cast(torch.Tensor, block.gain).detach())
+            for part in (0, 1):
+                weight, bias = _conv_weights(body[part])
+                if part:  # x + g·conv(t) = x + conv_{g·W, g·b}(t): the gain folds into the weights
+                    weight, bias = weight * gain, bias * gain
+                self.register_buffer(f"f{index}{'ab'[part]}_w", weight)
+                self.register_buffer(f"f{index}{'ab'[part]}_b", bias)
         for name in ("d1", "d2", "d3"):
             weight, bias = _conv_weights(getattr(model, name).conv)
             phase_w, phase_b = upsample_conv_phase_kernels(weight, bias)
@@ -184,9 +195,20 @@ class G1Inference(nn.Module):
         del d1, e2
         d3 = reflect_border_(self._up_into(d2, "d3", e1, 3), 3)
         del d2, e1
+        if self.fine_blocks:
+            d3 = F.pad(self._fine(d3[..., 3:-3, 3:-3]), (3, 3, 3, 3), mode="reflect")
         out = self._conv(d3, "d4")
         del d3
         return self._head(out.float(), packed[:, : self.config.in_channels].float())
+
+    def _fine(self, x: torch.Tensor) -> torch.Tensor:
+        """The fine blocks at the packed resolution (their gains folded into the second convs)."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        for index in range(self.fine_blocks):
+            t = F.leaky_relu_(self._conv(F.pad(x, (1, 1, 1, 1), mode="reflect"), f"f{index}a"), _SLOPE)
+            x = x.add_(self._conv(F.pad(t, (1, 1, 1, 1), mode="reflect"), f"f{index}b"))
+            del t
+        return x
 
     def _head(self, out: torch.Tensor, image_in: torch.Tensor) -> torch.Tensor:
         """(N, 4·oc [+ 4], h, w) float32 conv output → (N, oc, 2h, 2w) RGB, as G1.forward_features."""

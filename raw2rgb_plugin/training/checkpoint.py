@@ -24,7 +24,14 @@ from torch.nn.utils import parametrize
 
 from raw2rgb_plugin.io.files import atomic_output
 from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT
-from raw2rgb_plugin.models.g1 import G1, G1Config, adapt_plain_state, add_noise_channels, load_plain_state_dict
+from raw2rgb_plugin.models.g1 import (
+    G1,
+    G1Config,
+    adapt_plain_state,
+    add_fine_blocks,
+    add_noise_channels,
+    load_plain_state_dict,
+)
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
 from raw2rgb_plugin.vocabulary import VARIANT_WIDTHS
@@ -158,13 +165,23 @@ def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoin
     # data carries noise levels (its new input weights start at zero: it renders as before).
     config.noise_map = config.noise_map or bool(old.noise_channels)
     noise_channels = 4 if config.noise_map else 0
-    g1_config = dataclasses.replace(old, spectral_norm=True, residual_base=base, noise_channels=noise_channels)
+    # More fine blocks than the profile has may be asked for (they start with zero gain: it renders
+    # as before); fewer would drop trained weights.
+    fine_blocks = old.fine_blocks if config.fine_blocks is None else config.fine_blocks
+    if fine_blocks < old.fine_blocks:
+        raise TrainingError(f"--init profile {profile.name} has {old.fine_blocks} fine blocks, the run asks for {fine_blocks}",
+                            f"use --fine-blocks {old.fine_blocks} or more")
+    config.fine_blocks = fine_blocks
+    g1_config = dataclasses.replace(old, spectral_norm=True, residual_base=base, noise_channels=noise_channels,
+                                    fine_blocks=fine_blocks)
     config.width = g1_config.width
     if profile.variant in VARIANT_WIDTHS:
         config.variant = profile.variant
     state = adapt_plain_state(profile.model.state_dict(), old.residual_base, base, old.out_channels)
     if noise_channels > old.noise_channels:
         state = add_noise_channels(state, noise_channels - old.noise_channels)
+    if fine_blocks > old.fine_blocks:
+        state = add_fine_blocks(state, g1_config, seed=config.seed)
     return StartingPoint(g1_config, profile.name, state)
 
 

@@ -50,6 +50,8 @@ class TrainConfig:
     vgg_weights: str | None = None
     input_normalization: str | None = None  # raw | wb | wb+ccm | linear-srgb; None: the dataset's
     residual_base: str = "auto"  # none | mhc-srgb | mhc-srgb-gated | auto (gated for linear-srgb input; an --init profile's own)
+    #: G1's residual blocks at the packed resolution (models/g1.py); None: 0, or an --init profile's own
+    fine_blocks: int | None = None
     init_profile: str | None = None
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 | off; on a CPU: auto = bf16 autocast where measured faster, fp16 refused
@@ -93,9 +95,12 @@ class TrainConfig:
         from raw2rgb_plugin.models.g1 import G1Config
 
         noise_channels = 4 if self.noise_map else 0  # pipeline.noise_map.NOISE_MAP_CHANNELS (no torch here)
+        fine_blocks = self.fine_blocks or 0
         if self.width is not None:
-            return G1Config(width=self.width, residual_base=residual_base, noise_channels=noise_channels)
-        return G1Config.for_variant(self.variant, residual_base=residual_base, noise_channels=noise_channels)
+            return G1Config(width=self.width, residual_base=residual_base, noise_channels=noise_channels,
+                            fine_blocks=fine_blocks)
+        return G1Config.for_variant(self.variant, residual_base=residual_base, noise_channels=noise_channels,
+                                    fine_blocks=fine_blocks)
 
     @property
     def uses_perceptual(self) -> bool:
