@@ -11,7 +11,8 @@ camera matrix, the `wb+ccm` input normalisation) gives back the scene-linear ima
    times sRGB→XYZ, rows normalised to 1, as dcraw builds it;
 4. inverse white balance (red U(1.9, 2.4), blue U(1.5, 1.9)) with highlight protection, so that
    near-white highlights stay white after the camera's gains instead of turning cyan;
-5. mosaic in one of the four Bayer orders; shot/read noise (variance x·shot + read, log shot ~
+5. mosaic in one of the four Bayer orders, or in a 6×6 X-Trans pattern when asked for one
+   (`random_params(cfa_pattern=xtrans_pattern())`); shot/read noise (variance x·shot + read, log shot ~
    U(log 1e-4, log 0.012), log read = 2.18·log shot + 1.2 + N(0, 0.26));
 6. quantisation to a 12- or 14-bit integer mosaic with a black level.
 
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from raw2rgb_plugin.pipeline.cfa import period
 from raw2rgb_plugin.pipeline.colour import SRGB_TO_XYZ, srgb_decode
 
 #: XYZ(D65) → camera matrices (× 10000) of real Bayer cameras, from the adobe_coeff table that
@@ -72,7 +74,7 @@ def xyz_to_camera_matrix(name: str) -> np.ndarray:
 class UnprocessParams:
     """The random camera one synthetic RAW was made with (JSON-able via `to_dict`)."""
 
-    cfa_pattern: str
+    cfa_pattern: str  # a Bayer order, or a 6×6 pattern as 36 letters (X-Trans)
     xyz_to_camera: tuple[tuple[float, ...], ...]  # the mixed matrix written as DNG ColorMatrix1
     camera_mix: dict[str, float]  # weight of each table camera in the mix
     red_gain: float
@@ -169,12 +171,14 @@ def protected_inverse_gains(camera_rgb: np.ndarray, params: UnprocessParams) -> 
 
 
 def mosaic_rgb(rgb: np.ndarray, cfa_pattern: str) -> np.ndarray:
-    """(H, W, 3) → (H, W) by sampling each site's colour in `cfa_pattern` order."""
+    """(H, W, 3) → (H, W) by sampling each site's colour in `cfa_pattern` order (a 2×2 Bayer
+    order or a 36-letter 6×6 pattern, read row by row)."""
     channel = {"R": 0, "G": 1, "B": 2}
+    side = period(cfa_pattern)
     out = np.empty(rgb.shape[:2], dtype=rgb.dtype)
     for k, letter in enumerate(cfa_pattern):
-        dy, dx = divmod(k, 2)
-        out[dy::2, dx::2] = rgb[dy::2, dx::2, channel[letter]]
+        dy, dx = divmod(k, side)
+        out[dy::side, dx::side] = rgb[dy::side, dx::side, channel[letter]]
     return out
 
 
@@ -203,15 +207,16 @@ def write_synthetic_dng(
     model: str = "unprocessed sRGB",
     metadata: PhotoMetadata | None = None,
 ) -> UnprocessParams:
-    """Unprocess `srgb` with a random camera (or `params`) and write it as a Bayer DNG at `path`.
+    """Unprocess `srgb` with a random camera (or `params`) and write it as a DNG at `path`: a Bayer
+    DNG, or an X-Trans one when `params.cfa_pattern` is a 6×6 pattern.
 
     `metadata`, when given, names the camera (make/model) and fills the DNG's EXIF.
     """
-    from raw2rgb_plugin.io.dng_write import write_bayer_dng
+    from raw2rgb_plugin.io.dng_write import write_cfa_dng
 
     params = params or random_params(rng, noise=noise)
     mosaic = unprocess(srgb, params, rng)
-    write_bayer_dng(
+    write_cfa_dng(
         path,
         mosaic,
         params.cfa_pattern,
