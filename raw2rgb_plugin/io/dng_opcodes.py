@@ -15,6 +15,8 @@ to an image with that grid: `Stage3Opcodes.size` is it, for the caller to compar
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,13 +45,7 @@ def read_stage3_opcodes(path: Path) -> Stage3Opcodes | None:
     """The OpcodeList3 of the DNG at `path` with the size of the image it addresses, or None for a
     file that is not a DNG, a DNG without one, or one whose tags cannot be read."""
     try:
-        with open(path, "rb") as fh:
-            if fh.read(4) not in _TIFF_MAGIC:  # CR3, RAF, …: not TIFF, so not DNG; don't parse them
-                return None
-        with tifffile.TiffFile(path) as tif:
-            if not tif.pages or _DNG_VERSION not in tif.pages.first.tags:
-                return None  # CR2, NEF, ARW are TIFF too, and have no opcode lists
-            page = _raw_page(tif)
+        with dng_raw_ifd(path) as page:
             if page is None or _OPCODE_LIST_3 not in page.tags:
                 return None
             data = page.tags[_OPCODE_LIST_3].value
@@ -62,7 +58,21 @@ def read_stage3_opcodes(path: Path) -> Stage3Opcodes | None:
     return Stage3Opcodes(data=data, size=size)
 
 
-def _raw_page(tif: tifffile.TiffFile) -> Any:
+@contextmanager
+def dng_raw_ifd(path: Path) -> Iterator[Any]:
+    """The tifffile page of the raw image of the DNG at `path`, valid inside the block; None for a
+    file that is not a DNG or has no raw image. Raises what tifffile raises on damaged bytes."""
+    with open(path, "rb") as fh:
+        is_tiff = fh.read(4) in _TIFF_MAGIC  # CR3, RAF, …: not TIFF, so not DNG; don't parse them
+    if not is_tiff:
+        yield None
+        return
+    with tifffile.TiffFile(path) as tif:
+        # CR2, NEF, ARW are TIFF too, without DNGVersion (and without DNG tags)
+        yield raw_ifd(tif) if tif.pages and _DNG_VERSION in tif.pages.first.tags else None
+
+
+def raw_ifd(tif: tifffile.TiffFile) -> Any:
     """The IFD holding the raw image: IFD0 (Bayer DNGs of older writers) or a SubIFD (Adobe's layout)."""
     for page in tif.pages:
         for candidate in (page, *(getattr(page, "pages", None) or ())):

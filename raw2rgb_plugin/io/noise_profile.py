@@ -208,12 +208,18 @@ def optical_black_read_variance(raw, frame) -> float | None:
     samples beyond 5 MAD-sigmas (hot pixels) are dropped. A margin whose median is not at the
     black level is not optical black (some are active pixels or padding) and is skipped.
     """
+    bayer = np.shape(frame.black_level_per_site) == (2, 2)
     try:
         full = np.asarray(raw.raw_image)
-        colours = np.asarray(raw.raw_colors)
+        # X-Trans: rawpy's raw_colors is unreliable past a 6-pixel margin (io/xtrans.py), and a
+        # 2×2 sub-image mixes colours anyway: its margins serve only when every site's black is
+        # one, so every site may be taken as red.
+        colours = np.asarray(raw.raw_colors) if bayer else np.zeros(full.shape, dtype=np.uint8)
         sizes = raw.sizes
         blacks = np.asarray(raw.black_level_per_channel, dtype=np.float64)
     except Exception:  # LibRaw raises several types for files without a raw plane
+        return None
+    if not bayer and np.ptp(np.asarray(frame.black_level_per_site)) > 0:
         return None
     top, left = int(sizes.top_margin), int(sizes.left_margin)
     h, w = frame.height, frame.width
@@ -245,8 +251,9 @@ def optical_black_read_variance(raw, frame) -> float | None:
 def image_noise_model(frame, raw=None, iso: float | None = None) -> tuple[NoiseModel | None, str]:
     """(model, "") from the frame's own pixels, or (None, why not)."""
     b_black = optical_black_read_variance(raw, frame) if raw is not None else None
+    xtrans = np.shape(frame.black_level_per_site) == (6, 6)
     est = estimate_poisson_gaussian(frame.mosaic, black_level_per_site=frame.black_level_per_site,
-                                    white_level=frame.white_level, fixed_b=b_black)
+                                    white_level=frame.white_level, fixed_b=b_black, cfa=frame.cfa if xtrans else None)
     if not est.usable:
         return None, est.reason
     if iso and est.a > _MAX_OVER_PRIOR * iso_prior(iso).shot:

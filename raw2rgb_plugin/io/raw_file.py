@@ -1,10 +1,13 @@
-"""RAW decoding with rawpy (LibRaw): a camera file → a `BayerFrame` the engine can pack.
+"""RAW decoding with rawpy (LibRaw): a camera file → a frame the engine can pack.
 
-A `BayerFrame` holds the visible Bayer mosaic in sensor orientation plus everything needed to
-normalise it (levels, white balance, colour matrix) and to orient the result, each with the
-source it came from, because real files lie: invalid white balance, zero matrices, odd margins.
-Files the method cannot use (X-Trans, Foveon, linear DNG, sRAW, monochrome) are rejected with
-one line that says what the file is and what to do instead.
+A frame holds the visible mosaic in sensor orientation plus everything needed to normalise it
+(levels, white balance, colour matrix) and to orient the result, each with the source it came
+from, because real files lie: invalid white balance, zero matrices, odd margins. A Bayer sensor
+gives a `BayerFrame`, a Fujifilm X-Trans sensor an `XTransFrame`: the same fields (both are
+`SensorFrame`s and satisfy the pipeline's `MosaicFrame`), a 2×2 or a 6×6 pattern. The steps that
+render only Bayer frames take `RawFile.frame` / `decode_raw`, which refuse X-Trans in one line;
+`RawFile.mosaic_frame` is either. Files the method cannot use (Foveon, linear DNG, sRAW,
+monochrome) are rejected with one line that says what the file is and what to do instead.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, overload
+from typing import ClassVar, Literal, overload
 
 import numpy as np
 import rawpy
@@ -22,11 +25,11 @@ import rawpy
 from raw2rgb_plugin.errors import RawDecodeError, UnsupportedRawError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata, read_photo_metadata
 from raw2rgb_plugin.io.libraw import LibRawHandle
+from raw2rgb_plugin.io.xtrans import black_per_site, visible_pattern
+from raw2rgb_plugin.pipeline.cfa import cfa_indices, is_xtrans, pattern_from_indices
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera, xyz_to_camera_from_camera_to_srgb
 from raw2rgb_plugin.pipeline.geometry import stretched_size
 
-#: LibRaw colour indices (0=R, 1=G, 2=B, 3=second G) → CFA letters.
-_COLOUR_LETTERS = {0: "R", 1: "G", 2: "B", 3: "G"}
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
 #: below this a file cannot hold its mosaic (the Kodak DC50's lossy KDC is ~1.9 bits/pixel).
@@ -34,11 +37,18 @@ _MIN_BITS_PER_PIXEL = 0.25
 
 
 @dataclass
-class BayerFrame:
+class SensorFrame:
+    """The fields every decoded mosaic has; `BayerFrame` and `XTransFrame` are its two kinds."""
+
+    #: "bayer" or "xtrans": which kind of CFA, for code that has not narrowed the type
+    cfa_kind: ClassVar[str] = ""
+
     path: Path
     mosaic: np.ndarray  # uint16 (H, W): the visible area, sensor orientation
-    cfa_pattern: str  # colours of mosaic[0:2, 0:2] read row by row, e.g. "GRBG"
-    black_level_per_site: np.ndarray  # float32 (2, 2): black level of each 2×2 site of the mosaic
+    #: colours of the mosaic's first period read row by row: mosaic[0:2, 0:2] for Bayer ("GRBG"),
+    #: mosaic[0:6, 0:6] for X-Trans (36 letters)
+    cfa_pattern: str
+    black_level_per_site: np.ndarray  # float32 (P, P): black level of each site of that period
     white_level: float
     wb_gains_rgb: np.ndarray  # float32 (3,): multipliers for R, G, B, normalised to G = 1
     wb_source: str  # "as-shot", "daylight" or "neutral"
@@ -69,6 +79,31 @@ class BayerFrame:
         h, w = stretched_size(self.height, self.width, self.pixel_aspect)
         return (w, h) if self.flip & 4 else (h, w)
 
+    @property
+    def cfa(self) -> np.ndarray:
+        """int64 (P, P) colour indices (R 0, G 1, B 2) of `cfa_pattern`, in the mosaic's phase."""
+        return cfa_indices(self.cfa_pattern)
+
+    @property
+    def sensor(self) -> str:
+        """What the sensor is, in words: "GRBG Bayer" or "X-Trans 6×6"."""
+        return "X-Trans 6×6" if self.cfa_kind == "xtrans" else f"{self.cfa_pattern} Bayer"
+
+
+@dataclass
+class BayerFrame(SensorFrame):
+    """A 2×2 Bayer mosaic: `cfa_pattern` is one of RGGB, BGGR, GRBG, GBRG; black is (2, 2)."""
+
+    cfa_kind: ClassVar[str] = "bayer"
+
+
+@dataclass
+class XTransFrame(SensorFrame):
+    """A Fujifilm X-Trans mosaic: `cfa_pattern` is the 6×6 layout at the visible area's phase
+    (`pipeline.cfa.xtrans_phase` finds it); black is (6, 6). No profile renders it yet."""
+
+    cfa_kind: ClassVar[str] = "xtrans"
+
 
 @dataclass(frozen=True)
 class EmbeddedPreview:
@@ -79,13 +114,15 @@ class EmbeddedPreview:
 
 
 class RawFile:
-    """One RAW file opened once: its Bayer frame, its photo metadata and its embedded preview.
+    """One RAW file opened once: its frame, its photo metadata and its embedded preview.
 
         with RawFile(path) as raw:
             frame, metadata = raw.frame, raw.metadata
 
     Opening decodes the mosaic (raising `RawDecodeError`/`UnsupportedRawError` with one line);
     metadata and preview are read on first use from the same open LibRaw handle.
+    `mosaic_frame` is the frame of any sensor raw2rgb decodes (Bayer or X-Trans); `frame` is the
+    Bayer frame the rendering steps take, and raises `UnsupportedRawError` for an X-Trans file.
     """
 
     def __init__(self, path: str | Path):
@@ -93,12 +130,17 @@ class RawFile:
         # LibRaw's own messages about this file become notes of its frame while it is open.
         self._handle = _open(self.path)
         try:
-            self.frame = _decode(self.path, self._handle)
+            self.mosaic_frame = _decode(self.path, self._handle)
         except BaseException:
             self._handle.close()
             raise
         self._raw = self._handle.raw
         self._metadata: PhotoMetadata | None = None
+
+    @property
+    def frame(self) -> BayerFrame:
+        """The Bayer frame; `UnsupportedRawError` (one line) for an X-Trans file."""
+        return bayer_only(self.mosaic_frame)
 
     def __enter__(self) -> RawFile:
         return self
@@ -142,7 +184,7 @@ def decode_raw(path: str | Path, *, keep_open: bool) -> BayerFrame | tuple[Bayer
 
 
 def decode_raw(path: str | Path, *, keep_open: bool = False) -> BayerFrame | tuple[BayerFrame, rawpy.RawPy]:
-    """Decode `path` into a `BayerFrame`.
+    """Decode `path` into a `BayerFrame` (an X-Trans file raises `UnsupportedRawError`).
 
     With `keep_open`, the still-open `rawpy.RawPy` is returned too (metadata readers use its
     `other`/`lens`); the caller closes it.
@@ -150,7 +192,7 @@ def decode_raw(path: str | Path, *, keep_open: bool = False) -> BayerFrame | tup
     path = Path(path)
     handle = _open(path)
     try:
-        frame = _decode(path, handle)
+        frame = bayer_only(_decode(path, handle))
     except BaseException:
         handle.close()
         raise
@@ -158,6 +200,16 @@ def decode_raw(path: str | Path, *, keep_open: bool = False) -> BayerFrame | tup
         return frame, handle.detach()
     handle.close()
     return frame
+
+
+def bayer_only(frame: SensorFrame) -> BayerFrame:
+    """`frame`, for a step that takes Bayer frames only; an X-Trans frame is refused in one line."""
+    if isinstance(frame, BayerFrame):
+        return frame
+    raise UnsupportedRawError(
+        "is an X-Trans RAW (Fujifilm's 6×6 colour filter array), and this step takes Bayer RAWs only",
+        "`raw2rgb info` describes it; render it with a classical converter (darktable, RawTherapee) for now",
+    )
 
 
 def _open(path: Path) -> LibRawHandle:
@@ -183,7 +235,7 @@ def _open(path: Path) -> LibRawHandle:
                              "copy it from the card again") from None
 
 
-def _decode(path: Path, handle: LibRawHandle) -> BayerFrame:
+def _decode(path: Path, handle: LibRawHandle) -> SensorFrame:
     try:
         return _frame_from_raw(path, handle.raw, handle.size, handle.notes)
     except RawDecodeError as exc:
@@ -275,7 +327,58 @@ def _unrecognised(path: Path, notes: list[str]) -> RawDecodeError:
     return RawDecodeError(f"not a RAW format LibRaw knows{said}", "pass a camera RAW file (CR2, NEF, ARW, DNG, …)")
 
 
-def _frame_from_raw(path: Path, raw: rawpy.RawPy, file_size: int, notes: list[str]) -> BayerFrame:
+def _frame_from_raw(path: Path, raw: rawpy.RawPy, file_size: int, notes: list[str]) -> SensorFrame:
+    side = _cfa_side(raw)
+    _check_holds_data(raw, file_size)
+    try:
+        mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
+        # rawpy's raw_colors_visible is wrong for X-Trans past a 6-pixel margin (io/xtrans.py)
+        colours = np.array(raw.raw_colors_visible[:2, :2], dtype=np.int64) if side == 2 else visible_pattern(raw)
+    except (rawpy.LibRawError, OSError) as exc:
+        raise RawDecodeError(f"cannot decode the image data: the file is damaged or truncated (LibRaw: {_libraw_message(exc)})",
+                             "copy it from the card again") from None
+
+    kind, cfa = _frame_kind(colours)
+    if mosaic.shape[0] < 16 or mosaic.shape[1] < 16:
+        raise RawDecodeError(f"image is only {mosaic.shape[1]}×{mosaic.shape[0]} pixels", "the file holds no usable image")
+    if int(mosaic.max()) == int(mosaic.min()):
+        raise RawDecodeError("holds no image data (every pixel has the same value)", "the file was stripped or damaged")
+
+    if kind is BayerFrame:
+        black = np.asarray(raw.black_level_per_channel, dtype=np.float32)[colours]
+    else:
+        black = black_per_site(raw, path, colours, notes)
+    white = float(raw.white_level)
+    if not white > float(black.max()):
+        raise RawDecodeError(f"white level {white:g} is not above the black level", "the file's metadata is damaged")
+
+    aspect = float(raw.sizes.pixel_aspect)
+    if not (math.isfinite(aspect) and 0.1 <= aspect <= 10):
+        notes.append(f"pixel aspect {aspect:g} is implausible: pixels are taken as square")
+        aspect = 1.0
+    wb, wb_source = _white_balance(raw, notes)
+    matrix, matrix_source = _camera_to_srgb(raw, path, notes)
+    return kind(
+        path=path,
+        mosaic=mosaic,
+        cfa_pattern=cfa,
+        black_level_per_site=black,
+        white_level=white,
+        wb_gains_rgb=wb,
+        wb_source=wb_source,
+        camera_to_srgb=matrix,
+        matrix_source=matrix_source,
+        flip=int(raw.sizes.flip),
+        raw_size=(int(raw.sizes.raw_height), int(raw.sizes.raw_width)),
+        notes=notes,
+        pixel_aspect=aspect,
+        xyz_to_camera=_xyz_to_camera(raw, matrix, matrix_source),
+    )
+
+
+def _cfa_side(raw: rawpy.RawPy) -> int:
+    """2 (Bayer) or 6 (X-Trans): the period of the file's colour filter array; anything raw2rgb
+    cannot decode (demosaiced, monochrome, another CFA, non-RGB filters) is refused in one line."""
     try:
         raw_type = raw.raw_type
         pattern = raw.raw_pattern
@@ -291,10 +394,9 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy, file_size: int, notes: list[st
         )
     if raw.num_colors == 1 or pattern is None:
         raise UnsupportedRawError("is a monochrome or pattern-less RAW", "raw2rgb needs a colour Bayer RAW")
-    if pattern.shape != (2, 2):
-        kind = "X-Trans" if pattern.shape == (6, 6) else f"{pattern.shape[0]}×{pattern.shape[1]}"
+    if pattern.shape not in ((2, 2), (6, 6)):
         raise UnsupportedRawError(
-            f"has a {kind} colour filter array, not a 2×2 Bayer pattern",
+            f"has a {pattern.shape[0]}×{pattern.shape[1]} colour filter array, not a 2×2 Bayer or 6×6 X-Trans pattern",
             "raw2rgb profiles are trained on Bayer sensors; use a classical converter for this file",
         )
     if colour_desc[:3] != b"RGB":
@@ -302,7 +404,10 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy, file_size: int, notes: list[st
             f"has a {colour_desc.decode(errors='replace')} colour filter, not RGB",
             "raw2rgb needs an RGB Bayer sensor",
         )
+    return int(pattern.shape[0])
 
+
+def _check_holds_data(raw: rawpy.RawPy, file_size: int) -> None:
     # Stripped files (real headers, pixel data cut away) can "decode" into whatever memory
     # LibRaw had: no lossless codec gets a RAW below ~2 bits per pixel, so a file that small
     # cannot hold its image.
@@ -312,49 +417,24 @@ def _frame_from_raw(path: Path, raw: rawpy.RawPy, file_size: int, notes: list[st
             f"holds no image data: {file_size} bytes cannot hold a {raw.sizes.raw_width}×{raw.sizes.raw_height} image",
             "the file was stripped or truncated; copy it from the card again",
         )
-    try:
-        mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
-        colours = np.array(raw.raw_colors_visible[:2, :2], dtype=np.int64)
-    except (rawpy.LibRawError, OSError) as exc:
-        raise RawDecodeError(f"cannot decode the image data: the file is damaged or truncated (LibRaw: {_libraw_message(exc)})",
-                             "copy it from the card again") from None
 
-    cfa = "".join(_COLOUR_LETTERS[int(c)] for c in colours.ravel())
-    if cfa not in BAYER_PATTERNS:
-        raise UnsupportedRawError(f"has an unusual CFA phase {cfa}", "raw2rgb needs a 2×2 RGGB-family Bayer pattern")
-    if mosaic.shape[0] < 16 or mosaic.shape[1] < 16:
-        raise RawDecodeError(f"image is only {mosaic.shape[1]}×{mosaic.shape[0]} pixels", "the file holds no usable image")
-    if int(mosaic.max()) == int(mosaic.min()):
-        raise RawDecodeError("holds no image data (every pixel has the same value)", "the file was stripped or damaged")
 
-    black_per_channel = np.asarray(raw.black_level_per_channel, dtype=np.float32)
-    black_per_site = black_per_channel[colours]
-    white = float(raw.white_level)
-    if not white > float(black_per_site.max()):
-        raise RawDecodeError(f"white level {white:g} is not above the black level", "the file's metadata is damaged")
-
-    aspect = float(raw.sizes.pixel_aspect)
-    if not (math.isfinite(aspect) and 0.1 <= aspect <= 10):
-        notes.append(f"pixel aspect {aspect:g} is implausible: pixels are taken as square")
-        aspect = 1.0
-    wb, wb_source = _white_balance(raw, notes)
-    matrix, matrix_source = _camera_to_srgb(raw, path, notes)
-    return BayerFrame(
-        path=path,
-        mosaic=mosaic,
-        cfa_pattern=cfa,
-        black_level_per_site=black_per_site,
-        white_level=white,
-        wb_gains_rgb=wb,
-        wb_source=wb_source,
-        camera_to_srgb=matrix,
-        matrix_source=matrix_source,
-        flip=int(raw.sizes.flip),
-        raw_size=(int(raw.sizes.raw_height), int(raw.sizes.raw_width)),
-        notes=notes,
-        pixel_aspect=aspect,
-        xyz_to_camera=_xyz_to_camera(raw, matrix, matrix_source),
-    )
+def _frame_kind(colours: np.ndarray) -> tuple[type[SensorFrame], str]:
+    """(the frame class, the pattern's letters) of the visible area's first period of colours."""
+    cfa = pattern_from_indices(colours)
+    if colours.shape == (2, 2):
+        if cfa not in BAYER_PATTERNS:
+            raise UnsupportedRawError(f"has an unusual CFA phase {cfa}", "raw2rgb needs a 2×2 RGGB-family Bayer pattern")
+        return BayerFrame, cfa
+    if not is_xtrans(cfa):
+        rows = " ".join(cfa[k:k + 6] for k in range(0, 36, 6))
+        # Measured: LibRaw 0.22 reads a Fujifilm-made 6×6 DNG whose active area starts off the
+        # period as all red (it moves the margins and takes the pattern from a RAF-only table).
+        raise UnsupportedRawError(
+            f"has a 6×6 colour filter array that LibRaw reads as {rows}, not the X-Trans layout",
+            "if it is a DNG converted from a Fujifilm RAF, use the RAF itself",
+        )
+    return XTransFrame, cfa
 
 
 def _normalised_wb(values) -> np.ndarray | None:
