@@ -11,8 +11,12 @@
                           lighttable: it adds the style's modules to each image's history
     RAW2RGB_TEST_TIMEOUT  seconds to wait for raw2rgb to finish (default 90)
 
-  It waits for the lighttable, imports and selects the inputs, starts raw2rgb, waits until the
-  raw2rgb script reports a finished run, dumps the library, and quits darktable on every path.
+  It waits for the lighttable, imports the inputs, applies the style (and waits for its history),
+  selects the inputs and waits until darktable's selection holds exactly them, starts raw2rgb,
+  waits until the raw2rgb script reports a finished run, dumps the library, and quits darktable
+  on every path. The test switches the lighttable's filters off: with darktable 5.0.1's defaults
+  an image darktable has processed (its thumbnail made, a style applied) leaves the collection at
+  the next re-query, and the selection with it.
 ]]
 
 local dt = require "darktable"
@@ -98,10 +102,49 @@ local function apply_test_style()
     if candidate.name == name then style = candidate end
   end
   if not style then error("darktable did not import the style " .. file) end
+  local styled = {}
   for path in (os.getenv("RAW2RGB_TEST_STYLED") or ""):gmatch("[^\n]+") do
-    dt.database.import(path):apply_style(style)
+    local image = dt.database.import(path)
+    image:apply_style(style)
+    styled[#styled + 1] = image
   end
-  step("applied the style " .. name)
+  -- the history the style wrote is what raw2rgb reads (from darktable's library, at the export)
+  wait_for("the style's history on the styled image(s)", function()
+    for _, image in ipairs(styled) do
+      if not image.is_altered then return false end
+    end
+    return true
+  end, 30000)
+  step("applied the style " .. name .. " to " .. #styled .. " image(s)")
+end
+
+--- The ids of `list` (images), sorted, as one string: "3,7".
+local function id_list(list)
+  local ids = {}
+  for _, image in ipairs(list or {}) do ids[#ids + 1] = image.id end
+  table.sort(ids)
+  return table.concat(ids, ",")
+end
+
+--- Select `images` and wait until darktable acts on exactly them: an export (like the action,
+--- dt.gui.action_images) takes the selected images of darktable's collection, and each re-query
+--- of the collection (every dt.database.import makes one) drops from it, and from the selection,
+--- the images its filters hide. Selected again while darktable's selection or the images it
+--- acts on differ from `images`; an error names what darktable holds.
+local function select_and_wait(images)
+  local wanted = id_list(images)
+  local selected, acted_on = "", ""
+  dt.gui.selection(images)
+  local ok = pcall(wait_for, "darktable to select", function()
+    selected, acted_on = id_list(dt.gui.selection()), id_list(dt.gui.action_images)
+    if selected == wanted and acted_on == wanted then return true end
+    dt.gui.selection(images)
+    return false
+  end, 30000)
+  if not ok then
+    error("darktable did not select the images " .. wanted .. " (selected: " .. selected
+      .. ", acted on: " .. acted_on .. ", the collection counts " .. #dt.collection .. ")")
+  end
 end
 
 local function drive()
@@ -122,7 +165,7 @@ local function drive()
     images[#images + 1] = image
   end
   apply_test_style()
-  dt.gui.selection(images)
+  select_and_wait(images)
   step("imported and selected " .. #images .. " image(s)")
 
   local runs_before = #plugin.runs
