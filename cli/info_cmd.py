@@ -38,13 +38,17 @@ def describe_raw(path: Path) -> dict:
     from raw2rgb_plugin.io.raw_file import RawFile
 
     with RawFile(path) as raw:
-        frame, metadata = raw.frame, raw.metadata
+        # any sensor raw2rgb decodes, X-Trans too: info describes what convert may refuse
+        frame, metadata = raw.mosaic_frame, raw.metadata
         noise = noise_model_for(frame, metadata, raw.libraw)
     lens = find_lens_correction(metadata)
     out_h, out_w = frame.output_size
     return {
         "file": str(path),
         "camera": {"make": metadata.make, "model": metadata.model, "name": camera_name(metadata.make, metadata.model)},
+        "sensor": frame.sensor,  # "RGGB Bayer" or "X-Trans 6×6"
+        "cfa": frame.cfa_kind,  # "bayer" or "xtrans"
+        # the first period's colours row by row (4 letters, or 36 for X-Trans)
         "cfa_pattern": frame.cfa_pattern,
         "sensor_size": {"height": frame.raw_size[0], "width": frame.raw_size[1]},
         "visible_size": {"height": frame.height, "width": frame.width},
@@ -72,8 +76,19 @@ def _number(value: float, digits: int = 3) -> str:
 
 def _levels(doc: dict) -> str:
     blacks = [v for row in doc["black_level_per_site"] for v in row]
-    black = _number(blacks[0], 1) if len(set(blacks)) == 1 else ", ".join(_number(v, 1) for v in blacks)
+    if len(set(blacks)) == 1:
+        black = _number(blacks[0], 1)
+    elif len(blacks) == 4:
+        black = ", ".join(_number(v, 1) for v in blacks)
+    else:  # 36 X-Trans sites: one level (or range) per colour reads better than 36 numbers
+        black = " · ".join(_colour_levels(blacks, doc["cfa_pattern"], c) for c in "RGB")
     return f"{black} / {_number(doc['white_level'], 1)}"
+
+
+def _colour_levels(blacks: list[float], pattern: str, colour: str) -> str:
+    values = [v for v, c in zip(blacks, pattern) if c == colour]
+    low, high = min(values), max(values)
+    return f"{colour} {_number(low, 1)}" + (f"–{_number(high, 1)}" if high > low else "")
 
 
 def _gps(gps: dict) -> str:
@@ -126,7 +141,9 @@ def _table(doc: dict) -> Table:
     visible, sensor, output = doc["visible_size"], doc["sensor_size"], doc["output_size"]
     row("image", f"{output['width']}×{output['height']} pixels, {ORIENTATION_WORDS.get(doc['orientation']['libraw_flip'], '')}")
     row("sensor", f"{visible['width']}×{visible['height']} visible of {sensor['width']}×{sensor['height']}, "
-                  f"{doc['cfa_pattern']} Bayer pattern")
+                  f"{doc['sensor']} pattern")
+    if doc["cfa"] == "xtrans":
+        row("convert", "not yet: no raw2rgb profile renders X-Trans sensors")
     if doc["pixel_aspect"] != 1:
         row("pixel aspect", f"{_number(doc['pixel_aspect'])} (a pixel's width ÷ height): resampled to square pixels")
     row("black / white", _levels(doc))

@@ -34,10 +34,11 @@ from raw2rgb_plugin.engine.jobs import ConvertJob
 from raw2rgb_plugin.engine.plan import plan_jobs
 from raw2rgb_plugin.engine.scheduler import Stages, schedule
 from raw2rgb_plugin.errors import OutputExistsError, ProfileError, RawDecodeError
-from raw2rgb_plugin.io.dng_write import write_bayer_dng
+from raw2rgb_plugin.io.dng_write import write_bayer_dng, write_cfa_dng
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.raw_file import decode_raw
 from raw2rgb_plugin.models.g1 import G1, G1Config
+from raw2rgb_plugin.pipeline.cfa import xtrans_pattern
 from raw2rgb_plugin.profiles.store import METADATA_KEY, SHIPPED_PROFILE_DIR, load_profile, save_profile
 
 from helpers import TEST_XYZ_TO_CAMERA, default_sigint
@@ -535,6 +536,10 @@ def test_every_bad_input_in_one_batch_is_one_line_and_nothing_else(tmp_path, tin
     good = [write_scene_dng(inputs / "good1.dng"), write_scene_dng(inputs / LATIN1_NAME, seed=2)]
     (inputs / "zero.nef").write_bytes(b"")
     bad[inputs / "zero.nef"] = "is empty"
+    xtrans = np.random.default_rng(4).integers(64, 4095, (48, 60), dtype=np.uint16)
+    write_cfa_dng(inputs / "fuji.dng", xtrans, xtrans_pattern(), black_level=64, white_level=4095,
+                  color_matrix1=TEST_XYZ_TO_CAMERA, as_shot_neutral=NEUTRAL)
+    bad[inputs / "fuji.dng"] = "is an X-Trans RAW"  # decoded, but no profile renders it yet
     (inputs / "random.cr2").write_bytes(np.random.default_rng(1).bytes(100_000))
     bad[inputs / "random.cr2"] = "not a RAW format"
     whole = write_scene_dng(tmp_path / "whole.dng", height=256, width=320).read_bytes()

@@ -1,10 +1,12 @@
-"""Fujifilm X-Trans: synthetic 6×6 DNGs read by LibRaw as X-Trans and decoded into an `XTransFrame`.
+"""Fujifilm X-Trans: synthetic 6×6 DNGs read by LibRaw as X-Trans, decoded into an `XTransFrame`,
+described by `info`, refused by `convert` in one line until an X-Trans profile exists.
 
 Every file is checked with the real readers (rawpy/LibRaw, tifffile), never a mock of them.
 """
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,8 +14,11 @@ import numpy as np
 import pytest
 import rawpy
 import tifffile
+from typer.testing import CliRunner
 
-from raw2rgb_plugin.errors import UnsupportedRawError
+from raw2rgb_cli.main import app
+from raw2rgb_plugin.engine.converter import Converter
+from raw2rgb_plugin.errors import RawDecodeError, UnsupportedRawError
 from raw2rgb_plugin.io.dng_write import write_cfa_dng
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.noise_profile import noise_model_for
@@ -21,6 +26,7 @@ from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile, XTransFrame, decode_
 from raw2rgb_plugin.pipeline.cfa import XTRANS, cfa_indices, is_xtrans, xtrans_pattern, xtrans_phase
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.pipeline.metrics import image_psnr
+from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
 
 from helpers import TEST_XYZ_TO_CAMERA
@@ -199,10 +205,60 @@ def test_a_fujifilm_dng_libraw_misreads_is_one_clear_line(tmp_path):
     assert "\n" not in line and "not the X-Trans layout" in line and "RAF" in line
 
 
-def test_bayer_only_steps_refuse_it_in_one_line(tmp_path):
+def test_bayer_only_steps_refuse_it_in_one_line(tmp_path, tiny_profile):
     path, _ = write_xtrans(tmp_path / "x.dng")
     with pytest.raises(UnsupportedRawError, match="X-Trans"):
         decode_raw(path)
     with RawFile(path) as raw:
         with pytest.raises(UnsupportedRawError, match="takes Bayer RAWs only"):
             _ = raw.frame
+        converter = Converter(load_profile(tiny_profile), device="cpu")
+        with pytest.raises(UnsupportedRawError, match="no X-Trans profile exists yet"):
+            converter.render(raw.mosaic_frame)
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def run_cli(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_info_describes_an_x_trans_file(tmp_path):
+    metadata = PhotoMetadata(make="FUJIFILM", model="X-T3", iso=800)
+    path, _ = write_xtrans(tmp_path / "xt3.dng", make="FUJIFILM", model="X-T3", metadata=metadata)
+    result = run_cli("info", path)
+    assert result.exit_code == 0, result.output
+    assert "FUJIFILM X-T3" in result.stdout and "X-Trans 6×6 pattern" in result.stdout
+    assert "no raw2rgb profile renders X-Trans" in result.stdout
+    assert "R 60–62 · G 64–66 · B 62–64 / 4095" in result.stdout  # 36 site levels, shown per colour
+    [doc] = json.loads(run_cli("info", path, "--json").stdout)
+    assert doc["sensor"] == "X-Trans 6×6" and doc["cfa"] == "xtrans" and doc["cfa_pattern"] == XTRANS
+    assert np.array(doc["black_level_per_site"]).shape == (6, 6) and doc["noise"]["a"] > 0
+
+
+@pytest.mark.slow
+def test_convert_refuses_it_in_one_line_and_the_batch_goes_on(tmp_path, tiny_profile):
+    from test_convert import write_scene_dng
+
+    xtrans, _ = write_xtrans(tmp_path / "fuji.dng")
+    bayer = write_scene_dng(tmp_path / "canon.dng")
+    out = tmp_path / "out"
+    result = run_cli("convert", xtrans, bayer, "-o", out, "--profile", tiny_profile, "--quiet", "--json")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {xtrans}: is an X-Trans RAW") and " — " in line
+    assert f"profile '{Path(tiny_profile).stem}' renders Bayer sensors only" in line
+    summary = json.loads(result.stdout)
+    assert summary["converted"] == 1 and summary["failed"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["canon.tif"]  # nothing of the X-Trans file left behind
+
+
+def test_the_stripped_raf_keeps_its_clear_line(shared_data):
+    raf = shared_data / "bad" / "exiftool" / "FujiFilm.raf"
+    with pytest.raises(RawDecodeError) as caught:
+        RawFile(raf)
+    line = str(caught.value)
+    assert "\n" not in line and "damaged or truncated" in line and " — copy it from the card again" in line
+    result = run_cli("info", raf)
+    assert result.exit_code == 1 and result.stderr.splitlines() == [f"error: {raf}: {line}"]

@@ -25,13 +25,13 @@ from raw2rgb_plugin import __version__
 from raw2rgb_plugin.engine.jobs import ConvertJob, EventCallback, FileResult
 from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, ConvertOptions, check_denoise
 from raw2rgb_plugin.engine.scheduler import Stages, in_job_order, schedule
-from raw2rgb_plugin.errors import Raw2RgbError
+from raw2rgb_plugin.errors import Raw2RgbError, UnsupportedRawError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.lens import LensCorrection, LensLookup, find_lens_correction
 from raw2rgb_plugin.io.libraw import libraw_stderr
 from raw2rgb_plugin.io.noise_profile import noise_model_for
-from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile
+from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile, SensorFrame
 from raw2rgb_plugin.io.writers import DngWriter, TiffWriter, Writer
 from raw2rgb_plugin.pipeline.hot_pixels import StuckSites
 from raw2rgb_plugin.pipeline.noise import NoiseModel
@@ -74,11 +74,29 @@ class Decoded:
     stuck_sites: int | None = None  # hot and dead pixels replaced when rendered; None: not looked for
 
 
-def decode(job: ConvertJob, *, with_noise: bool = False, with_lens: bool = False) -> Decoded:
+def decode(job: ConvertJob, *, with_noise: bool = False, with_lens: bool = False,
+           profile: str | None = None) -> Decoded:
+    """`job`'s file decoded for `profile` (its name, for the line that refuses a frame it cannot render)."""
     with RawFile(job.input) as raw:
-        noise = noise_model_for(raw.frame, raw.metadata, raw.libraw) if with_noise else None
+        frame = renderable(raw.mosaic_frame, profile)
+        noise = noise_model_for(frame, raw.metadata, raw.libraw) if with_noise else None
         lens = find_lens_correction(raw.metadata) if with_lens else None
-        return Decoded(raw.frame, raw.metadata, noise, lens)
+        return Decoded(frame, raw.metadata, noise, lens)
+
+
+def renderable(frame: SensorFrame, profile: str | None = None) -> BayerFrame:
+    """`frame`, when a profile can render it: every profile so far is for Bayer sensors.
+
+    An X-Trans frame is refused in one line, at decoding, so a batch spends nothing more on it.
+    The X-Trans network will plug in here: a profile that names its CFA, chosen by the frame's.
+    """
+    if isinstance(frame, BayerFrame):
+        return frame
+    which = f"profile {profile!r}" if profile else "every raw2rgb profile"
+    raise UnsupportedRawError(
+        f"is an X-Trans RAW (Fujifilm's 6×6 colour filter array): {which} renders Bayer sensors only, "
+        "and no X-Trans profile exists yet",
+        "render it with a classical converter (darktable, RawTherapee) until raw2rgb ships one")
 
 
 def report(decoded: Decoded) -> tuple[dict, list[str]]:
@@ -153,16 +171,18 @@ class Converter:
         """Whether the profile's network is told each frame's noise (a noise-conditioned G1)."""
         return self.profile.reads_noise
 
-    def render(self, frame: BayerFrame, *, half_size: bool = False, noise: NoiseModel | None = None,
+    def render(self, frame: SensorFrame, *, half_size: bool = False, noise: NoiseModel | None = None,
                lens: LensCorrection | None = None) -> np.ndarray:
         """Full-resolution (or half-size) oriented RGB of `frame` as uint16 (H, W, 3).
 
         A noise-conditioned profile is told `noise` (estimated from the frame when not given),
         scaled by the converter's `denoise` strength; stuck sites are judged with it too. `lens`
         is corrected: its vignetting on the mosaic before the network, its distortion and lateral
-        CA on the image after it.
+        CA on the image after it. A frame the profile cannot render (X-Trans) raises
+        `UnsupportedRawError`.
         """
-        return self._render(frame, half_size=half_size, noise=noise, lens=lens)[0]
+        bayer = renderable(frame, self.profile.name)
+        return self._render(bayer, half_size=half_size, noise=noise, lens=lens)[0]
 
     @torch.inference_mode()
     def _render(self, frame: BayerFrame, *, half_size: bool, noise: NoiseModel | None,
@@ -214,7 +234,7 @@ class Converter:
             raise ValueError(f"a {out.suffix} writer does not take this converter's {self.output_format} rendering")
         stages: Stages[Decoded] = Stages(
             decode=lambda job: decode(job, with_noise=self.reads_noise or self.repairs_stuck_sites,
-                                      with_lens=self.corrects_lens),
+                                      with_lens=self.corrects_lens, profile=self.profile.name),
             render=lambda decoded: self._render_stage(decoded, half_size),
             write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite,
                                                          frame=decoded.frame),
