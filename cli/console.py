@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 #: progress bars, tables and error lines: never mixed into a script's stdout. Whether stderr is a
 #: terminal is decided once: while LibRaw's stderr is captured (io/libraw) fd 2 is a pipe whose
@@ -70,6 +72,10 @@ def progress_bar(*, quiet: bool, rate_field: str, detail_field: str) -> Progress
     `rate_field` and `detail_field` are task-field templates shown after the count and at the
     end of the line (e.g. "{task.fields[rate]}", "{task.fields[current]}").
     """
+    # Here, not at the top: every command imports this module, and `raw2rgb --help` needs no
+    # progress bar (rich.progress and rich.live: 6 ms of the CLI's import).
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -6,13 +6,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress
 from rich.table import Table
 
 from .console import err, error_line, fail, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 dataset_app = typer.Typer(help="Build training datasets: real RAW/RGB pairs or synthetic pairs.", no_args_is_help=True)
 

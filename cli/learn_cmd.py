@@ -6,10 +6,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
-from rich.progress import TaskID
 from rich.table import Table
 
 # options.py imports no torch: `raw2rgb --help` stays fast.
@@ -17,6 +17,9 @@ from raw2rgb_plugin.runtime.settings import DEVICE_HELP
 from raw2rgb_plugin.training.learn.options import DEFAULT_BASE_PROFILE, DEFAULT_MAX_SIDE, SOURCES, FinetuneOptions
 
 from .console import err, fail, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 _F = FinetuneOptions()
 

@@ -7,10 +7,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 # Every option that mirrors a TrainConfig field takes its default from TrainConfig, so the help
@@ -20,6 +20,9 @@ from raw2rgb_plugin.training.config import TrainConfig, resolve_variant
 from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, VARIANT_WIDTHS
 
 from .console import err, error_line, fail, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 _VARIANT_HELP = ("G1 width: auto (base on a GPU, lite on a CPU), "
                  + ", ".join(f"{name} ({width})" for name, width in VARIANT_WIDTHS.items()) + "; base is the seed's.")
@@ -243,6 +246,8 @@ def evaluate(
             raise Raw2RgbError(f"{dataset} has no {split} patches", "build it with more scenes, or use --split train")
     except Raw2RgbError as exc:
         fail("raw2rgb evaluate", str(exc), json_output=json_output)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=err, disable=quiet)
