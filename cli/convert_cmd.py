@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import signal
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -91,7 +95,8 @@ def convert(
                 error_line(str(result.input), result.error or "failed")
     else:
         try:
-            converters = [_load_converter(profile, name, options) for name in device_names]
+            with _collector_paused_for_imports():
+                converters = [_load_converter(profile, name, options) for name in device_names]
             converter = converters[0]
         except Raw2RgbError as exc:
             fail("raw2rgb", str(exc), json_output=json_output)
@@ -104,6 +109,30 @@ def convert(
         results, interrupted = _run_with_progress(converters, plan.jobs, options, quiet=quiet, started=started)
     _report(results, refused, quiet=quiet, json_output=json_output, converter=converter,
             elapsed=time.perf_counter() - started, total=len(plan.jobs), interrupted=interrupted)
+
+
+@contextmanager
+def _collector_paused_for_imports() -> Iterator[None]:
+    """Import torch and load the model with Python's cyclic garbage collector paused, then freeze
+    what that made.
+
+    Importing torch and the engine makes ~180k objects that live as long as the process (modules,
+    classes, functions), and only ~7k unreachable ones. The collector walked them over and over
+    during the import (0.15-0.2 s of torch's 1.6 s) and once more when the interpreter exits (0.45
+    of the 0.6 s a process that imported torch takes to end; measured on a busy 2-core EPYC).
+    `gc.freeze` moves them to the permanent generation, which no later collection visits; the few
+    unreachable ones stay allocated until exit. Only where torch is not loaded yet: a process that
+    holds it already (a test run, a host calling `app` in-process) keeps its collector untouched.
+    """
+    if "torch" in sys.modules:
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _make_output_dir(folder: Path) -> None:

@@ -8,9 +8,14 @@ the commits that moved these imports; `python -X importtime -m raw2rgb_cli.main 
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+
+import pytest
+
+from raw2rgb_cli.convert_cmd import _collector_paused_for_imports
 
 #: never needed to start the CLI or to show its help: torch 1.3-2.2 s, numpy 0.1-0.15 s, the rest
 #: 5-50 ms each (busy 2-core EPYC); rich.progress only when a command draws a bar.
@@ -49,3 +54,24 @@ def test_info_loads_nothing_a_raw_description_does_not_need(repo_root):
     loaded = _loaded_after(_run_app("info", "--json", *map(str, files)))
     assert "rawpy" in loaded and "numpy" in loaded  # it did decode them
     assert loaded.isdisjoint(NOT_FOR_INFO), loaded & set(NOT_FOR_INFO)
+
+
+def test_the_collector_is_paused_for_the_first_torch_import_then_frozen():
+    """convert imports torch and loads the model with the collector off, then freezes that import's
+    objects (its import and the interpreter's exit no longer walk them)."""
+    code = ("import gc\nfrom raw2rgb_cli.convert_cmd import _collector_paused_for_imports\n"
+            "with _collector_paused_for_imports():\n    paused = not gc.isenabled()\n"
+            "print(paused, gc.isenabled(), gc.get_freeze_count() > 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True"]
+
+
+def test_a_process_that_holds_torch_keeps_its_collector():
+    """In a test run (or a host calling `app` in-process) torch is loaded already: nothing is frozen,
+    so that process's own garbage is never kept alive."""
+    pytest.importorskip("torch")
+    frozen = gc.get_freeze_count()
+    with _collector_paused_for_imports():
+        assert gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
