@@ -129,6 +129,10 @@ def test_border_fills_equal_torch_padding(pad):
     {"residual_base": "mhc-linear-gated", "noise_channels": 4},
     {"residual_base": "mhc-srgb-gated", "noise_channels": 4, "fine_blocks": 2},
     {"norm": "none", "residual_blocks": 0, "out_channels": 1, "fine_blocks": 1},
+    # X-Trans (period 6): 36 packed sites, a 36-channel noise map, pixel_shuffle(6)
+    {"period": 6, "in_channels": 36},
+    {"period": 6, "in_channels": 36, "residual_base": "xtrans-linear-gated", "noise_channels": 36},
+    {"period": 6, "in_channels": 36, "residual_base": "xtrans-srgb-gated", "noise_channels": 36, "fine_blocks": 1},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_rewritten_g1_equals_eager_in_float32(overrides):
     model = trained_like_g1(**overrides)
@@ -150,9 +154,13 @@ def test_rewritten_g1_leaves_the_model_unchanged_and_needs_no_batchnorm_fold():
         net(torch.rand(1, 4, 20, 24))
 
 
-def test_bf16_convolutions_stay_within_the_psnr_bound():
-    model = trained_like_g1(residual_base="mhc-srgb-gated")
-    frame = reference_frame(4, 64)
+@pytest.mark.parametrize("overrides", [
+    {"residual_base": "mhc-srgb-gated"},
+    {"period": 6, "in_channels": 36, "residual_base": "xtrans-srgb-gated"},
+], ids=lambda o: o["residual_base"])
+def test_bf16_convolutions_stay_within_the_psnr_bound(overrides):
+    model = trained_like_g1(**overrides)
+    frame = reference_frame(model.config.in_channels, 64)
     with torch.inference_mode():
         reference, fast_bf16 = eager(model)(frame), optimised(model, torch.bfloat16)(frame)
     assert fast_bf16.dtype == torch.float32

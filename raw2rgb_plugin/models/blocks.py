@@ -7,13 +7,20 @@ without importing torch. `models/registry.py` builds the models the blocks descr
 
 from __future__ import annotations
 
+#: the packing periods a G1 reads: 2 (Bayer, 4 channels at half size; the default, absent from
+#: every Bayer profile) and 6 (X-Trans, 36 channels at 1/6 size: pipeline/xtrans_packing.py).
+G1_PERIODS = (2, 6)
+#: the classical bases of each period: Malvar–He–Cutler for Bayer, the linear X-Trans demosaic
+#: (pipeline/xtrans_demosaic.py) for X-Trans.
+PERIOD_BASES = {2: ("mhc-srgb", "mhc-srgb-gated", "mhc-linear-gated"), 6: ("xtrans-srgb-gated", "xtrans-linear-gated")}
 #: what G1 combines its output with (see models/g1.py).
-RESIDUAL_BASES = ("none", "mhc-srgb", "mhc-srgb-gated", "mhc-linear-gated")
+RESIDUAL_BASES = ("none", *PERIOD_BASES[2], *PERIOD_BASES[6])
 #: the input normalisation each classical base renders (the display bases tone-map linear sRGB;
-#: the scene-linear one demosaics white-balanced camera RGB and leaves it linear).
-RESIDUAL_BASE_INPUT = {"mhc-srgb": "linear-srgb", "mhc-srgb-gated": "linear-srgb", "mhc-linear-gated": "wb-headroom"}
-#: bases whose G1 emits one gate per Bayer site beside the image (4 more output channels).
-GATED_BASES = ("mhc-srgb-gated", "mhc-linear-gated")
+#: the scene-linear ones demosaic white-balanced camera RGB and leave it linear).
+RESIDUAL_BASE_INPUT = {"mhc-srgb": "linear-srgb", "mhc-srgb-gated": "linear-srgb", "mhc-linear-gated": "wb-headroom",
+                       "xtrans-srgb-gated": "linear-srgb", "xtrans-linear-gated": "wb-headroom"}
+#: bases whose G1 emits one gate per site of the period beside the image (4 or 36 more channels).
+GATED_BASES = ("mhc-srgb-gated", "mhc-linear-gated", "xtrans-srgb-gated", "xtrans-linear-gated")
 
 #: inclusive bounds of every integer field of a G1 block. The seed's G1 is width 64 with 4
 #: residual blocks; the bounds leave room for research variants while keeping a hostile profile
@@ -26,15 +33,36 @@ G1_DEFAULTS = {"width": 64, "residual_blocks": 4, "in_channels": 4, "out_channel
 G1_NORMS = ("batch", "none")
 
 
+def g1_bounds(period: int) -> dict[str, tuple[int, int]]:
+    """`G1_BOUNDS` for a packing period: the image and noise-map channels scale with the sites of
+    the period (X-Trans: up to 144 input channels, a 36-channel noise map, one per site)."""
+    sites = period * period
+    return {**G1_BOUNDS, "in_channels": (1, 4 * sites), "noise_channels": (0, sites)}
+
+
+def g1_defaults(period: int) -> dict[str, int]:
+    """`G1_DEFAULTS` for a packing period: the input is one channel per site of the period."""
+    return {**G1_DEFAULTS, "in_channels": period * period}
+
+
 def check_g1_block(block: dict) -> None:
-    for key, (low, high) in G1_BOUNDS.items():
-        value = block.get(key, G1_DEFAULTS[key])
+    period = block.get("period", 2)
+    if not isinstance(period, int) or isinstance(period, bool) or period not in G1_PERIODS:
+        raise ValueError(f"has G1 period {period!r}; it must be one of {', '.join(map(str, G1_PERIODS))}")
+    defaults = g1_defaults(period)
+    for key, (low, high) in g1_bounds(period).items():
+        value = block.get(key, defaults[key])
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise ValueError(f"has G1 {key} {value!r}; it must be an integer from {low} to {high}")
     if block.get("norm", "batch") not in G1_NORMS:
         raise ValueError(f"names an unknown G1 norm {block.get('norm')!r}")
     if block.get("residual_base", "none") not in RESIDUAL_BASES:
         raise ValueError(f"names an unknown residual base {block.get('residual_base')!r}")
+    base = block.get("residual_base", "none")
+    if base != "none" and base not in PERIOD_BASES[period]:
+        raise ValueError(f"puts the {base} residual base on a period-{period} G1")
+    if base != "none" and block.get("in_channels", defaults["in_channels"]) != period * period:
+        raise ValueError(f"has a {base} residual base on {block.get('in_channels')} input channels, not {period * period}")
 
 
 #: every architecture a profile may name → the check of its block.

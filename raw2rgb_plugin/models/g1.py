@@ -29,6 +29,15 @@ set (28.0 dB; 32.6 dB without noise), where the CPU-trained lite network without
   zero (spectral norm would undo a zero-initialised conv). It learns slowly on noisy input: to
   denoise it has to predict the noise after the filters and the curves, pixel by pixel.
 
+X-Trans (``period`` 6; Bayer is 2, the default): the same network on the 36 channels of a 6×6
+X-Trans period at 1/6 resolution (`pipeline/xtrans_packing.py`, every phase brought to one), a
+36-channel noise map (one per site of the period), and 3·36 output channels that
+`pixel_shuffle(6)` places at full resolution; its classical bases are ``xtrans-linear-gated`` and
+``xtrans-srgb-gated``, the same gate (one per site of the period) over a fixed linear X-Trans
+demosaic (`pipeline/xtrans_demosaic.py`), left linear or sRGB-encoded and tone-curved like
+``mhc-srgb-gated``. At the same packed size the trunk is the same; an X-Trans frame has 1/9 of
+the packed pixels of a Bayer frame of the same sensor size, and a 9× wider head.
+
 A fourth, optional change (``fine_blocks``): residual blocks at the packed (finest) resolution,
 between the last decoder stage and the output conv. The seed's U-Net touches that resolution with
 two convolutions only (e1 in, d4 out), so the detail a demosaicker needs, which lives between
@@ -54,13 +63,17 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from raw2rgb_plugin.models.blocks import (
     G1_BOUNDS as G1_BOUNDS,
     G1_NORMS as G1_NORMS,
+    G1_PERIODS,
     GATED_BASES,
+    PERIOD_BASES,
     RESIDUAL_BASES as RESIDUAL_BASES,
     check_g1_block,
 )
 from raw2rgb_plugin.models.g1_inference import G1Inference, g1_inference_activation_bytes
 from raw2rgb_plugin.models.spec import ArchitectureSpec
 from raw2rgb_plugin.pipeline.classical import mhc_linear_rendering, mhc_srgb_rendering
+from raw2rgb_plugin.pipeline.colour import srgb_encode_tensor, tone_curve
+from raw2rgb_plugin.pipeline.xtrans_demosaic import xtrans_linear_rendering
 from raw2rgb_plugin.vocabulary import VARIANT_WIDTHS
 
 #: three stride-2 encoder stages: packed inputs must be a multiple of this.
@@ -70,7 +83,7 @@ PACKED_STRIDE = 8
 #: nothing (the seed's G1), or a classical rendering of its input that G1 corrects (``mhc-srgb``:
 #: added through a learned gain) or blends with its own image per pixel (``mhc-srgb-gated``: one
 #: gate per Bayer site from extra output channels).
-_GATE_CHANNELS = 4  # one gate per site of the 2×2 cell, shared by the three colours
+_GATE_CHANNELS = 4  # one gate per site of the 2×2 cell, shared by the three colours (Bayer)
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,14 @@ class G1Config:
     noise_channels: int = 0
     #: residual blocks at the packed resolution before the output conv (0: the seed's U-Net)
     fine_blocks: int = 0
+    #: the CFA period packed into channels: 2 (Bayer, 4 sites) or 6 (X-Trans, 36 sites); the
+    #: output is `pixel_shuffle(period)` of period²·out_channels channels
+    period: int = 2
+
+    @property
+    def sites(self) -> int:
+        """Sites of the packed period: one gate each in a gated base, 4 (Bayer) or 36 (X-Trans)."""
+        return self.period * self.period
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> G1Config:
@@ -169,6 +190,12 @@ class G1(nn.Module):
         super().__init__()
         if config.residual_base not in RESIDUAL_BASES:
             raise ValueError(f"unknown residual base {config.residual_base!r}; known: {', '.join(RESIDUAL_BASES)}")
+        if config.period not in G1_PERIODS:
+            raise ValueError(f"unknown G1 period {config.period}; known: {', '.join(map(str, G1_PERIODS))}")
+        if config.residual_base != "none" and (config.residual_base not in PERIOD_BASES[config.period]
+                                               or config.in_channels != config.sites):
+            raise ValueError(f"the {config.residual_base} base does not render a period-{config.period} "
+                             f"G1 with {config.in_channels} input channels")
         self.config = config
         w, n, sn = config.width, config.norm, config.spectral_norm
         self.e1 = ConvBlock(config.in_channels + config.noise_channels, w, 7, norm="none", spectral=sn)
@@ -180,9 +207,9 @@ class G1(nn.Module):
         self.d2 = UpBlock(8 * w, 2 * w, n, sn)
         self.d3 = UpBlock(4 * w, w, n, sn)
         self.fine = nn.Sequential(*(FineBlock(2 * w, n, sn) for _ in range(config.fine_blocks)))
-        # 4 output pixels per packed pixel → pixel_shuffle to full sensor resolution.
-        gates = _GATE_CHANNELS if config.residual_base in GATED_BASES else 0
-        self.d4 = ConvBlock(2 * w, 4 * config.out_channels + gates, 7, norm="none", act=False, spectral=sn)
+        # period² output pixels per packed pixel → pixel_shuffle to full sensor resolution.
+        gates = config.sites if config.residual_base in GATED_BASES else 0
+        self.d4 = ConvBlock(2 * w, config.sites * config.out_channels + gates, 7, norm="none", act=False, spectral=sn)
         if config.residual_base == "mhc-srgb":
             self.residual_gain = nn.Parameter(torch.zeros(()))
 
@@ -205,20 +232,34 @@ class G1(nn.Module):
         d2 = torch.cat([self.d2(d1), e2], dim=1)
         d3 = torch.cat([self.d3(d2), e1], dim=1)
         out = self.d4(self.fine(d3))
-        base = self.config.residual_base
+        base, period = self.config.residual_base, self.config.period
         image_in = packed[:, : self.config.in_channels]  # the noise map is not part of the image
         if base == "mhc-srgb":
             residual = F.pixel_shuffle(out, 2) * self.residual_gain
             return (mhc_srgb_rendering(image_in) + residual).clamp(0.0, 1.0), [d1, d2, d3]
-        image = (F.pixel_shuffle(torch.tanh(out[:, : 4 * self.config.out_channels]), 2) + 1) / 2
+        image_channels = self.config.sites * self.config.out_channels
+        image = (F.pixel_shuffle(torch.tanh(out[:, :image_channels]), period) + 1) / 2
         if base in GATED_BASES:
-            gate = torch.sigmoid(F.pixel_shuffle(out[:, 4 * self.config.out_channels :], 2))
-            classical = mhc_srgb_rendering(image_in) if base == "mhc-srgb-gated" else mhc_linear_rendering(image_in)
+            gate = torch.sigmoid(F.pixel_shuffle(out[:, image_channels:], period))
+            classical = _classical_rendering(base, image_in)
             return classical + gate * (image - classical), [d1, d2, d3]
         return image, [d1, d2, d3]
 
     def forward(self, packed: torch.Tensor) -> torch.Tensor:
         return self.forward_features(packed)[0]
+
+
+def _classical_rendering(base: str, image_in: torch.Tensor) -> torch.Tensor:
+    """The full-resolution float32 image a gated base blends with."""
+    if base == "mhc-srgb-gated":
+        return mhc_srgb_rendering(image_in)
+    if base == "mhc-linear-gated":
+        return mhc_linear_rendering(image_in)
+    linear = xtrans_linear_rendering(image_in)
+    if base == "xtrans-linear-gated":
+        return linear
+    with torch.autocast(image_in.device.type, enabled=False):  # xtrans-srgb-gated, as mhc_srgb_rendering
+        return tone_curve(srgb_encode_tensor(linear))
 
 
 def adapt_plain_state(
@@ -234,11 +275,12 @@ def adapt_plain_state(
     # Between gated bases the gate keeps its meaning (where to trust the classical image).
     if from_base == to_base or (from_base in GATED_BASES and to_base in GATED_BASES):
         return state
-    image = 4 * out_channels
+    sites = 36 if from_base in PERIOD_BASES[6] or to_base in PERIOD_BASES[6] else _GATE_CHANNELS
+    image = sites * out_channels
     weight, bias = state["d4.conv.weight"][:image], state["d4.conv.bias"][:image]
     if to_base in GATED_BASES:
-        weight = torch.cat([weight, weight.new_zeros(_GATE_CHANNELS, *weight.shape[1:])])
-        bias = torch.cat([bias, bias.new_zeros(_GATE_CHANNELS)])
+        weight = torch.cat([weight, weight.new_zeros(sites, *weight.shape[1:])])
+        bias = torch.cat([bias, bias.new_zeros(sites)])
     state["d4.conv.weight"], state["d4.conv.bias"] = weight, bias
     state.pop("residual_gain", None)
     if to_base == "mhc-srgb":
@@ -378,11 +420,12 @@ def g1_from_block(block: dict) -> G1:
         norm=block.get("norm", "batch"),
         spectral_norm=False,  # profiles hold plain weights (W/σ already applied)
         residual_blocks=int(block.get("residual_blocks", 4)),
-        in_channels=int(block.get("in_channels", 4)),
+        in_channels=int(block.get("in_channels", int(block.get("period", 2)) ** 2)),
         out_channels=int(block.get("out_channels", 3)),
         residual_base=str(block.get("residual_base", "none")),
         noise_channels=int(block.get("noise_channels", 0)),  # profiles before noise conditioning: 0
         fine_blocks=int(block.get("fine_blocks", 0)),
+        period=int(block.get("period", 2)),  # Bayer profiles leave it out
     )
     return G1(config)
 
@@ -396,20 +439,29 @@ def g1_to_block(model: nn.Module) -> dict:
         del block["noise_channels"]  # profiles without a noise map keep the format they always had
     if not block["fine_blocks"]:
         del block["fine_blocks"]
+    if block["period"] == 2:
+        del block["period"]  # Bayer profiles keep the format they always had
     return block
 
 
 def g1_activation_bytes(model: nn.Module, packed_pixels: int, dtype: torch.dtype) -> int:
     """Peak activation memory of G1 on a frame, from the tensors alive at the last decoder stage."""
     width = model.config.width if isinstance(model, G1) else 64
+    sites = model.config.sites if isinstance(model, G1) else 4
     element = torch.finfo(dtype).bits // 8
-    floats_per_packed_pixel = 12 * width + 60  # d3 skip + upsample + conv out + 12-ch head, ×1.5 margin
-    return packed_pixels * floats_per_packed_pixel * element + packed_pixels * 4 * 3 * 4 * 2  # + fp32 output
+    # d3 skip + upsample + conv out + the (3 + 1)·sites-channel head, ×1.5 margin
+    floats_per_packed_pixel = 12 * width + 15 * sites
+    return packed_pixels * floats_per_packed_pixel * element + packed_pixels * sites * 3 * 4 * 2  # + fp32 output
 
 
 def _g1_for_inference(model: nn.Module) -> nn.Module:
     assert isinstance(model, G1)
     return fuse_batchnorm(model)
+
+
+def g1_output_scale(model: nn.Module) -> int:
+    """Full-resolution output pixels per packed pixel along each axis: the packing period."""
+    return model.config.period if isinstance(model, G1) else int(getattr(getattr(model, "config", None), "period", 2))
 
 
 def _g1_optimized(model: nn.Module) -> nn.Module:
@@ -428,4 +480,5 @@ G1_SPEC = ArchitectureSpec(
     prepare_for_inference=_g1_for_inference,
     optimize=_g1_optimized,
     optimized_activation_bytes=g1_inference_activation_bytes,
+    output_scale=g1_output_scale,
 )

@@ -23,7 +23,8 @@ tests/test_runtime.py for the stated tolerance):
 3. **In-place activations and residual additions**, channels_last throughout.
 4. **The head in packed layout:** tanh, the gate, the Malvar–He–Cutler rendering and the blend
    run on the 12 + 4 packed channels (the same element-wise operations, in the same order), and
-   one `pixel_shuffle` places the result at full resolution.
+   one `pixel_shuffle` places the result at full resolution. An X-Trans G1 (period 6) does the
+   same on its 108 + 36 channels with the X-Trans demosaic (`pipeline/xtrans_demosaic.py`).
 
 Precision: the convolutions run in the module's dtype (`.to(torch.bfloat16)` for bf16), while the
 head (tanh, gate, classical rendering, blend) always runs in float32 from the float32 input, so a
@@ -40,6 +41,7 @@ from torch.nn import functional as F
 
 from raw2rgb_plugin.models.blocks import GATED_BASES
 from raw2rgb_plugin.pipeline.mhc import _PACKED_MHC_KERNELS, _pad_packed
+from raw2rgb_plugin.pipeline.xtrans_demosaic import XTRANS_DEMOSAIC_KERNELS, pad_packed_xtrans
 
 _SLOPE = 0.2  # LeakyReLU of every ConvBlock with an activation
 
@@ -116,7 +118,8 @@ class G1Inference(nn.Module):
         self.stride = stride
         self.config = cfg
         self.residual_base = cfg.residual_base
-        self.image_channels = 4 * cfg.out_channels
+        self.period = int(getattr(cfg, "period", 2))
+        self.image_channels = self.period * self.period * cfg.out_channels
         for name in ("e1", "e2", "e3", "e4", "d4"):
             weight, bias = _conv_weights(getattr(model, name))
             self.register_buffer(f"{name}_w", weight)
@@ -211,28 +214,28 @@ class G1Inference(nn.Module):
         return x
 
     def _head(self, out: torch.Tensor, image_in: torch.Tensor) -> torch.Tensor:
-        """(N, 4·oc [+ 4], h, w) float32 conv output → (N, oc, 2h, 2w) RGB, as G1.forward_features."""
+        """(N, s·oc [+ s], h, w) float32 conv output → (N, oc, p·h, p·w) RGB, as G1.forward_features
+        (p the period, s = p² its sites)."""
         n, _, h, w = out.shape
-        channels = self.image_channels
+        channels, p = self.image_channels, self.period
         if self.residual_base == "mhc-srgb":
             residual = F.pixel_shuffle(out, 2).mul_(self.residual_gain)
             return F.pixel_shuffle(_mhc_srgb_packed(image_in), 2).add_(residual).clamp_(0.0, 1.0)
         # (tanh(o) + 1) / 2 = σ(2o): the image channels' weights were doubled (exact), so one
         # in-place sigmoid gives the image and the gate.
         out = out.sigmoid_()
-        image = out[:, :channels]  # packed: channel = colour·4 + site
+        image = out[:, :channels]  # packed: channel = colour·p² + site
         if self.residual_base not in GATED_BASES:
-            return F.pixel_shuffle(image, 2)
-        gate = out[:, channels:].unsqueeze(1)  # (N, 1, 4 sites, h, w)
-        # (N, 12, h, w), colour·4 + site
-        classical = _mhc_srgb_packed(image_in) if self.residual_base == "mhc-srgb-gated" else _mhc_linear_packed(image_in)
+            return F.pixel_shuffle(image, p)
+        gate = out[:, channels:].unsqueeze(1)  # (N, 1, p² sites, h, w)
+        classical = _classical_packed(self.residual_base, image_in)  # (N, 3·p², h, w), colour·p² + site
         # classical + gate·(image − classical), the eager blend's order, with the last addition
         # written straight into the full-resolution layout (a fused pixel_shuffle).
         diff = torch.sub(image, classical)
-        diff.unflatten(1, (3, 4)).mul_(gate)
-        rgb = torch.empty(n, 3, 2 * h, 2 * w, dtype=out.dtype, device=out.device)
-        shuffled = rgb.view(n, 3, h, 2, w, 2).permute(0, 1, 3, 5, 2, 4)  # (N, colour, row, column, h, w)
-        torch.add(diff.unflatten(1, (3, 2, 2)), classical.unflatten(1, (3, 2, 2)), out=shuffled)
+        diff.unflatten(1, (3, p * p)).mul_(gate)
+        rgb = torch.empty(n, 3, p * h, p * w, dtype=out.dtype, device=out.device)
+        shuffled = rgb.view(n, 3, h, p, w, p).permute(0, 1, 3, 5, 2, 4)  # (N, colour, row, column, h, w)
+        torch.add(diff.unflatten(1, (3, p, p)), classical.unflatten(1, (3, p, p)), out=shuffled)
         return rgb
 
 
@@ -252,6 +255,22 @@ def _tone_curve_(x: torch.Tensor) -> torch.Tensor:
 
 #: the Malvar–He–Cutler kernels with output channel colour·4 + site (the order pixel_shuffle reads).
 _MHC_COLOUR_MAJOR = _PACKED_MHC_KERNELS.transpose(0, 1).reshape(12, 4, 3, 3).to(torch.float32)
+
+
+def _classical_packed(base: str, packed: torch.Tensor) -> torch.Tensor:
+    """A gated base's classical rendering in float32, before its pixel_shuffle: (N, 3·p², h, w)."""
+    if base == "mhc-srgb-gated":
+        return _mhc_srgb_packed(packed)
+    if base == "mhc-linear-gated":
+        return _mhc_linear_packed(packed)
+    padded = pad_packed_xtrans(packed.float()).contiguous(memory_format=torch.channels_last)
+    kernels = _XTRANS_KERNELS.to(packed.device).contiguous(memory_format=torch.channels_last)
+    linear = F.conv2d(padded, kernels)
+    return linear if base == "xtrans-linear-gated" else _tone_curve_(_srgb_encode_(linear))
+
+
+#: the X-Trans demosaic, float32 (already colour·36 + site).
+_XTRANS_KERNELS = XTRANS_DEMOSAIC_KERNELS.to(torch.float32)
 
 
 def _mhc_srgb_packed(packed: torch.Tensor) -> torch.Tensor:
@@ -276,7 +295,8 @@ def g1_inference_activation_bytes(model: nn.Module, packed_pixels: int, dtype: t
     """
     config = getattr(model, "config", None)
     width = int(getattr(config, "width", 64))
+    sites = int(getattr(config, "period", 2)) ** 2  # X-Trans: 36 sites, a 9× wider head
     element = torch.finfo(dtype).bits // 8
     trunk = 5 * width * element
-    head = 16 * element + (16 + 44) * 4
-    return int(1.2 * packed_pixels * max(trunk + 12 * 4, head))
+    head = 4 * sites * element + (4 * sites + 11 * sites) * 4
+    return int(1.2 * packed_pixels * max(trunk + 3 * sites * 4, head))

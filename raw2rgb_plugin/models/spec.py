@@ -24,6 +24,8 @@ class ArchitectureSpec:
       rounding (re-arranged convolutions, fused padding), built from the plain model without
       changing it; its `.to(dtype)` sets the compute precision and it takes and returns float32.
       `optimized_activation_bytes` is its peak memory, as `activation_bytes` is the plain model's.
+    - `output_scale`: full-resolution output pixels per packed pixel along each axis for a model
+      (G1: its packing period, 2 for Bayer, 6 for X-Trans); tiling places tiles with it.
     """
 
     name: str
@@ -35,3 +37,4 @@ class ArchitectureSpec:
     prepare_for_inference: Callable[[nn.Module], nn.Module]
     optimize: Callable[[nn.Module], nn.Module] | None = None
     optimized_activation_bytes: Callable[[nn.Module, int, torch.dtype], int] | None = None
+    output_scale: Callable[[nn.Module], int] = lambda model: 2

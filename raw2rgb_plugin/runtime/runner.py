@@ -63,7 +63,8 @@ class Runner(Protocol):
     dtype: torch.dtype
 
     def run(self, packed: torch.Tensor) -> torch.Tensor:
-        """(1, C, h, w) float input on `device` → (1, 3, 2h, 2w) float32 RGB in [0, 1] on `device`."""
+        """(1, C, h, w) float input on `device` → (1, 3, s·h, s·w) float32 RGB in [0, 1] on `device`,
+        s the architecture's output scale (the packing period: 2 Bayer, 6 X-Trans)."""
         ...
 
 
@@ -152,6 +153,8 @@ class TorchRunner:
         #: keep freed activations in the heap while a frame runs (`heap_reuse`; CPU, glibc)
         self.reuse_heap = reuse_heap
         self.source_model = model  # the plain model, for memory estimates
+        #: output pixels per packed pixel along each axis (G1: 2 Bayer, 6 X-Trans)
+        self.scale = spec.output_scale(model)
         self.model = prepare_for_inference(model, spec, device, dtype, optimize=self.optimized)
         self._external: NamedForward | None = None
 
@@ -197,7 +200,8 @@ class TorchRunner:
     def run(self, packed: torch.Tensor) -> torch.Tensor:
         tile = self.tile_for(packed.shape[-2], packed.shape[-1])
         with flush_denormals(self.device), heap_reuse(self.device, self.reuse_heap):
-            rgb = run_tiled(self._forward, packed, stride=self.spec.stride, tile=tile, overlap=self.overlap)
+            rgb = run_tiled(self._forward, packed, stride=self.spec.stride, tile=tile, overlap=self.overlap,
+                            scale=self.scale)
         return rgb.float()
 
 

@@ -99,6 +99,9 @@ def run_tiled(
 ) -> torch.Tensor:
     """Run `model` on (1, C, h, w) packed input; returns (1, 3, scale·h, scale·w).
 
+    `scale` is the model's output pixels per packed pixel (its spec's `output_scale`: 2 for a Bayer
+    G1, 6 for an X-Trans one); the overlap and the ramps are in packed pixels, scaled with it.
+
     `tile` = 0 (or a tile at least as large as the frame) runs the whole frame at once; an int is a
     square tile, a pair (tile_h, tile_w) a rectangle (`plan_tiles`). `stride` is the model's (its
     architecture spec says it); tiles start on multiples of it.
