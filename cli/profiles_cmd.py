@@ -70,6 +70,11 @@ def show_profile(
         print_json({"path": str(path), **meta})
         return
     out.print(f"[bold]{escape(str(meta.get('name', name)))}[/bold]  {escape(shown(path))}")
+    if meta.get("output", "display") == "display":
+        space = meta.get("network_space", "srgb")
+        out.print(f"network space: {space} " + ("(the network renders camera RGB; the camera matrix, sRGB encoding "
+                                                "and tone curve after it)" if space == "camera"
+                                                else "(the network renders display sRGB)"))
     look = meta.get("look")
     if look:
         out.print(f"look table: tone curves ({look['curve_knots']} knots) + {look['lut_size']}³ 3D LUT after the "

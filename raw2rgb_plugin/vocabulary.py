@@ -16,6 +16,10 @@ PROFILE_OUTPUTS = ("display", "scene-linear")
 #: a profile's output colour space, one per `PROFILE_OUTPUTS` entry; "camera-linear": white-balanced
 #: camera RGB scaled so no channel clips (`wb-headroom`), linear
 OUTPUT_COLOR_SPACES = ("srgb", "camera-linear")
+#: where a display profile's network works: "srgb" (it renders display sRGB itself, from
+#: `linear-srgb` input) or "camera" (white-balanced camera RGB from `wb-headroom` input, then a
+#: fixed rendering: camera matrix, sRGB encoding, the generic tone curve); absent means "srgb"
+NETWORK_SPACES = ("srgb", "camera")
 
 #: G1's named widths (channels of its first stage): the seed's, and two narrower for CPUs
 VARIANT_WIDTHS: dict[str, int] = {"base": 64, "slim": 32, "lite": 16}

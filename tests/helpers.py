@@ -57,6 +57,21 @@ def make_classical_develop_profile(path: Path) -> Path:
                                       "output": "scene-linear"})
 
 
+def make_tiny_camera_profile(path: Path, *, width: int = 8, seed: int = 0) -> Path:
+    """A camera-space display profile (`network_space: camera`): G1 reads the `wb-headroom` mosaic
+    and renders white-balanced camera RGB, with random weights and BatchNorm statistics from a few
+    forward passes; the engine's fixed rendering after it makes the display image."""
+    torch.manual_seed(seed)
+    model = G1(G1Config(width=width, residual_base="mhc-linear-gated"))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(2, 4, 32, 32))
+    model.eval()
+    return save_profile(path, model, {"input_normalization": "wb-headroom", "network_space": "camera",
+                                      "description": "test camera-space profile"})
+
+
 def cuda_test(test):
     """A CUDA test: marked `cuda` (benchmarks/gpu_check.sh runs `-m cuda`), skipped without a GPU."""
     return pytest.mark.cuda(_NEEDS_CUDA(test))

@@ -1,11 +1,13 @@
 """`Converter`: a profile's model resident on a device, converting RAW files to images.
 
     RawFile (decode [+ lens lookup]) ─▶ network_input (levels, [stuck sites], [vignetting], pack,
-        normalise [+ noise map]) ─▶ Runner (model, tiles) ─▶ network_output (crop, half size, square pixels,
+        normalise [+ noise map]) ─▶ Runner (model, tiles) ─▶ network_output (crop, [camera → display], half size, square pixels,
         [distortion + lateral CA], [scene-linear: to camera RGB or linear sRGB], orient, uint16)
         ─▶ Writer (TIFF or DNG, atomic)
 
-A display profile renders a finished sRGB image (TIFF). A scene-linear profile renders linear
+A display profile renders a finished sRGB image (TIFF): its network renders display sRGB itself
+(network space "srgb"), or white-balanced camera RGB that a fixed rendering after it (camera
+matrix, sRGB encoding, tone curve) finishes (network space "camera"). A scene-linear profile renders linear
 light: `--format dng` writes it as the camera's own RGB in sensor orientation (an editable DNG),
 `--format tiff` as linear sRGB with a linear ICC profile.
 
@@ -201,7 +203,8 @@ class Converter:
             raise RenderError("the network's output is not finite (NaN or infinity)",
                               f"profile {self.profile.name!r} is broken; re-export it or use another profile")
         pixels = network_output(rgb, frame, net_in.padding, half_size=half_size, scene_linear=self.scene_linear,
-                                sensor_orientation=self.output_format == "dng", lens=lens, look=self.look)
+                                sensor_orientation=self.output_format == "dng", lens=lens, look=self.look,
+                                network_space=self.profile.network_space)
         return pixels, net_in.stuck_sites
 
     def _render_stage(self, decoded: Decoded, half_size: bool) -> np.ndarray:

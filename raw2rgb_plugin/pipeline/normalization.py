@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
+from raw2rgb_plugin.pipeline.colour import srgb_encode_tensor, tone_curve
 from raw2rgb_plugin.pipeline.geometry import to_square_pixels
 from raw2rgb_plugin.pipeline.hot_pixels import StuckSites, repair_stuck_sites
 from raw2rgb_plugin.pipeline.look import Look, apply_look
@@ -109,6 +110,14 @@ def from_headroom(rgb: torch.Tensor, wb_gains_rgb, camera_to_srgb: np.ndarray | 
     scale = float(np.max(np.asarray(wb_gains_rgb, dtype=np.float64)))
     m = torch.as_tensor(np.asarray(camera_to_srgb, dtype=np.float64) * scale, dtype=rgb.dtype, device=rgb.device)
     return torch.einsum("ij,njhw->nihw", m, rgb)
+
+
+def display_from_camera(rgb: torch.Tensor, wb_gains_rgb, camera_to_srgb: np.ndarray) -> torch.Tensor:
+    """A camera-space display profile's (N, 3, H, W) output (white-balanced camera RGB in
+    ``wb-headroom`` space) → the finished display image: linear sRGB (`from_headroom`), clipped,
+    sRGB-encoded, then the generic tone curve the synthetic targets carry. Fixed and pointwise:
+    the network demosaics and denoises in camera space, this renders its colour."""
+    return tone_curve(srgb_encode_tensor(from_headroom(rgb, wb_gains_rgb, camera_to_srgb)))
 
 
 def input_gains_rgb(mode: str, wb_gains_rgb) -> np.ndarray:
@@ -191,13 +200,17 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
 
 def network_output(rgb: torch.Tensor, frame: MosaicFrame, padding: PhasePadding, *, half_size: bool = False,
                    scene_linear: bool = False, sensor_orientation: bool = False,
-                   lens: LensModel | None = None, look: Look | None = None) -> np.ndarray:
+                   lens: LensModel | None = None, look: Look | None = None,
+                   network_space: str = "srgb") -> np.ndarray:
     """G1's (1, 3, H', W') output → the frame's finished uint16 (H, W, 3) pixels, `network_input`'s
-    mirror: crop the phase padding, [the profile's `look` table], [half size], square pixels, [the
+    mirror: crop the phase padding, [a camera-space display profile's rendering: camera → display
+    sRGB (`display_from_camera`)], [the profile's `look` table], [half size], square pixels, [the
     `lens`'s distortion and lateral CA corrected], [a scene-linear profile's headroom space →
     camera-native RGB (`sensor_orientation`, for a DNG) or linear sRGB], orient, quantise.
     """
     rgb = padding.crop(rgb)
+    if network_space == "camera":  # before the look, which is fitted on display images
+        rgb = display_from_camera(rgb, frame.wb_gains_rgb, frame.camera_to_srgb)
     if look is not None:  # pointwise, before any resampling: what learn fitted it on
         rgb = apply_look(rgb, look)
     if half_size:

@@ -21,6 +21,7 @@ from raw2rgb_plugin.vocabulary import (
     INPUT_NORMALIZATIONS,
     MAX_CURVE_KNOTS,
     MAX_LUT_SIZE,
+    NETWORK_SPACES,
     OUTPUT_COLOR_SPACES,
     PROFILE_OUTPUTS,
 )
@@ -167,6 +168,12 @@ def check_metadata(meta: dict, path: Path) -> None:
         raise bad(f"names an unknown output {output!r}")
     if (output == "scene-linear") != (meta["output_color_space"] == "camera-linear"):
         raise bad(f"says output {output!r} in colour space {meta['output_color_space']!r}")
+    space = meta.get("network_space", "srgb")
+    if space not in NETWORK_SPACES:
+        raise bad(f"names an unknown network space {space!r} (use {' or '.join(NETWORK_SPACES)})")
+    if space == "camera" and (output != "display" or meta["input_normalization"] != "wb-headroom"):
+        raise bad(f"says network space 'camera' with output {output!r} and {meta['input_normalization']!r} input "
+                  "(camera space is for display profiles on wb-headroom input)")
     look = meta.get("look")
     if look is not None and not _bounded_look(look):
         raise bad(f"describes a look table outside the bounds ({look!r})")

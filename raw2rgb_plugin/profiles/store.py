@@ -80,6 +80,12 @@ class Profile:
         return self.output == "scene-linear"
 
     @property
+    def network_space(self) -> str:
+        """"srgb" (G1 renders display sRGB itself) or "camera" (G1 renders white-balanced camera RGB
+        in headroom space and a fixed rendering after it makes the display image); older profiles: srgb."""
+        return self.metadata.get("network_space", "srgb")
+
+    @property
     def reads_noise(self) -> bool:
         """Whether the network is told each frame's noise (a noise-conditioned G1)."""
         return int(self.metadata["architecture"].get("noise_channels", 0)) > 0
