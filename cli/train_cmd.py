@@ -40,6 +40,7 @@ def train(
     balance_sources: bool = typer.Option(DEFAULTS.synthetic_balance_sources, "--balance-sources/--per-image", help="With --synthetic: the same patches per epoch for each folder under RGB_DIR (a corpus's sources), not for each image."),
     pairs_on_device: bool = typer.Option(DEFAULTS.pairs_on_device, "--pairs-on-device/--pairs-in-workers", help="With --synthetic: make the training pairs on the training device (keeps a GPU busy) instead of in loader workers."),
     target: str = typer.Option(DEFAULTS.synthetic_output, "--target", help="With --synthetic: display (a finished sRGB image) or scene-linear (demosaic + denoise only, linear camera RGB: a profile for `convert --format dng`)."),
+    network_space: str | None = typer.Option(DEFAULTS.network_space, "--network-space", help="With --synthetic and a display target: srgb (G1 renders display sRGB from linear-srgb input) or camera (G1 demosaics the white-balanced camera mosaic, wb-headroom input, and a fixed camera matrix + sRGB encoding + tone curve after it renders the image: demosaicnet's pipeline). Default: an --init profile's own, else srgb; naming one may start it from a profile of the other."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
     profile_name: str | None = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an installed profile of the same name from another run."),
@@ -90,9 +91,13 @@ def train(
         workers=workers, max_steps=max_steps, max_minutes=max_minutes, keep_best=keep_best, checkpoint_every=checkpoint_every, log_every=log_every,
         synthetic_patch_size=patch_size, synthetic_patches_per_image=patches_per_image,
         synthetic_clean_fraction=clean_fraction, synthetic_hard_fraction=hard_fraction, synthetic_output=target,
-        synthetic_balance_sources=balance_sources,
+        network_space=network_space, synthetic_balance_sources=balance_sources,
         pairs_on_device=pairs_on_device,
-    ).for_data(synthetic=synthetic is not None)
+    )
+    try:
+        config = config.for_data(synthetic=synthetic is not None)
+    except Raw2RgbError as exc:
+        fail("raw2rgb train", str(exc), json_output=json_output)
     if (dataset is None) == (synthetic is None):
         fail("raw2rgb train", "give a DATASET folder or --synthetic RGB_DIR (one of them) — see raw2rgb train --help", json_output=json_output)
     # Under torchrun every rank runs this command; rank 0 speaks for all of them.
@@ -244,6 +249,9 @@ def evaluate(
         torch_device = choose_device(device)
         if len(data.split(split)) == 0:
             raise Raw2RgbError(f"{dataset} has no {split} patches", "build it with more scenes, or use --split train")
+        if loaded.network_space == "camera":  # its patches carry no camera matrix to render it with
+            raise Raw2RgbError(f"profile {loaded.name!r} works in camera space, which a stored dataset cannot render",
+                               "score it with benchmarks/quality_report.py, which converts whole files")
     except Raw2RgbError as exc:
         fail("raw2rgb evaluate", str(exc), json_output=json_output)
 

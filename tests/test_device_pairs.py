@@ -19,19 +19,22 @@ DEVICES = ["cpu", CUDA_PARAM]  # CUDA: run by `pytest -m cuda` on a GPU machine 
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("linear_target", [False, True])
-def test_a_device_batch_is_the_cpu_pairs_up_to_one_quantisation_step(device, linear_target):
+@pytest.mark.parametrize("kind", ["display", "scene-linear", "camera"])
+def test_a_device_batch_is_the_cpu_pairs_up_to_one_quantisation_step(device, kind):
+    # camera: a camera-space display profile's pairs (wb-headroom input, sRGB target, to_srgb)
+    linear_target, camera_input = kind == "scene-linear", kind == "camera"
     rng = np.random.default_rng(4)
     crops = [smooth_scene(48, 48, seed=s).astype(np.float32) for s in range(3)]
     params = [random_params(rng, cfa_pattern="RGGB", noise=False, inverse_tone_curve=bool(k % 2)) for k in range(3)]
     normals = [rng.standard_normal((4, 24, 24)) for _ in range(3)]
-    expected = [synthesize_pair(c, p, n, rng, with_noise_map=True, linear_target=linear_target,
+    expected = [synthesize_pair(c, p, n, rng, with_noise_map=True, linear_target=linear_target, camera_input=camera_input,
                                 sample_normal=lambda shape, z=z: z) for c, p, n, z in zip(crops, params, NOISE, normals)]
 
     srgb = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).copy()).to(device)
     got = synthesize_batch(srgb, Cameras.of(params, device), torch.tensor(NOISE, device=device),
                            torch.from_numpy(np.stack(normals)).float().to(device), with_noise_map=True,
-                           linear_target=linear_target)
+                           linear_target=linear_target, camera_input=camera_input)
+    assert ("to_srgb" in got) == camera_input
 
     for k, item in enumerate(expected):
         step = 1.0 / (params[k].white_level - params[k].black_level)
@@ -42,6 +45,8 @@ def test_a_device_batch_is_the_cpu_pairs_up_to_one_quantisation_step(device, lin
         assert float((raw - item["raw"]).abs().mean()) < 1e-5
         assert torch.allclose(got["rgb"][k].cpu(), item["rgb"], atol=2e-6)
         assert torch.equal(got["noise"][k].cpu(), item["noise"])
+        if camera_input:
+            assert torch.equal(got["to_srgb"][k].cpu(), item["to_srgb"])
 
 
 def _folder_of_images(folder, count=4, size=(80, 96)):

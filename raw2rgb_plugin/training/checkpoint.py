@@ -151,7 +151,14 @@ def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoin
     profile = load_profile(config.init_profile)
     # A profile trained on other input is still a starting point (its features, not its colour)
     # when the run asks for its input explicitly: a scene-linear profile starts from the display one.
-    if profile.input_normalization != input_normalization and config.input_normalization is None:
+    # The same for its network space (camera-space display vs srgb), which a run names explicitly.
+    if profile.network_space != config.space and config.network_space is None:
+        raise TrainingError(
+            f"--init profile {profile.name} works in {profile.network_space} space, this run in {config.space}",
+            f"pass --network-space {profile.network_space} to continue it, or --network-space {config.space} "
+            "to start that space from its features")
+    if (profile.input_normalization != input_normalization and config.input_normalization is None
+            and config.network_space is None):
         raise TrainingError(
             f"--init profile {profile.name} expects {profile.input_normalization!r} input, "
             f"the dataset holds {input_normalization!r}",

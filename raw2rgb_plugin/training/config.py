@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from raw2rgb_plugin.errors import Raw2RgbError
 from raw2rgb_plugin.models.blocks import RESIDUAL_BASES  # torch-free (models.g1 needs torch)
-from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, PROFILE_OUTPUTS, VARIANT_WIDTHS
+from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, NETWORK_SPACES, PROFILE_OUTPUTS, VARIANT_WIDTHS
 
 if TYPE_CHECKING:
     from raw2rgb_plugin.models.g1 import G1Config
@@ -77,6 +77,11 @@ class TrainConfig:
     #: what a --synthetic run teaches G1 to render: "display" (sRGB) or "scene-linear" (the clean
     #: camera image for an editable DNG; `wb-headroom` input, `mhc-linear-gated` base)
     synthetic_output: str = "display"
+    #: where a --synthetic display run's G1 works: "srgb" (`linear-srgb` input, it renders display
+    #: sRGB) or "camera" (`wb-headroom` input, it renders white-balanced camera RGB and the fixed
+    #: camera → display rendering after it meets the sRGB target); None: an --init profile's own,
+    #: else srgb. Named explicitly, it may differ from the --init profile's (its features start it).
+    network_space: str | None = None
     #: make the --synthetic training pairs on the training device (`data/device_pairs.py`), not in
     #: CPU workers: what keeps a GPU busy; on a CPU it is the same work in fewer, larger ops
     pairs_on_device: bool = False
@@ -84,11 +89,39 @@ class TrainConfig:
     def for_data(self, *, synthetic: bool) -> TrainConfig:
         """This config with what the training data implies for the model: pairs made on the fly
         know their noise, so G1 reads a noise map; a scene-linear target reads `wb-headroom` input
-        (set explicitly, so a display `--init` profile may start it), as `train` always did."""
-        config = dataclasses.replace(self, noise_map=synthetic)
+        (set explicitly, so a display `--init` profile may start it), as `train` always did; so does
+        a camera-space display run (`network_space`, an --init profile's own when not named)."""
+        config = dataclasses.replace(self.resolved_space(), noise_map=synthetic)
         if config.synthetic_output == "scene-linear" and config.input_normalization is None:
             config.input_normalization = "wb-headroom"
+        if config.space == "camera":
+            if not synthetic:
+                raise TrainingError("--network-space camera trains on pairs made on the fly",
+                                    "use --synthetic RGB_DIR (each pair carries its camera's matrix)")
+            if config.input_normalization is None:
+                config.input_normalization = "wb-headroom"
         return config
+
+    @property
+    def space(self) -> str:
+        """The run's network space as asked (`network_space`, srgb when not named); an --init
+        profile's own is resolved into `network_space` by `resolved_space` before data is made."""
+        return self.network_space or "srgb"
+
+    def resolved_space(self) -> TrainConfig:
+        """This config with an unnamed network space taken from the --init profile (torch-free
+        metadata read), so `--init my-camera-profile` keeps training in camera space."""
+        if self.network_space is not None or not self.init_profile:
+            return self
+        from raw2rgb_plugin.profiles.catalog import read_profile_metadata, resolve_profile_path
+
+        try:
+            meta = read_profile_metadata(resolve_profile_path(self.init_profile))
+        except Raw2RgbError:
+            return self  # the trainer reports the profile's problem when it loads it
+        if meta.get("network_space", "srgb") == "camera":
+            return dataclasses.replace(self, network_space="camera")
+        return self
 
     def g1_config(self, residual_base: str) -> G1Config:
         """G1's architecture with `residual_base` resolved (the Trainer knows the input that `auto` needs)."""
@@ -147,6 +180,14 @@ class TrainConfig:
             raise TrainingError(f"--patch-size {self.synthetic_patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
         if self.synthetic_output not in PROFILE_OUTPUTS:
             raise TrainingError(f"unknown --target {self.synthetic_output!r}", "use display or scene-linear")
+        if self.network_space not in (None, *NETWORK_SPACES):
+            raise TrainingError(f"unknown --network-space {self.network_space!r}", f"use {' or '.join(NETWORK_SPACES)}")
+        if self.space == "camera" and self.synthetic_output != "display":
+            raise TrainingError("--network-space camera is for display profiles",
+                                "drop --target scene-linear (its network already works in camera space)")
+        if self.space == "camera" and self.input_normalization not in (None, "wb-headroom"):
+            raise TrainingError(f"--network-space camera reads wb-headroom input, not {self.input_normalization!r}",
+                                "drop --input-normalization")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise TrainingError(f"unknown --amp {self.amp!r}", "use auto, bf16, fp16 or off")
         for name in ("lambda_l1", "lambda_attn", "lambda_perc", "lambda_gan", "lr_stage1", "lr_g", "lr_d"):

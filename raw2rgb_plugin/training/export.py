@@ -92,6 +92,7 @@ def profile_metadata(
         "input_normalization": run.input_normalization,
         "output_color_space": run.manifest.get("output_color_space", "srgb"),
         "output": run.manifest.get("output", "display"),
+        **({"network_space": "camera"} if run.manifest.get("network_space") == "camera" else {}),
         "description": f"trained by raw2rgb train on {Path(run.dataset_path).name if run.dataset_path else 'a dataset'}",
         "training": {
             "run_id": run.run_id,

@@ -20,7 +20,15 @@ from raw2rgb_plugin.models.g1 import G1
 from raw2rgb_plugin.models.g2 import G2
 from raw2rgb_plugin.runtime.precision import TRAINING_TIMING_SIDE, choose_cpu_training_precision
 from raw2rgb_plugin.training.config import TrainConfig, TrainingError
-from raw2rgb_plugin.training.losses import PerceptualLoss, attention_loss, l1_loss, lsgan_d_loss, lsgan_g_loss, output_view
+from raw2rgb_plugin.training.losses import (
+    PerceptualLoss,
+    attention_loss,
+    l1_loss,
+    lsgan_d_loss,
+    lsgan_g_loss,
+    network_rendering,
+    output_view,
+)
 
 
 def autocast_dtype(device: torch.device, amp: str) -> torch.dtype | None:
@@ -103,9 +111,11 @@ class GanStep:
         perceptual: PerceptualLoss | None,
         distributed: bool,
         view: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        network_space: str = "srgb",
     ):
         self.config = config
         self.view = view or output_view("display")  # what the losses and D compare
+        self.rendering = network_rendering(network_space)  # G1's output → the image `view` sees
         self.generators, self.d = generators, d
         self.device, self.amp_dtype, self.perceptual = device, amp_dtype, perceptual
         if distributed:
@@ -165,7 +175,7 @@ class GanStep:
         assert self.opt_g is not None, "enter_stage() first"
         with self.autocast():
             fake, predicted_saliency = self.gen_train(raw)
-        fake, rgb = self.view(fake), self.view(rgb)
+        fake, rgb = self.view(self.rendering(fake, batch)), self.view(rgb)
         losses: dict[str, torch.Tensor] = {}
         adversarial = self.stage == 2 and self.opt_d is not None
         if adversarial:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from raw2rgb_plugin.pipeline.colour import srgb_encode_tensor
+from raw2rgb_plugin.pipeline.colour import srgb_encode_tensor, tone_curve
 
 
 def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -78,6 +78,30 @@ def output_view(output: str):
 
 def _identity(image: torch.Tensor) -> torch.Tensor:
     return image
+
+
+def camera_display(camera: torch.Tensor, to_srgb: torch.Tensor) -> torch.Tensor:
+    """A camera-space G1's (N, 3, H, W) output (white-balanced camera RGB in headroom space) →
+    display sRGB, with each sample's (N, 3, 3) `to_srgb`: the engine's `display_from_camera`
+    (linear sRGB, clipped, sRGB-encoded, tone curve) per sample, in float32 whatever the autocast."""
+    with torch.autocast(camera.device.type, enabled=False):
+        linear = torch.einsum("nij,njhw->nihw", to_srgb.to(camera.device, torch.float32), camera.float())
+        return tone_curve(srgb_encode_tensor(linear))
+
+
+def network_rendering(network_space: str):
+    """What turns G1's output into the image `output_view` sees, (output, batch) → image: nothing
+    for "srgb"; for "camera", the fixed display rendering with the batch's `to_srgb` matrices
+    (the target is already display sRGB). Before the losses, the discriminator and the PSNR."""
+    return _camera_rendering if network_space == "camera" else _as_is
+
+
+def _camera_rendering(output: torch.Tensor, batch: dict) -> torch.Tensor:
+    return camera_display(output, batch["to_srgb"])
+
+
+def _as_is(output: torch.Tensor, batch: dict) -> torch.Tensor:
+    return output
 
 
 # OKLab (Ottosson 2020): M1 takes linear sRGB to cone responses, M2 their cube roots to L, a, b.

@@ -60,7 +60,7 @@ from raw2rgb_plugin.training.export import (
     save_best,
 )
 from raw2rgb_plugin.training.gan_step import GanStep, GeneratorPair, autocast_dtype, cpu_training_dtype
-from raw2rgb_plugin.training.losses import PerceptualLoss, output_view
+from raw2rgb_plugin.training.losses import PerceptualLoss, network_rendering, output_view
 from raw2rgb_plugin.training.run_log import LOG_NAME, RunLog, StepRate, now
 from raw2rgb_plugin.training.sampling import RankShard, ResumableSampler, SeededItems, make_loader
 
@@ -143,6 +143,12 @@ class Trainer:
         self.manifest: dict = dict(getattr(dataset, "manifest", {}) or {})
         self.input_normalization: str = cfg.input_normalization or self.manifest.get("input_normalization", "wb+ccm")
         self.view = output_view(self.manifest.get("output", "display"))  # what losses and PSNR compare
+        # A camera-space G1's output is rendered to display (per-sample matrices) before the view.
+        self.network_space: str = self.manifest.get("network_space", "srgb")
+        if self.network_space != cfg.space:
+            raise TrainingError(f"this run trains G1 in {cfg.space} space, the data is made for {self.network_space}",
+                                f"use --network-space {cfg.space} with --synthetic RGB_DIR (as the run started)")
+        self.rendering = network_rendering(self.network_space)
         # A dataset keeps raw sensor integers and normalises on reading, so it can serve any mode.
         mode = {"input_normalization": cfg.input_normalization} if cfg.input_normalization else {}
         self.train_items = dataset.split("train", augment=True, **mode)
@@ -216,7 +222,7 @@ class Trainer:
             self.vgg_source = cfg.vgg_weights or "torchvision vgg16-397923af (torch hub cache)"
         self.gan = GanStep(cfg, self.generators, self.d, device=self.device, amp_dtype=self.amp_dtype,
                            perceptual=perceptual, distributed=self.dist.enabled,
-                           view=self.view)
+                           view=self.view, network_space=self.network_space)
 
     def _provenance(self, dataset_path: str | os.PathLike | None, command_line: str | None) -> Provenance:
         return Provenance(
@@ -384,7 +390,8 @@ class Trainer:
                     target = batch["rgb"].to(self.device)
                     with self.gan.autocast():
                         out = self.g1(raw)
-                    out, target = self.view(out.float().clamp(0, 1)), self.view(target)
+                    out = self.rendering(out.float(), batch)
+                    out, target = self.view(out.clamp(0, 1)), self.view(target)
                     count = torch.tensor(float(len(out)), device=out.device)
                     sums += torch.stack([psnr(out, target).sum(), ssim(out, target).sum(), count]).cpu().double()
             finally:

@@ -24,6 +24,7 @@ from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import headroom_gains, normalized_input
 from raw2rgb_plugin.pipeline.packing import rggb_samples
+from raw2rgb_plugin.training.data.onthefly import to_srgb_matrix
 from raw2rgb_plugin.training.data.unprocess import HIGHLIGHT_INFLECTION, UnprocessParams
 from raw2rgb_plugin.training.sampling import seeded_rngs
 
@@ -67,11 +68,13 @@ def _protected_inverse_gains(camera: torch.Tensor, wb_gains: torch.Tensor) -> to
 
 
 def synthesize_batch(srgb: torch.Tensor, cameras: Cameras, noise: torch.Tensor, normal: torch.Tensor, *,
-                     with_noise_map: bool, linear_target: bool = False) -> dict[str, torch.Tensor]:
+                     with_noise_map: bool, linear_target: bool = False,
+                     camera_input: bool = False) -> dict[str, torch.Tensor]:
     """sRGB crops (N, 3, 2p, 2p) in [0, 1] → the batch `synthesize_pair` makes one by one.
 
     `noise`: (N, 2) shot and read terms (0, 0 for a clean sample); `normal`: (N, 4, p, p) standard
-    normal draws. Returns `raw` (N, 4 [+ 4], p, p), `rgb` (the target) and `noise`.
+    normal draws. Returns `raw` (N, 4 [+ 4], p, p), `rgb` (the target) and `noise`; with
+    `camera_input`, `wb-headroom` input for the display target and `to_srgb` (N, 3, 3).
     """
     linear = _scene_linear(srgb, cameras.inverse_tone_curve)
     camera = torch.einsum("nij,njhw->nihw", cameras.camera_from_srgb, linear).clamp(0.0, 1.0)
@@ -82,7 +85,7 @@ def synthesize_batch(srgb: torch.Tensor, cameras: Cameras, noise: torch.Tensor, 
     span = cameras.span.view(-1, 1, 1, 1)
     levelled = (torch.round(packed * span) / span).clamp(0.0, 1.0)
 
-    mode = "wb-headroom" if linear_target else "linear-srgb"
+    mode = "wb-headroom" if linear_target or camera_input else "linear-srgb"
     inputs = []
     # One copy to the host for the noise maps, not a GPU synchronisation per sample and term.
     terms = noise.tolist() if with_noise_map else [None] * len(cameras.params)
@@ -95,7 +98,10 @@ def synthesize_batch(srgb: torch.Tensor, cameras: Cameras, noise: torch.Tensor, 
         target = camera * gains.to(camera.device).view(-1, 3, 1, 1)
     else:
         target = srgb
-    return {"raw": torch.stack(inputs).contiguous(), "rgb": target.contiguous(), "noise": noise.float()}
+    batch = {"raw": torch.stack(inputs).contiguous(), "rgb": target.contiguous(), "noise": noise.float()}
+    if camera_input:
+        batch["to_srgb"] = torch.stack([to_srgb_matrix(p) for p in cameras.params]).to(srgb.device)
+    return batch
 
 
 class DeviceBatches:
@@ -152,7 +158,8 @@ class DeviceBatches:
         normal = torch.randn((len(keys), 4, packed_side, packed_side), generator=generator, device=self.device)
         batch = synthesize_batch(srgb, Cameras.of(params, self.device), torch.tensor(noise, device=self.device),
                                  normal, with_noise_map=self.split.options.noise_map,
-                                 linear_target=self.split.options.output == "scene-linear")
+                                 linear_target=self.split.options.output == "scene-linear",
+                                 camera_input=self.split.options.network_space == "camera")
         batch["saliency"] = torch.stack(maps) / 255.0
         return batch
 

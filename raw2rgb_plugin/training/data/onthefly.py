@@ -75,10 +75,14 @@ class OnTheFlyOptions:
     #: "scene-linear" (the clean white-balanced camera RGB, from `wb-headroom` input: demosaic
     #: and denoise only, for an editable DNG)
     output: str = "display"
+    #: where G1 works for a display output: "srgb" (`linear-srgb` input, display sRGB out) or
+    #: "camera" (`wb-headroom` input, white-balanced camera RGB out; each item carries `to_srgb`,
+    #: the 3×3 the trainer renders it to display with)
+    network_space: str = "srgb"
 
     @property
     def input_normalization(self) -> str:
-        return "wb-headroom" if self.output == "scene-linear" else "linear-srgb"
+        return "wb-headroom" if self.output == "scene-linear" or self.network_space == "camera" else "linear-srgb"
 
 
 class OnTheFlyDataset:
@@ -89,6 +93,10 @@ class OnTheFlyDataset:
             raise DatasetError(f"patch size {options.patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
         if options.output not in ("display", "scene-linear"):
             raise DatasetError(f"unknown output {options.output!r}", "use display or scene-linear")
+        if options.network_space not in ("srgb", "camera") or (options.network_space == "camera"
+                                                              and options.output != "display"):
+            raise DatasetError(f"network space {options.network_space!r} with output {options.output!r}",
+                               "camera space is for display targets; use srgb or camera")
         self.rgb_dir = Path(rgb_dir)
         self.options = options
         self.images = find_images(self.rgb_dir)
@@ -101,6 +109,7 @@ class OnTheFlyDataset:
             "input_normalization": options.input_normalization,
             "output_color_space": "camera-linear" if options.output == "scene-linear" else "srgb",
             "output": options.output,
+            "network_space": options.network_space,
             "images": len(self.images),
             "scenes": {name: sorted(scenes[p] for p in paths) for name, paths in self._by_split.items()},
             "options": asdict(options),
@@ -188,7 +197,8 @@ class OnTheFlySplit(Dataset):
         if draw.mirror:
             crop = crop[:, ::-1]
         item = synthesize_pair(np.ascontiguousarray(crop, dtype=np.float32), draw.params, draw.noise, draw.rng,
-                               with_noise_map=self.options.noise_map, linear_target=self.options.output == "scene-linear")
+                               with_noise_map=self.options.noise_map, linear_target=self.options.output == "scene-linear",
+                               camera_input=self.options.network_space == "camera")
         item["scene"] = _scene(self.images[draw.image], self.root)
         return item
 
@@ -230,11 +240,14 @@ def _scene(path: Path, root: Path) -> str:
 
 def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[float, float], rng: np.random.Generator,
                     *, with_noise_map: bool, sample_normal: Callable[..., np.ndarray] | None = None,
-                    linear_target: bool = False) -> dict:
+                    linear_target: bool = False, camera_input: bool = False) -> dict:
     """sRGB (2p, 2p, 3) in [0, 1] → the network input the engine would make of its RAW, and targets.
 
     The target is the sRGB crop, or with `linear_target` the clean camera image in the network's
     `wb-headroom` space (what the mosaic samples, before noise and quantisation, at every pixel).
+    `camera_input` (a camera-space display profile): the `wb-headroom` input with the sRGB target,
+    and `to_srgb`, the 3×3 that takes headroom-space camera RGB to linear sRGB (the camera →
+    sRGB matrix × the largest white-balance gain, what `normalization.from_headroom` applies).
 
     The mosaic is RGGB-phase packed directly (the engine pads every order to that phase), noise
     is Gaussian with variance a·x + b (the Poisson–Gaussian model at these counts), and values
@@ -253,11 +266,21 @@ def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[floa
 
     levelled = torch.from_numpy(packed)
     camera_to_srgb = camera_to_srgb_from_xyz_to_camera(np.asarray(params.xyz_to_camera, dtype=np.float64))
-    mode = "wb-headroom" if linear_target else "linear-srgb"
+    mode = "wb-headroom" if linear_target or camera_input else "linear-srgb"
     net = normalized_input(levelled, mode, params.wb_gains_rgb, camera_to_srgb.astype(np.float32),
                            noise=NoiseModel.of(shot, read) if with_noise_map else None)
     image = camera * headroom_gains(params.wb_gains_rgb) if linear_target else srgb
     target = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
     saliency = torch.from_numpy(builtin_saliency(srgb.astype(np.float32)))[None]
-    return {"raw": net.contiguous(), "rgb": target.contiguous(), "saliency": saliency.contiguous(),
+    item = {"raw": net.contiguous(), "rgb": target.contiguous(), "saliency": saliency.contiguous(),
             "noise": torch.tensor([shot, read], dtype=torch.float32)}
+    if camera_input:
+        item["to_srgb"] = to_srgb_matrix(params)
+    return item
+
+
+def to_srgb_matrix(params: UnprocessParams) -> torch.Tensor:
+    """(3, 3) float32: `wb-headroom` camera RGB → linear sRGB for a sample of camera `params` (the
+    camera → sRGB matrix × the largest gain), what the engine's `from_headroom` applies to a frame."""
+    matrix = camera_to_srgb_from_xyz_to_camera(np.asarray(params.xyz_to_camera, dtype=np.float64))
+    return torch.as_tensor(matrix * max(params.wb_gains_rgb), dtype=torch.float32)
