@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 
@@ -75,3 +76,13 @@ def test_a_process_that_holds_torch_keeps_its_collector():
     with _collector_paused_for_imports():
         assert gc.isenabled()
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+@pytest.mark.parametrize("own", [None, "ACTIVE"])
+def test_the_cli_waits_passively_unless_told_otherwise(own):
+    """OpenMP reads OMP_WAIT_POLICY when torch starts it: the CLI sets it before any torch import."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": own} if own else {})
+    probe = "import os, sys\nimport raw2rgb_cli.main\nprint(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [own or "PASSIVE", "False"]
