@@ -110,7 +110,8 @@ def train(
         source = dataset if dataset is not None else synthetic
         assert source is not None
         trainer = Trainer(
-            config, open_training_data(dataset, synthetic, config), output, resume=resume, profile_name=profile_name,
+            config, open_training_data(dataset, synthetic, _data_config(config, output, resume)), output,
+            resume=resume, profile_name=profile_name,
             overwrite_profile=overwrite, dataset_path=source.resolve(), command_line=_command_line(),
             on_event=display.on_event,
         )
@@ -122,6 +123,17 @@ def train(
         print_json(_summary(result, output, display))
     if display.stop_reason == "requested":
         raise typer.Exit(130)
+
+
+def _data_config(config: TrainConfig, output: Path, resume: bool) -> TrainConfig:
+    """The settings the training data are made with: a resumed run's saved ones (patch size,
+    patches per image, clean and hard shares, sources, seed, …), so `--resume` alone cuts the same
+    patches the run started with, as it continues with its other saved settings."""
+    if not resume:
+        return config
+    from raw2rgb_plugin.training.checkpoint import read_checkpoint, run_config
+
+    return run_config(config, read_checkpoint(output))
 
 
 def _run_with_display(trainer, display: _TrainDisplay):

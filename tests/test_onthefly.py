@@ -115,6 +115,14 @@ def test_train_synthetic_makes_a_noise_aware_profile_that_convert_uses(tmp_path,
         outputs[strength] = tifffile.imread(tmp_path / strength / "noisy.tif")
     assert not np.array_equal(outputs["0"], outputs["2"])
 
+    # --resume alone reopens it: the pairs are made with the run's saved settings (the patch size
+    # and patches per image above), not with the options' defaults, which would count other
+    # patches and be refused. (Its one epoch was done: it stays at step 2.)
+    resumed = runner.invoke(app, ["train", "--synthetic", str(images), "-o", str(tmp_path / "run"), "--resume",
+                                  "--max-steps", "3", "--json", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["steps"] == 2
+
 
 def test_balanced_sources_get_the_same_patches_per_epoch(tmp_path):
     from collections import Counter
