@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                              "validation images are large enough)")
     parser.add_argument("--validate-every", type=int, default=500)
     parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--max-minutes", type=float, help="stop training after this long (then validate and report)")
+    parser.add_argument("--hard-fraction", type=float, default=0.25,
+                        help="share of crops mined for MHC's error (on the CPU: 0 keeps a GPU fed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]: pairs are made there too")
     parser.add_argument("--json", type=Path)
@@ -166,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
-    options = OnTheFlyOptions(patch_size=args.patch_size, patches_per_image=1, clean_fraction=0.2, hard_fraction=0.25)
+    options = OnTheFlyOptions(patch_size=args.patch_size, patches_per_image=1, clean_fraction=0.2,
+                              hard_fraction=args.hard_fraction)
     train = OnTheFlyDataset(args.corpus, options).split("train")
     val_set = OnTheFlyDataset(args.corpus, OnTheFlyOptions(patch_size=args.val_patch_size, patches_per_image=1))
     val_split = val_set.split("val")
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     history = []
     seconds = {name: 0.0 for name in names}
     start = time.perf_counter()
+    deadline = start + 60 * args.max_minutes if args.max_minutes else None
     for step in range(1, args.steps + 1):
         indices = order.integers(0, len(train), size=args.batch_size)
         batch = train_batches.make([(int(i), args.seed * 10**7 + step * 1000 + j) for j, i in enumerate(indices)])
@@ -208,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             optimisers[name].step()
             seconds[name] += time.perf_counter() - t0
-        if step % args.validate_every == 0 or step == args.steps:
+        last = step == args.steps or (deadline is not None and time.perf_counter() > deadline)
+        if step % args.validate_every == 0 or last:
             scores = validate(models, val_items, val_isos)
             history.append({"step": step, "scores": scores})
             best = max(names, key=lambda n: np.mean(list(scores[n].values())))
@@ -216,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             means = ", ".join(f"{n} {np.mean(list(scores[n].values())):.2f} ({scores[n].get(0, float('nan')):.2f})"
                               for n in [*names, "MHC"])
             print(f"step {step} ({time.perf_counter() - start:.0f} s): best {best}; {means}", file=sys.stderr, flush=True)
+        if last:
+            break
+    steps = history[-1]["step"]
     final = history[-1]["scores"]
     isos = sorted(set(val_isos))
     levels = " | ".join("clean" if i == 0 else f"ISO {i}" for i in isos)
@@ -230,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             model = models[name][0]
             row["parameters"] = sum(p.numel() for p in model.parameters())
             row["forward_seconds"] = forward_seconds(model.cpu())
-            row["train_seconds_per_step"] = seconds[name] / args.steps
+            row["train_seconds_per_step"] = seconds[name] / steps
             extra = [f"{row['parameters']:,}", f"{row['forward_seconds']:.3f}", f"{row['train_seconds_per_step']:.3f}"]
             if args.weights:
                 args.weights.mkdir(parents=True, exist_ok=True)
@@ -238,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"| {name} | {' | '.join(f'{final[name][i]:.2f}' for i in isos)} | {row['mean_db']:.2f} | {' | '.join(extra)} |")
     if args.json:
-        args.json.write_text(json.dumps({"argv": argv if argv is not None else sys.argv[1:], "steps": args.steps,
+        args.json.write_text(json.dumps({"argv": argv if argv is not None else sys.argv[1:], "steps": steps,
                                          "batch_size": args.batch_size, "patch_size": args.patch_size,
                                          "val_crops": len(val_isos), "rows": rows, "history": history}, indent=1))
     return 0

@@ -52,10 +52,19 @@ def test_a_tiny_run_prints_its_table(photos, tmp_path, capsys):
     out = tmp_path / "ablation.json"
     code = ablation.main(["--corpus", str(photos), "--steps", "2", "--validate-every", "1", "--batch-size", "2",
                           "--patch-size", "32", "--val-patch-size", "64", "--val-items", "4",
-                          "--variants", "srgb-gated,camera-gated-fine2", "--json", str(out)])
+                          "--variants", "srgb-gated,camera-gated-fine2", "--hard-fraction", "0", "--json", str(out)])
     assert code == 0
     table = capsys.readouterr().out
     assert "| srgb-gated |" in table and "| camera-gated-fine2 |" in table and "| MHC |" in table
     report = json.loads(out.read_text())
     assert [row["variant"] for row in report["rows"]] == ["srgb-gated", "camera-gated-fine2", "MHC"]
     assert len(report["history"]) == 2
+
+
+def test_max_minutes_ends_the_training_then_validates(photos, tmp_path):
+    out = tmp_path / "ablation.json"
+    assert ablation.main(["--corpus", str(photos), "--steps", "50", "--max-minutes", "1e-6", "--batch-size", "2",
+                          "--patch-size", "32", "--val-patch-size", "64", "--val-items", "2",
+                          "--variants", "srgb-gated", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["steps"] == 1 and [h["step"] for h in report["history"]] == [1]

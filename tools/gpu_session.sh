@@ -4,7 +4,10 @@
 # tools/train_default_gpu.sh on the packed corpus. Results go to $OUT (the device tool returns it).
 #
 #   bash tools/gpu_session.sh                       # on the GPU machine
-#   RAW2RGB_GPU_STEPS="train" bash tools/gpu_session.sh   # or "tests", "bench", any of them
+#   RAW2RGB_GPU_STEPS="train" bash tools/gpu_session.sh   # or "tests", "bench", "ablate", any of them
+#
+# "ablate" runs benchmarks/ablate_formulation.py on the GPU (issue 20: which formulation lets a
+# lite G1 demosaic), RAW2RGB_ABLATE_MINUTES of training (default 4), no CPU-side hard mining.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -38,6 +41,12 @@ if [[ $steps == *" train "* ]]; then
         > "$OUT/train.log" 2>&1 || status=1
     tail -12 "$OUT/train.log"
     cp raw2rgb_plugin/profiles/shipped/*.safetensors "$OUT/" 2>/dev/null || true
+fi
+if [[ $steps == *" ablate "* ]]; then
+    timeout 420 "$PY" benchmarks/ablate_formulation.py --device cuda --corpus "${RAW2RGB_CORPUS:-.gpudata/corpus}" \
+        --steps 100000 --max-minutes "${RAW2RGB_ABLATE_MINUTES:-4}" --batch-size 32 --hard-fraction 0 \
+        --validate-every 1000 --json "$OUT/ablation.json" > "$OUT/ablation.md" 2> "$OUT/ablation.log" || status=1
+    cat "$OUT/ablation.md"
 fi
 if [[ $steps == *" bench "* ]]; then
     bash benchmarks/gpu_check.sh "$OUT/check" > "$OUT/gpu-check.log" 2>&1 || status=1
