@@ -124,25 +124,12 @@ class G1Inference(nn.Module):
             weight, bias = _conv_weights(getattr(model, name))
             self.register_buffer(f"{name}_w", weight)
             self.register_buffer(f"{name}_b", bias)
-        bottleneck = cast(nn.Sequential, model.bottleneck)
-        self.residual_blocks = len(bottleneck)
+        bottleneck, fine = cast(nn.Sequential, model.bottleneck), cast(nn.Sequential, model.fine)
+        self.residual_blocks, self.fine_blocks = len(bottleneck), len(fine)
         for index, block in enumerate(bottleneck):
-            body = cast(nn.Sequential, block.body)
-            for part in (0, 1):
-                weight, bias = _conv_weights(body[part])
-                self.register_buffer(f"r{index}{'ab'[part]}_w", weight)
-                self.register_buffer(f"r{index}{'ab'[part]}_b", bias)
-        fine = cast(nn.Sequential, model.fine) if hasattr(model, "fine") else nn.Sequential()
-        self.fine_blocks = len(fine)
+            self._register_residual(f"r{index}", cast(nn.Module, block.body))
         for index, block in enumerate(fine):
-            body = cast(nn.Sequential, block.body)
-            gain = float(cast(torch.Tensor, block.gain).detach())
-            for part in (0, 1):
-                weight, bias = _conv_weights(body[part])
-                if part:  # x + g·conv(t) = x + conv_{g·W, g·b}(t): the gain folds into the weights
-                    weight, bias = weight * gain, bias * gain
-                self.register_buffer(f"f{index}{'ab'[part]}_w", weight)
-                self.register_buffer(f"f{index}{'ab'[part]}_b", bias)
+            self._register_residual(f"f{index}", cast(nn.Module, block.body), float(cast(torch.Tensor, block.gain).detach()))
         for name in ("d1", "d2", "d3"):
             weight, bias = _conv_weights(getattr(model, name).conv)
             phase_w, phase_b = upsample_conv_phase_kernels(weight, bias)
@@ -154,6 +141,16 @@ class G1Inference(nn.Module):
         else:  # the head computes (tanh(o) + 1) / 2 as σ(2o); doubling is exact in floating point
             self._buffer("d4_w")[: self.image_channels] *= 2
             self._buffer("d4_b")[: self.image_channels] *= 2
+
+    def _register_residual(self, prefix: str, body: nn.Module, gain: float = 1.0) -> None:
+        """A residual block's two convolutions as buffers `<prefix>a_*`, `<prefix>b_*`; a fine block's
+        gain folds into the second: x + g·conv(t) = x + conv_{g·W, g·b}(t)."""
+        for part in (0, 1):
+            weight, bias = _conv_weights(cast(nn.Sequential, body)[part])
+            if part and gain != 1.0:
+                weight, bias = weight * gain, bias * gain
+            self.register_buffer(f"{prefix}{'ab'[part]}_w", weight)
+            self.register_buffer(f"{prefix}{'ab'[part]}_b", bias)
 
     def _buffer(self, name: str) -> torch.Tensor:
         return cast(torch.Tensor, getattr(self, name))
@@ -188,28 +185,29 @@ class G1Inference(nn.Module):
         e2 = F.leaky_relu_(self._conv(F.pad(e1, (1, 1, 1, 1), mode="reflect"), "e2", 2), _SLOPE)
         e3 = F.leaky_relu_(self._conv(F.pad(e2, (1, 1, 1, 1), mode="reflect"), "e3", 2), _SLOPE)
         b = F.leaky_relu_(self._conv(F.pad(e3, (1, 1, 1, 1), mode="reflect"), "e4", 2), _SLOPE)
-        for index in range(self.residual_blocks):
-            t = F.leaky_relu_(self._conv(F.pad(b, (1, 1, 1, 1), mode="reflect"), f"r{index}a"), _SLOPE)
-            b = b.add_(self._conv(F.pad(t, (1, 1, 1, 1), mode="reflect"), f"r{index}b"))
-            del t
+        b = self._residuals(b, "r", self.residual_blocks)
         d1 = replicate_border_(self._up_into(F.pad(b, (1, 1, 1, 1), mode="replicate"), "d1", e3, 1))
         del b, e3
         d2 = replicate_border_(self._up_into(d1, "d2", e2, 1))
         del d1, e2
-        d3 = reflect_border_(self._up_into(d2, "d3", e1, 3), 3)
+        d3 = self._up_into(d2, "d3", e1, 3)
         del d2, e1
-        if self.fine_blocks:
-            d3 = F.pad(self._fine(d3[..., 3:-3, 3:-3]), (3, 3, 3, 3), mode="reflect")
+        if self.fine_blocks:  # they work on the interior; the output conv's border is filled after them
+            fine = self._residuals(d3[..., 3:-3, 3:-3].contiguous(memory_format=torch.channels_last), "f",
+                                   self.fine_blocks)
+            d3 = F.pad(fine, (3, 3, 3, 3), mode="reflect")
+        else:
+            d3 = reflect_border_(d3, 3)
         out = self._conv(d3, "d4")
         del d3
         return self._head(out.float(), packed[:, : self.config.in_channels].float())
 
-    def _fine(self, x: torch.Tensor) -> torch.Tensor:
-        """The fine blocks at the packed resolution (their gains folded into the second convs)."""
-        x = x.contiguous(memory_format=torch.channels_last)
-        for index in range(self.fine_blocks):
-            t = F.leaky_relu_(self._conv(F.pad(x, (1, 1, 1, 1), mode="reflect"), f"f{index}a"), _SLOPE)
-            x = x.add_(self._conv(F.pad(t, (1, 1, 1, 1), mode="reflect"), f"f{index}b"))
+    def _residuals(self, x: torch.Tensor, prefix: str, count: int) -> torch.Tensor:
+        """`count` residual blocks `<prefix>0` … in place on `x`: the bottleneck's, or the fine blocks
+        at the packed resolution (their gains folded into the second convs)."""
+        for index in range(count):
+            t = F.leaky_relu_(self._conv(F.pad(x, (1, 1, 1, 1), mode="reflect"), f"{prefix}{index}a"), _SLOPE)
+            x = x.add_(self._conv(F.pad(t, (1, 1, 1, 1), mode="reflect"), f"{prefix}{index}b"))
             del t
         return x
 
