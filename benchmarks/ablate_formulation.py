@@ -41,11 +41,16 @@ sys.path.insert(0, str(ROOT))
 from raw2rgb_plugin.models.g1 import G1, G1Config, fuse_batchnorm, g1_from_block, g1_to_block, plain_state_dict  # noqa: E402
 from raw2rgb_plugin.models.g1_inference import G1Inference  # noqa: E402
 from raw2rgb_plugin.pipeline.classical import mhc_srgb_rendering  # noqa: E402
-from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera, srgb_encode_tensor, tone_curve  # noqa: E402
 from raw2rgb_plugin.pipeline.metrics import psnr  # noqa: E402
 from raw2rgb_plugin.training.data.device_pairs import Cameras, synthesize_batch  # noqa: E402
-from raw2rgb_plugin.training.data.onthefly import VALIDATION_ISOS, OnTheFlyDataset, OnTheFlyOptions  # noqa: E402
+from raw2rgb_plugin.training.data.onthefly import (  # noqa: E402
+    VALIDATION_ISOS,
+    OnTheFlyDataset,
+    OnTheFlyOptions,
+    to_srgb_matrix,
+)
 from raw2rgb_plugin.training.data.store import DatasetError  # noqa: E402
+from raw2rgb_plugin.training.losses import camera_display  # noqa: E402
 from raw2rgb_plugin.training.sampling import seeded_rngs  # noqa: E402
 
 #: name → (network space, residual base, fine blocks)
@@ -57,13 +62,6 @@ VARIANTS = {
     "camera-gated-fine2": ("camera", "mhc-linear-gated", 2),
     "camera-none-fine2": ("camera", "none", 2),
 }
-
-
-def render_display(camera: torch.Tensor, to_srgb: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) white-balanced camera RGB in headroom space → display sRGB, per-sample matrices (N, 3, 3)."""
-    with torch.autocast(camera.device.type, enabled=False):
-        linear = torch.einsum("nij,njhw->nihw", to_srgb, camera.float())
-        return tone_curve(srgb_encode_tensor(linear))
 
 
 class Batches:
@@ -101,17 +99,14 @@ class Batches:
         normal = torch.randn((len(keys), 4, size // 2, size // 2), generator=generator, device=self.device)
         display = synthesize_batch(srgb, cameras, levels, normal, with_noise_map=True)
         linear = synthesize_batch(srgb, cameras, levels, normal, with_noise_map=True, linear_target=True)
-        # headroom → white-balanced camera RGB (× the largest gain) → linear sRGB
-        to_srgb = [camera_to_srgb_from_xyz_to_camera(np.asarray(p.xyz_to_camera, dtype=np.float64)) * max(p.wb_gains_rgb)
-                   for p in params]
         return {"srgb": display["raw"], "camera": linear["raw"], "target": display["rgb"], "camera_target": linear["rgb"],
-                "to_srgb": torch.as_tensor(np.stack(to_srgb), dtype=torch.float32, device=self.device),
+                "to_srgb": torch.stack([to_srgb_matrix(p) for p in params]).to(self.device),
                 "iso": [n for n in noise]}
 
 
 def forward(model: torch.nn.Module, space: str, batch: dict) -> torch.Tensor:
     out = model(batch[space])
-    return render_display(out, batch["to_srgb"]) if space == "camera" else out
+    return camera_display(out, batch["to_srgb"]) if space == "camera" else out
 
 
 def validate(models: dict, batches: list[dict], isos: list[int]) -> dict[str, dict[int, float]]:

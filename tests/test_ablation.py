@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from raw2rgb_plugin.pipeline.metrics import psnr  # noqa: E402
 from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptions  # noqa: E402
+from raw2rgb_plugin.training.losses import camera_display  # noqa: E402
 
 import ablate_formulation as ablation  # noqa: E402
 
@@ -41,7 +42,7 @@ def test_both_spaces_render_the_same_target(photos):
     assert torch.equal(batch["srgb"][:, 4:], batch["camera"][:, 4:])  # one noise level, one noise map
     # What the camera space learns, rendered by its fixed matrix + curves, is the display target
     # (bar the highlights, where unprocessing fades the white balance out).
-    rendered = ablation.render_display(batch["camera_target"], batch["to_srgb"])
+    rendered = camera_display(batch["camera_target"], batch["to_srgb"])
     assert float(psnr(rendered.clamp(0, 1), batch["target"]).min()) >= 40
     again = ablation.Batches(split, torch.device("cpu")).make([(k, 7 + k) for k in range(len(split))])
     assert torch.equal(again["camera"], batch["camera"])  # the same keys, the same samples
