@@ -124,15 +124,20 @@ def write_cfa_dng(path: Path, mosaic: np.ndarray, cfa: str, *,
 write_bayer_dng = write_cfa_dng
 
 
+def _positive_rationals_tag(tag: int, name: str, values, count: int) -> tuple:
+    """A RATIONAL tag of exactly `count` finite, positive values; ValueError naming `name` otherwise."""
+    numbers = [float(v) for v in values]
+    if len(numbers) != count or any(not (v > 0 and np.isfinite(v)) for v in numbers):
+        raise ValueError(f"{name} needs {count} positive values, got {numbers}")
+    return (tag, _RATIONAL, count, tuple(rational_values(numbers)), True)
+
+
 def _layout_tags(shape: tuple[int, ...], default_scale: tuple[float, float] | None,
                  opcode_list3: bytes | None, active_area: tuple[int, int, int, int] | None) -> list[tuple]:
     """The optional tags about the image's geometry: pixel shape, lens opcodes, active area."""
     tags: list[tuple] = []
     if default_scale is not None:
-        scale = [float(v) for v in default_scale]
-        if len(scale) != 2 or any(not (v > 0 and np.isfinite(v)) for v in scale):
-            raise ValueError(f"DefaultScale needs 2 positive values, got {scale}")
-        tags.append((_DEFAULT_SCALE, _RATIONAL, 2, tuple(rational_values(scale)), True))
+        tags.append(_positive_rationals_tag(_DEFAULT_SCALE, "DefaultScale", default_scale, 2))
     if opcode_list3 is not None:
         # Big-endian opcodes acting on the demosaiced image (DNG 1.3, chapter 6), kept as given.
         tags.append((_OPCODE_LIST_3, _UNDEFINED, len(opcode_list3), opcode_list3, True))
@@ -242,10 +247,7 @@ def _dng_tags(cfa: str, blacks: list[float], white_level: int,
                      tuple(rational_values(matrix.ravel().tolist(), signed=True)), True))
         tags.append((_CALIBRATION_ILLUMINANT_1, "H", 1, _ILLUMINANT_D65, True))
     if as_shot_neutral is not None:
-        neutral = [float(v) for v in as_shot_neutral]
-        if len(neutral) != 3 or any(not (v > 0 and np.isfinite(v)) for v in neutral):
-            raise ValueError(f"AsShotNeutral needs 3 positive values, got {neutral}")
-        tags.append((_AS_SHOT_NEUTRAL, _RATIONAL, 3, tuple(rational_values(neutral)), True))
+        tags.append(_positive_rationals_tag(_AS_SHOT_NEUTRAL, "AsShotNeutral", as_shot_neutral, 3))
     if baseline_exposure is not None:
         tags.append((_BASELINE_EXPOSURE, _SRATIONAL, 1,
                      tuple(rational_values([baseline_exposure], signed=True)), True))
