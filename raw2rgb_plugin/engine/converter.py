@@ -18,7 +18,7 @@ results as files finish; `convert` is `stream` collected in job order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.lens import LensCorrection, LensLookup, find_lens_correction
 from raw2rgb_plugin.io.libraw import libraw_stderr
 from raw2rgb_plugin.io.noise_profile import noise_model_for
-from raw2rgb_plugin.io.raw_file import BayerFrame, RawFile, SensorFrame
+from raw2rgb_plugin.io.raw_file import RawFile, SensorFrame
 from raw2rgb_plugin.io.writers import DngWriter, TiffWriter, Writer
 from raw2rgb_plugin.pipeline.hot_pixels import StuckSites
 from raw2rgb_plugin.pipeline.noise import NoiseModel
@@ -67,34 +67,41 @@ class RenderError(Raw2RgbError):
     """A frame that decoded but could not be rendered (out of memory, …)."""
 
 
+#: why an X-Trans frame's stuck sites are left as recorded (a note on each such file)
+XTRANS_HOT_PIXELS_NOTE = ("hot pixels not looked for: the stuck-site test reads Bayer neighbourhoods "
+                          "(same colour two sites away), which X-Trans lacks")
+
+
 @dataclass
 class Decoded:
-    frame: BayerFrame
+    frame: SensorFrame  # a Bayer or an X-Trans frame, whichever the profile renders
     metadata: PhotoMetadata
     noise: NoiseModel | None = None  # read for profiles that are told the noise, and for stuck sites
     lens: LensLookup | None = None  # looked up only when the lens is corrected
     stuck_sites: int | None = None  # hot and dead pixels replaced when rendered; None: not looked for
+    notes: list[str] = field(default_factory=list)  # remarks on the rendering, for the file's result
 
 
 def decode(job: ConvertJob, *, with_noise: bool = False, with_lens: bool = False,
-           profile: str | None = None) -> Decoded:
-    """`job`'s file decoded for `profile` (its name, for the line that refuses a frame it cannot render)."""
+           profile: str | None = None, cfa: str = "bayer") -> Decoded:
+    """`job`'s file decoded for `profile` (its name and `cfa`, for the line that refuses a frame it
+    cannot render)."""
     with RawFile(job.input) as raw:
-        frame = renderable(raw.mosaic_frame, profile)
+        frame = renderable(raw.mosaic_frame, profile, cfa)
         noise = noise_model_for(frame, raw.metadata, raw.libraw) if with_noise else None
         lens = find_lens_correction(raw.metadata) if with_lens else None
         return Decoded(frame, raw.metadata, noise, lens)
 
 
-def renderable(frame: SensorFrame, profile: str | None = None) -> BayerFrame:
-    """`frame`, when a profile can render it: every profile so far is for Bayer sensors.
-
-    An X-Trans frame is refused in one line, at decoding, so a batch spends nothing more on it.
-    The X-Trans network will plug in here: a profile that names its CFA, chosen by the frame's.
-    """
-    if isinstance(frame, BayerFrame):
+def renderable(frame: SensorFrame, profile: str | None = None, cfa: str = "bayer") -> SensorFrame:
+    """`frame`, when a profile of `cfa` ("bayer" or "xtrans") can render it; otherwise refused in
+    one line, at decoding, so a batch spends nothing more on it."""
+    if frame.cfa_kind == cfa:
         return frame
     which = f"profile {profile!r}" if profile else "every raw2rgb profile"
+    if cfa == "xtrans":
+        raise UnsupportedRawError(f"is a Bayer RAW: {which} renders X-Trans sensors only",
+                                  "convert it with a Bayer profile, e.g. --profile default-lite")
     raise UnsupportedRawError(
         f"is an X-Trans RAW (Fujifilm's 6×6 colour filter array): {which} renders Bayer sensors only, "
         "and no X-Trans profile exists yet",
@@ -103,13 +110,13 @@ def renderable(frame: SensorFrame, profile: str | None = None) -> BayerFrame:
 
 def report(decoded: Decoded) -> tuple[dict, list[str]]:
     """A converted file's `--json` details and notes: the lens correction applied, or why none;
-    how many stuck sites were replaced (null with --keep-hot-pixels)."""
+    how many stuck sites were replaced (null with --keep-hot-pixels, or where not looked for)."""
     hot_pixels = {"hot_pixels": decoded.stuck_sites}
     if decoded.lens is None:  # --lens off
-        return {"lens": None, **hot_pixels}, []
+        return {"lens": None, **hot_pixels}, list(decoded.notes)
     correction = decoded.lens.correction
     notes = [] if correction else [f"lens not corrected: {decoded.lens.reason}"]
-    return {"lens": correction.summary() if correction else None, **hot_pixels}, notes
+    return {"lens": correction.summary() if correction else None, **hot_pixels}, notes + decoded.notes
 
 
 def _capturing_libraw_stderr(results: Iterator[FileResult]) -> Iterator[FileResult]:
@@ -180,14 +187,14 @@ class Converter:
         A noise-conditioned profile is told `noise` (estimated from the frame when not given),
         scaled by the converter's `denoise` strength; stuck sites are judged with it too. `lens`
         is corrected: its vignetting on the mosaic before the network, its distortion and lateral
-        CA on the image after it. A frame the profile cannot render (X-Trans) raises
-        `UnsupportedRawError`.
+        CA on the image after it. A frame of another CFA than the profile's (an X-Trans frame and a
+        Bayer profile, or the reverse) raises `UnsupportedRawError`.
         """
-        bayer = renderable(frame, self.profile.name)
-        return self._render(bayer, half_size=half_size, noise=noise, lens=lens)[0]
+        frame = renderable(frame, self.profile.name, self.profile.cfa)
+        return self._render(frame, half_size=half_size, noise=noise, lens=lens)[0]
 
     @torch.inference_mode()
-    def _render(self, frame: BayerFrame, *, half_size: bool, noise: NoiseModel | None,
+    def _render(self, frame: SensorFrame, *, half_size: bool, noise: NoiseModel | None,
                 lens: LensCorrection | None) -> tuple[np.ndarray, int | None]:
         """`render`'s pixels, and how many stuck sites were replaced (None: not looked for)."""
         if (self.reads_noise or self.repairs_stuck_sites) and noise is None:
@@ -211,6 +218,8 @@ class Converter:
         lens = decoded.lens.correction if decoded.lens is not None else None
         try:
             pixels, decoded.stuck_sites = self._render(decoded.frame, half_size=half_size, noise=decoded.noise, lens=lens)
+            if self.repairs_stuck_sites and decoded.frame.cfa_kind == "xtrans":
+                decoded.notes.append(XTRANS_HOT_PIXELS_NOTE)
             return pixels
         except torch.cuda.OutOfMemoryError:
             raise RenderError("the GPU ran out of memory", "use a smaller --tile (e.g. 512) or --device cpu") from None
@@ -237,7 +246,8 @@ class Converter:
             raise ValueError(f"a {out.suffix} writer does not take this converter's {self.output_format} rendering")
         stages: Stages[Decoded] = Stages(
             decode=lambda job: decode(job, with_noise=self.reads_noise or self.repairs_stuck_sites,
-                                      with_lens=self.corrects_lens, profile=self.profile.name),
+                                      with_lens=self.corrects_lens, profile=self.profile.name,
+                                      cfa=self.profile.cfa),
             render=lambda decoded: self._render_stage(decoded, half_size),
             write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite,
                                                          frame=decoded.frame),

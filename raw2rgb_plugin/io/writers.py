@@ -23,7 +23,7 @@ from raw2rgb_plugin.pipeline.colour import camera_native_to_display, xyz_to_came
 from raw2rgb_plugin.pipeline.orientation import EXIF_TO_FLIP
 
 if TYPE_CHECKING:
-    from raw2rgb_plugin.io.raw_file import BayerFrame
+    from raw2rgb_plugin.io.raw_file import SensorFrame
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Writer(Protocol):
         ...
 
     def write(self, path: Path, pixels: np.ndarray, metadata: PhotoMetadata | None, *, overwrite: bool,
-              frame: BayerFrame | None = None) -> None:
+              frame: SensorFrame | None = None) -> None:
         """Write `pixels` to `path`; raises `OutputError` (exists, cannot write) with a one-line reason.
 
         `frame` is the decoded source, for writers that need its colour metadata (DNG).
@@ -66,7 +66,7 @@ class TiffWriter:
     sensor_oriented: bool = False
 
     def write(self, path: Path, pixels: np.ndarray, metadata: PhotoMetadata | None, *, overwrite: bool,
-              frame: BayerFrame | None = None) -> None:
+              frame: SensorFrame | None = None) -> None:
         write_rgb16_tiff(path, pixels, icc=self.icc, metadata=metadata, software=self.software,
                          compress=self.compress, overwrite=overwrite)
 
@@ -84,7 +84,7 @@ class DngWriter:
     sensor_oriented: bool = True
 
     def write(self, path: Path, pixels: np.ndarray, metadata: PhotoMetadata | None, *, overwrite: bool,
-              frame: BayerFrame | None = None) -> None:
+              frame: SensorFrame | None = None) -> None:
         if frame is None:
             raise ValueError("a DNG needs the source frame (its colour matrix and white balance)")
         gains = np.asarray(frame.wb_gains_rgb, dtype=np.float64)
@@ -101,7 +101,7 @@ class DngWriter:
                          opcode_list3=_opcodes_that_still_apply(frame, pixels), overwrite=overwrite)
 
 
-def _opcodes_that_still_apply(frame: BayerFrame, pixels: np.ndarray) -> bytes | None:
+def _opcodes_that_still_apply(frame: SensorFrame, pixels: np.ndarray) -> bytes | None:
     """The source DNG's OpcodeList3 where our image is the stage-3 image it was written for.
 
     Its lens corrections are the host's to apply: the DNG's pixels keep the lens as the sensor saw

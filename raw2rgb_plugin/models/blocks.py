@@ -58,11 +58,21 @@ def check_g1_block(block: dict) -> None:
         raise ValueError(f"names an unknown G1 norm {block.get('norm')!r}")
     if block.get("residual_base", "none") not in RESIDUAL_BASES:
         raise ValueError(f"names an unknown residual base {block.get('residual_base')!r}")
+    noise = block.get("noise_channels", 0)
+    if period == 6 and noise not in (0, period * period):
+        # The engine makes one noise-map channel per site of the period, so X-Trans reads all or none.
+        raise ValueError(f"has an X-Trans G1 reading {noise} noise_channels; it must be 0 or {period * period}")
     base = block.get("residual_base", "none")
     if base != "none" and base not in PERIOD_BASES[period]:
         raise ValueError(f"puts the {base} residual base on a period-{period} G1")
     if base != "none" and block.get("in_channels", defaults["in_channels"]) != period * period:
         raise ValueError(f"has a {base} residual base on {block.get('in_channels')} input channels, not {period * period}")
+
+
+def block_cfa(block: dict) -> str:
+    """The colour filter array a (checked) G1 block renders: "xtrans" for period 6, else "bayer"
+    (every block written before X-Trans leaves the period out)."""
+    return "xtrans" if block.get("period", 2) == 6 else "bayer"
 
 
 #: every architecture a profile may name → the check of its block.

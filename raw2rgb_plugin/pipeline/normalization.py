@@ -47,16 +47,18 @@ from raw2rgb_plugin.pipeline.noise_map import noise_map, site_gains_rgb
 from raw2rgb_plugin.pipeline.optics import LensModel, correct_geometry
 from raw2rgb_plugin.pipeline.orientation import orient
 from raw2rgb_plugin.pipeline.packing import PhasePadding, pack_rggb, pad_mosaic, rggb_padding, site_tile
+from raw2rgb_plugin.pipeline.xtrans_demosaic import xtrans_linear_srgb_mosaic
+from raw2rgb_plugin.pipeline.xtrans_packing import XTRANS_SITES, pack_xtrans, pad_xtrans, xtrans_padding
 from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS
 
 
 class MosaicFrame(Protocol):
-    """What normalisation reads from a decoded frame (`io.raw_file.BayerFrame` has it all);
-    a protocol so this layer does not import the io layer above it."""
+    """What normalisation reads from a decoded frame (`io.raw_file.BayerFrame` and `XTransFrame`
+    have it all); a protocol so this layer does not import the io layer above it."""
 
     mosaic: np.ndarray  # uint16 (H, W)
-    cfa_pattern: str
-    black_level_per_site: np.ndarray  # (2, 2)
+    cfa_pattern: str  # 4 letters (a Bayer order) or 36 (an X-Trans phase)
+    black_level_per_site: np.ndarray  # (2, 2) or (6, 6)
     white_level: float
     wb_gains_rgb: np.ndarray  # (3,)
     camera_to_srgb: np.ndarray  # (3, 3)
@@ -72,7 +74,7 @@ class MosaicFrame(Protocol):
 
 @dataclass(frozen=True)
 class NetworkInput:
-    packed: torch.Tensor  # (1, 4, h, w) float32 in [0, 1], RGGB phase
+    packed: torch.Tensor  # (1, S [+ S], h, w) float32 in [0, 1], canonical phase (S: 4 RGGB, 36 X-Trans)
     padding: PhasePadding  # crop for the full-resolution output
     stuck_sites: int | None = None  # hot and dead pixels replaced; None when not looked for
 
@@ -128,11 +130,14 @@ def input_gains_rgb(mode: str, wb_gains_rgb) -> np.ndarray:
 def apply_color_normalization(
     packed: torch.Tensor, mode: str, wb_gains_rgb: np.ndarray, camera_to_srgb: np.ndarray
 ) -> torch.Tensor:
-    """Apply ``wb`` / ``wb+ccm`` / ``linear-srgb`` to a levels-normalised (…, 4, h, w) packed tensor."""
+    """Apply ``wb`` / ``wb+ccm`` / ``linear-srgb`` to a levels-normalised (…, 4, h, w) packed tensor
+    (or a (…, 36, h, w) X-Trans one: `_xtrans_color_normalization`)."""
     if mode not in INPUT_NORMALIZATIONS:
         raise ValueError(f"unknown input normalisation {mode!r}")
     if mode == "raw":
         return packed
+    if packed.shape[-3] == XTRANS_SITES:
+        return _xtrans_color_normalization(packed, mode, wb_gains_rgb, camera_to_srgb)
     r, g, b = (float(v) for v in input_gains_rgb(mode, wb_gains_rgb))
     gains = torch.tensor([r, g, g, b], dtype=packed.dtype, device=packed.device).view(4, 1, 1)
     packed = (packed * gains).clamp_(0.0, 1.0)
@@ -150,13 +155,28 @@ def apply_color_normalization(
     return torch.stack([out_red, out_gr, out_gb, out_blue], dim=-3).clamp_(0.0, 1.0)
 
 
+def _xtrans_color_normalization(packed: torch.Tensor, mode: str, wb_gains_rgb, camera_to_srgb) -> torch.Tensor:
+    """The modes on a packed X-Trans period: each site times its colour's gain; ``linear-srgb``
+    with the X-Trans demosaic's estimates of the colours a site lacks. ``wb+ccm`` mixes the four
+    sites of a Bayer cell as one pixel, and X-Trans has no such cell: refused."""
+    if mode == "wb+ccm":
+        raise ValueError("wb+ccm input mixes the sites of a 2×2 Bayer cell; an X-Trans mosaic has none")
+    gains = site_gains_rgb(input_gains_rgb(mode, wb_gains_rgb), XTRANS_SITES)
+    packed = (packed * gains.to(packed.device, packed.dtype).view(XTRANS_SITES, 1, 1)).clamp_(0.0, 1.0)
+    if mode in ("wb", "wb-headroom"):
+        return packed
+    m = torch.as_tensor(np.asarray(camera_to_srgb, dtype=np.float32), device=packed.device, dtype=packed.dtype)
+    return xtrans_linear_srgb_mosaic(packed, m)
+
+
 def normalized_input(levelled: torch.Tensor, mode: str, wb_gains_rgb, camera_to_srgb, *,
                      noise: NoiseModel | None = None, strength: float = 1.0,
                      vignetting: torch.Tensor | None = None) -> torch.Tensor:
-    """Levelled (4, h, w) RGGB samples → G1's (4 [+ 4], h, w) input: `mode`'s colour normalisation,
-    then, with `noise`, the noise map of a noise-conditioned profile (σ × `strength`).
+    """Levelled (S, h, w) packed samples (S: 4 RGGB, 36 X-Trans) → G1's (S [+ S], h, w) input:
+    `mode`'s colour normalisation, then, with `noise`, the noise map of a noise-conditioned profile
+    (σ × `strength`).
 
-    `vignetting`, (4, h, w) gains that undo the lens's fall-off (`pipeline/optics.py`), multiplies
+    `vignetting`, (S, h, w) gains that undo the lens's fall-off (`pipeline/optics.py`), multiplies
     the samples before anything else, and their σ with them: the noise stays what the sensor
     recorded, only amplified, so the brightened corners read as noisier than their level says.
     """
@@ -164,9 +184,9 @@ def normalized_input(levelled: torch.Tensor, mode: str, wb_gains_rgb, camera_to_
     packed = apply_color_normalization(corrected, mode, wb_gains_rgb, camera_to_srgb)
     if noise is None:
         return packed
-    gains = site_gains_rgb(input_gains_rgb(mode, wb_gains_rgb))
+    gains = site_gains_rgb(input_gains_rgb(mode, wb_gains_rgb), levelled.shape[-3])
     if vignetting is not None:
-        gains = gains.to(vignetting).view(1, 4, 1, 1) * vignetting[None]
+        gains = gains.to(vignetting).view(1, -1, 1, 1) * vignetting[None]
     return torch.cat([packed, noise_map(levelled[None], noise, gains, strength)[0]])
 
 
@@ -175,12 +195,15 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
                   vignetting: torch.Tensor | None = None, stuck_sites: StuckSites | None = None) -> NetworkInput:
     """Upload the uint16 mosaic to `device`, then level, [repair], pack and normalise it there.
 
-    With `noise`, the 4-channel noise map of a noise-conditioned profile follows the image, its
-    σ scaled by `strength` (`convert --denoise`). `vignetting`: (H, W) gains of the mosaic's
-    sites that undo the lens's fall-off (`pipeline/optics.vignetting_gain`). With `stuck_sites`,
-    hot and dead pixels are replaced in the levelled mosaic (`pipeline/hot_pixels`): before the
-    phase padding, which would repeat a border site beside itself, and before vignetting, which
-    would scale the noise the tests expect.
+    A Bayer mosaic is packed into 4 RGGB channels, an X-Trans one into the 36 sites of its period
+    (`pipeline/xtrans_packing.py`), each at its canonical phase. With `noise`, the noise map of a
+    noise-conditioned profile follows the image (one channel per site), its σ scaled by `strength`
+    (`convert --denoise`). `vignetting`: (H, W) gains of the mosaic's sites that undo the lens's
+    fall-off (`pipeline/optics.vignetting_gain`). With `stuck_sites`, hot and dead pixels of a
+    Bayer mosaic are replaced in the levelled mosaic (`pipeline/hot_pixels`): before the phase
+    padding, which would repeat a border site beside itself, and before vignetting, which would
+    scale the noise the tests expect. An X-Trans mosaic is left as it is (`stuck_sites` None in the
+    result): the test reads Bayer neighbourhoods (same colour two sites away), which X-Trans lacks.
     """
     # uint16 has only bare-bones support on some backends; the same bits as int16 upload and
     # widen everywhere, and the mask restores the unsigned value on the device.
@@ -189,13 +212,31 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
         as_int16 = as_int16.pin_memory()
     mosaic = as_int16.to(device, non_blocking=True).to(torch.int32).bitwise_and_(0xFFFF)
     levelled = levels_normalize(mosaic, frame.black_level_per_site, frame.white_level)
-    repaired = None if stuck_sites is None else repair_stuck_sites(levelled, frame.cfa_pattern, stuck_sites.noise)
-    padding = rggb_padding(frame.cfa_pattern, frame.height, frame.width)
-    raw_packed = pack_rggb(pad_mosaic(levelled, padding))
-    site_vignetting = None if vignetting is None else pack_rggb(pad_mosaic(vignetting.to(levelled), padding))
+    xtrans = len(frame.cfa_pattern) == XTRANS_SITES
+    repaired = None
+    if stuck_sites is not None and not xtrans:
+        repaired = repair_stuck_sites(levelled, frame.cfa_pattern, stuck_sites.noise)
+    padding = phase_padding(frame.cfa_pattern, frame.height, frame.width)
+    raw_packed = pack_padded(levelled, padding, xtrans=xtrans)
+    site_vignetting = None if vignetting is None else pack_padded(vignetting.to(levelled), padding, xtrans=xtrans)
     packed = normalized_input(raw_packed, mode, frame.wb_gains_rgb, frame.camera_to_srgb, noise=noise,
                               strength=strength, vignetting=site_vignetting)
     return NetworkInput(packed=packed[None].contiguous(), padding=padding, stuck_sites=repaired)
+
+
+def phase_padding(cfa_pattern: str, height: int, width: int) -> PhasePadding:
+    """What a frame of `cfa_pattern` is padded by to reach its canonical phase and whole periods."""
+    if len(cfa_pattern) == XTRANS_SITES:
+        return xtrans_padding(cfa_pattern, height, width)
+    return rggb_padding(cfa_pattern, height, width)
+
+
+def pack_padded(mosaic: torch.Tensor, padding: PhasePadding, *, xtrans: bool) -> torch.Tensor:
+    """(H, W) → packed (S, h, w): reflect padding and RGGB packing for Bayer, period-shift padding
+    and the 36-site packing for X-Trans (a reflected X-Trans row would change colours)."""
+    if xtrans:
+        return pack_xtrans(pad_xtrans(mosaic, padding))
+    return pack_rggb(pad_mosaic(mosaic, padding))
 
 
 def network_output(rgb: torch.Tensor, frame: MosaicFrame, padding: PhasePadding, *, half_size: bool = False,

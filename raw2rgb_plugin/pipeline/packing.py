@@ -73,7 +73,8 @@ def unpack_rggb(packed: torch.Tensor) -> torch.Tensor:
     return mosaic.reshape(*lead, *mosaic.shape[-2:])
 
 
-def site_tile(values_2x2: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Repeat a per-site (2, 2) tensor over an H×W mosaic (H, W even or odd)."""
-    reps = ((height + 1) // 2, (width + 1) // 2)
-    return values_2x2.repeat(*reps)[:height, :width]
+def site_tile(values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Repeat a per-site (P, P) tensor (2×2 Bayer, 6×6 X-Trans) over an H×W mosaic of any size."""
+    side = int(values.shape[-1])
+    reps = (-(-height // side), -(-width // side))
+    return values.repeat(*reps)[:height, :width]

@@ -74,3 +74,18 @@ def xtrans_linear_rendering(packed: torch.Tensor) -> torch.Tensor:
     autocast dtype (it is the image the network corrects)."""
     with torch.autocast(packed.device.type, enabled=False):
         return F.pixel_shuffle(xtrans_demosaic_packed(packed.float()), XTRANS_PERIOD)
+
+
+def xtrans_linear_srgb_mosaic(packed: torch.Tensor, camera_to_srgb: torch.Tensor) -> torch.Tensor:
+    """White-balanced (…, 36, h, w) packed X-Trans → each site's own colour in linear sRGB, clipped
+    to [0, 1]: the X-Trans ``linear-srgb`` input, `mhc.linear_srgb_mosaic`'s analogue, the two
+    colours a site lacks estimated by this demosaic (there is no Malvar–He–Cutler for 6×6)."""
+    lead, (h, w) = packed.shape[:-3], packed.shape[-2:]
+    own = cfa_indices(XTRANS).ravel().tolist()
+    # Each site keeps its own colour's row of the matrix, folded into the demosaic's kernels on
+    # the CPU in float64 (not every device has it), then moved once.
+    rows = camera_to_srgb.detach().to("cpu", torch.float64)[own]  # (36, 3)
+    by_colour = XTRANS_DEMOSAIC_KERNELS.reshape(3, XTRANS_SITES, XTRANS_SITES, 3, 3)
+    kernels = torch.einsum("sc,csnij->snij", rows, by_colour)
+    out = F.conv2d(pad_packed_xtrans(packed.reshape(-1, XTRANS_SITES, h, w)), kernels.to(packed.device, packed.dtype))
+    return out.reshape(*lead, XTRANS_SITES, h, w).clamp_(0.0, 1.0)

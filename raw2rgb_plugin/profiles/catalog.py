@@ -16,7 +16,7 @@ from pathlib import Path
 import platformdirs
 
 from raw2rgb_plugin.errors import ProfileError
-from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT, check_architecture_block
+from raw2rgb_plugin.models.blocks import RESIDUAL_BASE_INPUT, block_cfa, check_architecture_block
 from raw2rgb_plugin.vocabulary import (
     INPUT_NORMALIZATIONS,
     MAX_CURVE_KNOTS,
@@ -163,6 +163,8 @@ def check_metadata(meta: dict, path: Path) -> None:
     base = arch.get("residual_base", "none")
     if base != "none" and meta["input_normalization"] != RESIDUAL_BASE_INPUT[base]:
         raise bad(f"puts an {base} residual base on input that is not {RESIDUAL_BASE_INPUT[base]}")
+    if profile_cfa(meta) == "xtrans" and meta["input_normalization"] == "wb+ccm":
+        raise bad("puts wb+ccm input (a 2×2 Bayer cell's mix) on an X-Trans G1")
     output = meta.get("output", "display")
     if output not in PROFILE_OUTPUTS:
         raise bad(f"names an unknown output {output!r}")
@@ -177,6 +179,12 @@ def check_metadata(meta: dict, path: Path) -> None:
     look = meta.get("look")
     if look is not None and not _bounded_look(look):
         raise bad(f"describes a look table outside the bounds ({look!r})")
+
+
+def profile_cfa(meta: dict) -> str:
+    """The colour filter array a profile renders, "bayer" or "xtrans": its G1's packing period
+    (architecture `period` 6 is X-Trans; profiles from before X-Trans have none: Bayer)."""
+    return block_cfa(meta["architecture"])
 
 
 def _bounded_look(look: object) -> bool:

@@ -37,6 +37,7 @@ from raw2rgb_plugin.profiles.catalog import (
     check_metadata,
     default_profile_name as default_profile_name,
     list_profile_paths as list_profile_paths,
+    profile_cfa,
     profile_search_dirs as profile_search_dirs,
     read_profile_metadata,
     resolve_profile_path,
@@ -84,6 +85,11 @@ class Profile:
         """"srgb" (G1 renders display sRGB itself) or "camera" (G1 renders white-balanced camera RGB
         in headroom space and a fixed rendering after it makes the display image); older profiles: srgb."""
         return self.metadata.get("network_space", "srgb")
+
+    @property
+    def cfa(self) -> str:
+        """The sensors it renders: "bayer" or "xtrans" (its G1's packing period; older profiles: bayer)."""
+        return profile_cfa(self.metadata)
 
     @property
     def reads_noise(self) -> bool:
