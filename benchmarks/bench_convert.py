@@ -63,7 +63,8 @@ SIZES = {"tiny": (256, 384), "12MP": (3000, 4000), "24MP": (4000, 6000)}
 RUNTIMES = {"converter-default": ("default", None),
             "eager-fp32": ("eager", torch.float32), "eager-bf16": ("eager", torch.bfloat16),
             "optimized-fp32": ("optimized", torch.float32), "optimized-bf16": ("optimized", torch.bfloat16),
-            "onnx-fp32": ("onnx", torch.float32)}
+            "onnx-fp32": ("onnx", torch.float32),
+            "openvino-fp32": ("openvino", torch.float32), "openvino-bf16": ("openvino", torch.bfloat16)}
 XYZ_TO_CAMERA = np.array([[0.6722, -0.0635, -0.0963], [-0.4287, 1.2460, 0.2028], [-0.0908, 0.2162, 0.5668]])
 
 
@@ -228,8 +229,10 @@ def main() -> None:
 
     device = choose_device(args.device)
     from raw2rgb_plugin.runtime.onnx_runner import onnx_available
+    from raw2rgb_plugin.runtime.openvino_runner import openvino_available
 
-    cpu_runtimes = [name for name in RUNTIMES if onnx_available() or not name.startswith("onnx")]
+    installed = {"onnx": onnx_available(), "openvino": openvino_available()}
+    cpu_runtimes = [name for name in RUNTIMES if installed.get(name.split("-")[0], True)]
     runtimes = (args.runtimes or ("eager-bf16,optimized-bf16" if device.type == "cuda" else ",".join(cpu_runtimes))).split(",")
     console = Console(stderr=True)
     stages: list[dict] = []

@@ -205,6 +205,36 @@ class TorchRunner:
         return rgb.float()
 
 
+def _openvino_runner(model: nn.Module, spec: ArchitectureSpec, dtype: torch.dtype, *, tile: int | None,
+                     overlap: int) -> TorchRunner:
+    """A runner whose tiles OpenVINO computes in `dtype`, sized by the CPU memory budget."""
+    from raw2rgb_plugin.runtime.openvino_runner import OpenVinoForward  # an optional extra, imported on demand
+
+    runner = TorchRunner(model, spec, device=torch.device("cpu"), dtype=torch.float32, tile=tile, overlap=overlap,
+                         memory_budget=cpu_memory_budget())
+    runner.use_forward(OpenVinoForward(runner.model, input_channels(model), dtype))
+    runner.dtype = dtype  # what the tiles are computed in (and what `convert` reports)
+    return runner
+
+
+def _openvino_wins(model: nn.Module, spec: ArchitectureSpec, dtype: torch.dtype, block: dict) -> bool:
+    """Whether `auto` should use OpenVINO for `model` here: installed, and measured faster than
+    PyTorch's optimised runner in `dtype` (once per machine, cached)."""
+    from raw2rgb_plugin.runtime.openvino_runner import PRECISION_HINTS, openvino_available
+
+    if not openvino_available() or dtype not in PRECISION_HINTS:
+        return False
+    from raw2rgb_plugin.runtime.cpu_runtime import choose_cpu_runtime
+
+    def forwards():
+        plain = TorchRunner(model, spec, device=torch.device("cpu"), dtype=dtype, tile=0, optimize=True)
+        other = _openvino_runner(model, spec, dtype, tile=0, overlap=DEFAULT_OVERLAP)
+        return {"torch": plain.run, "openvino": other.run}
+
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    return choose_cpu_runtime(forwards, block, input_channels(model), precision).runtime == "openvino"
+
+
 def input_channels(model: nn.Module) -> int:
     """Channels of the packed input `model` reads (4, plus a noise map's where it has one)."""
     config = getattr(model, "config", None)
@@ -303,9 +333,11 @@ def build_runner(
     """The runner the converter uses for `model` on `device`.
 
     - `runtime` 'onnx' on a CPU: ONNX Runtime (`runtime/onnx_runner.py`, fp32; the optional extra).
-
-    - `runtime` (else $RAW2RGB_RUNTIME): 'auto'/'optimized' = the architecture's inference
-      rewrites, tiles by memory budget, heap reuse; 'eager' = the runner as it was before (the
+    - `runtime` 'openvino' on a CPU: OpenVINO in the CPU's precision (`runtime/openvino_runner.py`,
+      the optional extra); 'auto' takes it where it is installed and measured faster
+      (`runtime/cpu_runtime.py`, cached per machine like the precision).
+    - `runtime` (else $RAW2RGB_RUNTIME): 'optimized' (and 'auto' where OpenVINO does not win) =
+      the architecture's inference rewrites, tiles by memory budget, heap reuse; 'eager' = the runner as it was before (the
       plain model, its tile policy: in fp32 bit for bit the golden outputs).
     - `dtype` None: on a CPU, fp32 or bf16 as measured on this machine (`runtime/precision.py`,
       $RAW2RGB_CPU_PRECISION overrides, cached per CPU, torch and `architecture_block`); on a GPU,
@@ -322,12 +354,14 @@ def build_runner(
         runner.use_forward(OnnxForward(runner.model, input_channels(model)))
         return runner
     optimize = choice != "eager"
+    block = architecture_block if architecture_block is not None else {"name": spec.name, **spec.to_block(model)}
     if dtype is None:
         if device.type == "cpu":
-            block = architecture_block if architecture_block is not None else {"name": spec.name, **spec.to_block(model)}
             dtype = choose_cpu_precision(_forward_for(model, spec, optimize), block, input_channels(model)).dtype
         else:
             dtype = inference_dtype(device)
+    if device.type == "cpu" and (choice == "openvino" or (choice == "auto" and _openvino_wins(model, spec, dtype, block))):
+        return _openvino_runner(model, spec, dtype, tile=tile, overlap=overlap)
     if not optimize:  # the runner as it was: whole frame within half the free memory, fixed tiles beyond
         return TorchRunner(model, spec, device=device, dtype=dtype, tile=tile, overlap=overlap)
     budget = cpu_memory_budget() if device.type == "cpu" else int(_MEMORY_BUDGET * available_memory_bytes(device))

@@ -18,9 +18,11 @@ DEFAULT_OVERLAP = 64
 
 #: which inference runtime the converter builds (runtime/runner.build_runner): `auto` and
 #: `optimized` = the architecture's exact inference rewrites; `eager` = the plain model; `onnx` =
-#: ONNX Runtime on the CPU (the `onnx` extra; runtime/onnx_runner.py).
+#: ONNX Runtime on the CPU (the `onnx` extra; runtime/onnx_runner.py); `openvino` = OpenVINO on
+#: the CPU (the `openvino` extra; runtime/openvino_runner.py), which `auto` also takes on a
+#: machine where it measured faster than PyTorch (runtime/cpu_runtime.py).
 RUNTIME_ENV = "RAW2RGB_RUNTIME"
-RUNTIME_CHOICES = ("auto", "optimized", "eager", "onnx")
+RUNTIME_CHOICES = ("auto", "optimized", "eager", "onnx", "openvino")
 
 #: CPU compute precision: `auto` measures fp32 against bf16 once per machine (runtime/precision.py).
 CPU_PRECISION_ENV = "RAW2RGB_CPU_PRECISION"
