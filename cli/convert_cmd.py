@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -21,7 +22,8 @@ from raw2rgb_plugin.vocabulary import DENOISE_RANGE
 
 from .console import err, error_line, fail, note_line, print_json, progress_bar, shown
 
-DEFAULT_PROFILE_HELP = "default on a GPU, default-lite on a CPU; either one falls back to the other when it is not installed"
+DEFAULT_PROFILE_HELP = ("default on a GPU, default-lite on a CPU, either one falling back to the other when it is not "
+                        "installed; for X-Trans files xtrans / xtrans-lite likewise, where installed")
 DEFAULTS = ConvertOptions  # defaults live with the engine's options, not here
 
 
@@ -33,7 +35,7 @@ def convert(
     inputs: list[str] = typer.Argument(..., help="RAW files, folders or glob patterns.", show_default=False),
     output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Folder for the outputs (default: beside each input).", file_okay=False),
     output_format: str = typer.Option(DEFAULTS.output_format, "--format", "-f", help="tiff: a finished 16-bit image; dng: an editable linear DNG (demosaiced and denoised, camera RGB, white balance still editable) from a scene-linear profile."),
-    profile: str | None = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP}; {DEFAULT_DNG_PROFILE} with --format dng)."),
+    profile: str | None = typer.Option(None, "--profile", "-p", help=f"Profile name or .safetensors path (default: {DEFAULT_PROFILE_HELP}; {DEFAULT_DNG_PROFILE} with --format dng, xtrans-develop-lite for X-Trans files where installed). A profile renders one kind of sensor (Bayer or X-Trans): a named one refuses files of the other kind."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     devices: str | None = typer.Option(None, "--devices", help="Several devices at once, e.g. cuda:0,cuda:1: one converter per device, all taking files from one queue."),
     shard_text: str | None = typer.Option(None, "--shard", help="K/N: convert only the K-th of N deterministic shares of the inputs (one per machine: SLURM arrays, Kubernetes indexed jobs)."),
@@ -149,24 +151,38 @@ def _make_output_dir(folder: Path) -> None:
 
 
 def _load_converter(profile: str | None, device: str, options: ConvertOptions):
-    """The converter for `profile` on `device`; `default`/`default-lite` fall back to each other."""
+    """The converter for `profile` on `device`; `default`/`default-lite` fall back to each other.
+    Without `profile`, files of another sensor (X-Trans) get the profile installed for it."""
     from raw2rgb_plugin.engine.converter import Converter
     from raw2rgb_plugin.profiles.catalog import DEFAULT_PROFILES, default_profile_name, installed_names
     from raw2rgb_plugin.profiles.store import load_profile
     from raw2rgb_plugin.runtime.device import choose_device
 
     torch_device = choose_device(device)
+    settings: dict[str, Any] = dict(
+        device=torch_device, tile=options.tile, overlap=options.overlap, denoise=options.denoise,
+        output_format=options.output_format, lens=options.lens, keep_hot_pixels=options.keep_hot_pixels,
+        by_cfa=None if profile else _picked_by_cfa(torch_device.type, options.output_format))
     if options.output_format == "dng":  # a DNG needs a scene-linear profile: not the display defaults
-        return Converter(load_profile(profile or DEFAULT_DNG_PROFILE), device=torch_device, tile=options.tile,
-                         overlap=options.overlap, denoise=options.denoise, output_format="dng", lens=options.lens,
-                         keep_hot_pixels=options.keep_hot_pixels)
+        return Converter(load_profile(profile or DEFAULT_DNG_PROFILE), **settings)
     name = profile or default_profile_name(torch_device.type)
     if profile in DEFAULT_PROFILES and profile not in installed_names():
         name = default_profile_name(torch_device.type)
         note_line(f"no profile named {profile!r} is installed (installed: {', '.join(installed_names())}); "
                   f"using {name!r}, as convert does without --profile")
-    return Converter(load_profile(name), device=torch_device, tile=options.tile, overlap=options.overlap,
-                     denoise=options.denoise, lens=options.lens, keep_hot_pixels=options.keep_hot_pixels)
+    return Converter(load_profile(name), **settings)
+
+
+def _picked_by_cfa(device_type: str, output_format: str) -> dict:
+    """Loaders of the profiles `convert` picks for the sensors its default does not render (today
+    X-Trans), where one is installed; the converter loads one when its first such file comes."""
+    from functools import partial
+
+    from raw2rgb_plugin.profiles.catalog import installed_default
+    from raw2rgb_plugin.profiles.store import load_profile
+
+    picked = {"xtrans": installed_default(device_type, "xtrans", output_format)}
+    return {cfa: partial(load_profile, name) for cfa, name in picked.items() if name is not None}
 
 
 def _run_with_progress(converters: list, jobs_list, options: ConvertOptions, *, quiet: bool,

@@ -145,8 +145,8 @@ def _table(doc: dict) -> Table:
     row("image", f"{output['width']}×{output['height']} pixels, {ORIENTATION_WORDS.get(doc['orientation']['libraw_flip'], '')}")
     row("sensor", f"{visible['width']}×{visible['height']} visible of {sensor['width']}×{sensor['height']}, "
                   f"{doc['sensor']} pattern")
-    if doc["cfa"] == "xtrans":
-        row("convert", "not yet: no raw2rgb profile renders X-Trans sensors")
+    if doc["cfa"] == "xtrans":  # a Bayer profile cannot render it: say which profile convert would pick
+        row("convert", _xtrans_profile())
     if doc["pixel_aspect"] != 1:
         row("pixel aspect", f"{_number(doc['pixel_aspect'])} (a pixel's width ÷ height): resampled to square pixels")
     row("black / white", _levels(doc))
@@ -161,6 +161,16 @@ def _table(doc: dict) -> Table:
     for note in doc["notes"]:
         row("note", note)
     return table
+
+
+def _xtrans_profile() -> str:
+    """Which profile `convert` (no --profile, on a CPU) renders an X-Trans file with, or why none."""
+    from raw2rgb_plugin.profiles.catalog import installed_default
+
+    name = installed_default("cpu", "xtrans")
+    if name is None:
+        return "not yet: no X-Trans profile is installed (raw2rgb ships none yet)"
+    return f"with the X-Trans profile {name} (what convert picks for this sensor)"
 
 
 def _lens_profile(correction: dict) -> str:

@@ -1,5 +1,6 @@
 """Fujifilm X-Trans: synthetic 6×6 DNGs read by LibRaw as X-Trans, decoded into an `XTransFrame`,
-described by `info`, refused by `convert` in one line until an X-Trans profile exists.
+described by `info`, refused by a Bayer profile in one line (tests/test_xtrans_engine.py renders
+them with X-Trans profiles, tests/test_xtrans_choice.py picks those).
 
 Every file is checked with the real readers (rawpy/LibRaw, tifffile), never a mock of them.
 """
@@ -213,7 +214,7 @@ def test_bayer_only_steps_refuse_it_in_one_line(tmp_path, tiny_profile):
         with pytest.raises(UnsupportedRawError, match="takes Bayer RAWs only"):
             _ = raw.frame
         converter = Converter(load_profile(tiny_profile), device="cpu")
-        with pytest.raises(UnsupportedRawError, match="no X-Trans profile exists yet"):
+        with pytest.raises(UnsupportedRawError, match="renders Bayer sensors only — no X-Trans profile is installed"):
             converter.render(raw.mosaic_frame)
 
 
@@ -230,7 +231,7 @@ def test_info_describes_an_x_trans_file(tmp_path):
     result = run_cli("info", path)
     assert result.exit_code == 0, result.output
     assert "FUJIFILM X-T3" in result.stdout and "X-Trans 6×6 pattern" in result.stdout
-    assert "no raw2rgb profile renders X-Trans" in result.stdout
+    assert "no X-Trans profile is installed" in result.stdout
     assert "R 60–62 · G 64–66 · B 62–64 / 4095" in result.stdout  # 36 site levels, shown per colour
     [doc] = json.loads(run_cli("info", path, "--json").stdout)
     assert doc["sensor"] == "X-Trans 6×6" and doc["cfa"] == "xtrans" and doc["cfa_pattern"] == XTRANS
@@ -238,7 +239,7 @@ def test_info_describes_an_x_trans_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_convert_refuses_it_in_one_line_and_the_batch_goes_on(tmp_path, tiny_profile):
+def test_a_bayer_profile_refuses_it_in_one_line_and_the_batch_goes_on(tmp_path, tiny_profile):
     from test_convert import write_scene_dng
 
     xtrans, _ = write_xtrans(tmp_path / "fuji.dng")
@@ -248,7 +249,7 @@ def test_convert_refuses_it_in_one_line_and_the_batch_goes_on(tmp_path, tiny_pro
     assert result.exit_code == 1 and "Traceback" not in result.output
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: {xtrans}: is an X-Trans RAW") and " — " in line
-    assert f"profile '{Path(tiny_profile).stem}' renders Bayer sensors only" in line
+    assert f"profile '{Path(tiny_profile).stem}' renders Bayer sensors only — no X-Trans profile is installed" in line
     summary = json.loads(result.stdout)
     assert summary["converted"] == 1 and summary["failed"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["canon.tif"]  # nothing of the X-Trans file left behind

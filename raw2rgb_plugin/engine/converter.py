@@ -11,14 +11,21 @@ matrix, sRGB encoding, tone curve) finishes (network space "camera"). A scene-li
 light: `--format dng` writes it as the camera's own RGB in sensor orientation (an editable DNG),
 `--format tiff` as linear sRGB with a linear ICC profile.
 
+A profile renders one kind of sensor (`Profile.cfa`: Bayer, or Fujifilm's X-Trans). A converter
+built with `by_cfa` (`convert` without --profile) renders the other kind too, with the profile it
+picks for that sensor, loaded when the first such file comes; one built for a named profile
+refuses a file of the other kind in one line, and the batch goes on.
+
 `render` does one frame; `stream` runs any iterable of jobs through the scheduler and yields
 results as files finish; `convert` is `stream` collected in job order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +34,7 @@ from raw2rgb_plugin import __version__
 from raw2rgb_plugin.engine.jobs import ConvertJob, EventCallback, FileResult
 from raw2rgb_plugin.engine.options import DEFAULT_DNG_PROFILE, ConvertOptions, check_denoise
 from raw2rgb_plugin.engine.scheduler import Stages, in_job_order, schedule
-from raw2rgb_plugin.errors import Raw2RgbError, UnsupportedRawError
+from raw2rgb_plugin.errors import ProfileError, Raw2RgbError, UnsupportedRawError
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.io.lens import LensCorrection, LensLookup, find_lens_correction
@@ -39,6 +46,7 @@ from raw2rgb_plugin.pipeline.hot_pixels import StuckSites
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import network_input, network_output
 from raw2rgb_plugin.pipeline.optics import vignetting_gain
+from raw2rgb_plugin.profiles.catalog import installed_default
 from raw2rgb_plugin.profiles.store import Profile
 from raw2rgb_plugin.runtime.device import bound_cpu_threads, choose_device
 from raw2rgb_plugin.runtime.runner import Runner, build_runner
@@ -80,38 +88,55 @@ class Decoded:
     lens: LensLookup | None = None  # looked up only when the lens is corrected
     stuck_sites: int | None = None  # hot and dead pixels replaced when rendered; None: not looked for
     notes: list[str] = field(default_factory=list)  # remarks on the rendering, for the file's result
+    profile: str | None = None  # the profile that rendered it (a batch may mix sensors)
 
 
 def decode(job: ConvertJob, *, with_noise: bool = False, with_lens: bool = False,
-           profile: str | None = None, cfa: str = "bayer") -> Decoded:
-    """`job`'s file decoded for `profile` (its name and `cfa`, for the line that refuses a frame it
-    cannot render)."""
+           accept: Callable[[SensorFrame], SensorFrame] | None = None) -> Decoded:
+    """`job`'s file decoded, once `accept` (a converter's `renderable`; by default Bayer frames
+    only) has taken its frame: a frame no profile at hand renders is refused in one line here, so
+    a batch spends nothing more on it."""
     with RawFile(job.input) as raw:
-        frame = renderable(raw.mosaic_frame, profile, cfa)
+        frame = (accept or renderable)(raw.mosaic_frame)
         noise = noise_model_for(frame, raw.metadata, raw.libraw) if with_noise else None
         lens = find_lens_correction(raw.metadata) if with_lens else None
         return Decoded(frame, raw.metadata, noise, lens)
 
 
-def renderable(frame: SensorFrame, profile: str | None = None, cfa: str = "bayer") -> SensorFrame:
-    """`frame`, when a profile of `cfa` ("bayer" or "xtrans") can render it; otherwise refused in
-    one line, at decoding, so a batch spends nothing more on it."""
+def renderable(frame: SensorFrame, profile: str | None = None, cfa: str = "bayer",
+               output_format: str = "tiff") -> SensorFrame:
+    """`frame`, when it is of `cfa` ("bayer" or "xtrans"): what profile `profile` renders (None: the
+    profile picked for the frame's sensor, of which none is installed); else `cfa_refusal`."""
     if frame.cfa_kind == cfa:
         return frame
-    which = f"profile {profile!r}" if profile else "every raw2rgb profile"
-    if cfa == "xtrans":
-        raise UnsupportedRawError(f"is a Bayer RAW: {which} renders X-Trans sensors only",
-                                  "convert it with a Bayer profile, e.g. --profile default-lite")
-    raise UnsupportedRawError(
-        f"is an X-Trans RAW (Fujifilm's 6×6 colour filter array): {which} renders Bayer sensors only, "
-        "and no X-Trans profile exists yet",
-        "render it with a classical converter (darktable, RawTherapee) until raw2rgb ships one")
+    raise cfa_refusal(frame.cfa_kind, profile, cfa, output_format)
+
+
+_KIND = {"bayer": "Bayer", "xtrans": "X-Trans"}
+_A_KIND = {"bayer": "a Bayer", "xtrans": "an X-Trans"}
+
+
+def cfa_refusal(frame_cfa: str, profile: str | None, profile_cfa: str, output_format: str = "tiff") -> UnsupportedRawError:
+    """The one line for a file of `frame_cfa` that `profile` (of `profile_cfa`) cannot render, or,
+    with `profile` None, for one of a sensor no installed profile renders: what the file is, the
+    mismatch, and what to do (the profile convert would pick for it, where one is installed)."""
+    what = f"{_A_KIND[frame_cfa]} RAW" + (" (Fujifilm's 6×6 colour filter array)" if frame_cfa == "xtrans" else "")
+    kind = _KIND[frame_cfa]
+    classical = "render it with a classical converter (darktable, RawTherapee) until raw2rgb ships one"
+    if profile is None:
+        return UnsupportedRawError(f"is {what}, and no {kind} profile is installed", classical)
+    problem = f"is {what}, and profile {profile!r} renders {_KIND[profile_cfa]} sensors only"
+    picked = installed_default("cpu", frame_cfa, output_format)
+    if picked is not None:
+        return UnsupportedRawError(problem, f"convert it with {_A_KIND[frame_cfa]} profile: --profile {picked}, "
+                                            "or no --profile (convert picks one by the file's sensor)")
+    return UnsupportedRawError(problem, f"no {kind} profile is installed: {classical}")
 
 
 def report(decoded: Decoded) -> tuple[dict, list[str]]:
     """A converted file's `--json` details and notes: the lens correction applied, or why none;
     how many stuck sites were replaced (null with --keep-hot-pixels, or where not looked for)."""
-    hot_pixels = {"hot_pixels": decoded.stuck_sites}
+    hot_pixels = {"hot_pixels": decoded.stuck_sites, "profile": decoded.profile}
     if decoded.lens is None:  # --lens off
         return {"lens": None, **hot_pixels}, list(decoded.notes)
     correction = decoded.lens.correction
@@ -142,6 +167,7 @@ class Converter:
         output_format: str = "tiff",
         lens: str | None = None,
         keep_hot_pixels: bool = False,
+        by_cfa: Mapping[str, Callable[[], Profile]] | None = None,
     ):
         self.denoise = check_denoise(denoise)
         self.profile = profile
@@ -162,6 +188,12 @@ class Converter:
         # A scene-linear profile's TIFF is linear sRGB: it gets the linear-sRGB ICC profile.
         self.icc = icc_profile_bytes("srgb-linear" if self.scene_linear else profile.output_color_space)
         self.software = f"raw2rgb {__version__} (profile {profile.name})"
+        #: how to load the profile picked for a file of another sensor ("xtrans": …), when the
+        #: profile was not named; None: this profile's sensor only (a named profile)
+        self.by_cfa = None if by_cfa is None else dict(by_cfa)
+        self._companions: dict[str, Converter] = {}
+        self._settings: dict[str, Any] = dict(device=self.device, tile=tile, overlap=overlap, dtype=dtype, threads=threads,
+                              denoise=denoise, output_format=output_format, lens=lens, keep_hot_pixels=keep_hot_pixels)
 
     @property
     def scene_linear(self) -> bool:
@@ -180,6 +212,43 @@ class Converter:
         """Whether the profile's network is told each frame's noise (a noise-conditioned G1)."""
         return self.profile.reads_noise
 
+    def renderable(self, frame: SensorFrame) -> SensorFrame:
+        """`frame`, when this converter renders its sensor (its profile's, or one it picks a profile
+        for); otherwise `UnsupportedRawError`, one line naming the mismatch and what to do."""
+        if frame.cfa_kind == self.profile.cfa or (self.by_cfa is not None and frame.cfa_kind in self.by_cfa):
+            return frame
+        # A named profile is named in the line; a picking converter found none installed for the sensor.
+        raise cfa_refusal(frame.cfa_kind, self.profile.name if self.by_cfa is None else None, self.profile.cfa,
+                          self.output_format)
+
+    def for_frame(self, frame: SensorFrame) -> Converter:
+        """The converter that renders `frame`: this one, or the one of the profile picked for its
+        sensor, built once when the first such frame comes (with this one's settings)."""
+        cfa = frame.cfa_kind
+        if cfa == self.profile.cfa:
+            return self
+        if cfa not in self._companions:
+            if self.by_cfa is None or cfa not in self.by_cfa:
+                raise cfa_refusal(cfa, self.profile.name, self.profile.cfa, self.output_format)
+            profile = self.by_cfa[cfa]()
+            if profile.cfa != cfa:  # a user profile named like a default, for the other sensor
+                raise ProfileError(f"the profile picked for {_KIND[cfa]} files, {profile.path}, renders "
+                                   f"{_KIND[profile.cfa]} sensors only",
+                                   f"rename or remove it, or name {_A_KIND[cfa]} profile with --profile")
+            self._companions[cfa] = Converter(profile, **self._settings)
+        return self._companions[cfa]
+
+    def _writer_for(self, frame: SensorFrame, out: Writer) -> Writer:
+        """`out`, or for a frame a picked profile renders, `out` naming that profile (and its ICC)."""
+        if frame.cfa_kind == self.profile.cfa:
+            return out
+        rendered_by = self.for_frame(frame)
+        if isinstance(out, TiffWriter):
+            return dataclasses.replace(out, icc=rendered_by.icc, software=rendered_by.software)
+        if isinstance(out, DngWriter):
+            return dataclasses.replace(out, software=rendered_by.software)
+        return out
+
     def render(self, frame: SensorFrame, *, half_size: bool = False, noise: NoiseModel | None = None,
                lens: LensCorrection | None = None) -> np.ndarray:
         """Full-resolution (or half-size) oriented RGB of `frame` as uint16 (H, W, 3).
@@ -190,8 +259,8 @@ class Converter:
         CA on the image after it. A frame of another CFA than the profile's (an X-Trans frame and a
         Bayer profile, or the reverse) raises `UnsupportedRawError`.
         """
-        frame = renderable(frame, self.profile.name, self.profile.cfa)
-        return self._render(frame, half_size=half_size, noise=noise, lens=lens)[0]
+        frame = self.renderable(frame)
+        return self.for_frame(frame)._render(frame, half_size=half_size, noise=noise, lens=lens)[0]
 
     @torch.inference_mode()
     def _render(self, frame: SensorFrame, *, half_size: bool, noise: NoiseModel | None,
@@ -216,6 +285,7 @@ class Converter:
 
     def _render_stage(self, decoded: Decoded, half_size: bool) -> np.ndarray:
         lens = decoded.lens.correction if decoded.lens is not None else None
+        decoded.profile = self.profile.name
         try:
             pixels, decoded.stuck_sites = self._render(decoded.frame, half_size=half_size, noise=decoded.noise, lens=lens)
             if self.repairs_stuck_sites and decoded.frame.cfa_kind == "xtrans":
@@ -245,12 +315,12 @@ class Converter:
         if out.sensor_oriented != (self.output_format == "dng"):
             raise ValueError(f"a {out.suffix} writer does not take this converter's {self.output_format} rendering")
         stages: Stages[Decoded] = Stages(
-            decode=lambda job: decode(job, with_noise=self.reads_noise or self.repairs_stuck_sites,
-                                      with_lens=self.corrects_lens, profile=self.profile.name,
-                                      cfa=self.profile.cfa),
-            render=lambda decoded: self._render_stage(decoded, half_size),
-            write=lambda job, pixels, decoded: out.write(job.output, pixels, decoded.metadata, overwrite=overwrite,
-                                                         frame=decoded.frame),
+            # A picked profile may read the noise where this one does not: read it for them too.
+            decode=lambda job: decode(job, with_noise=self.reads_noise or self.repairs_stuck_sites or bool(self.by_cfa),
+                                      with_lens=self.corrects_lens, accept=self.renderable),
+            render=lambda decoded: self.for_frame(decoded.frame)._render_stage(decoded, half_size),
+            write=lambda job, pixels, decoded: self._writer_for(decoded.frame, out).write(
+                job.output, pixels, decoded.metadata, overwrite=overwrite, frame=decoded.frame),
             report=report,
         )
         return _capturing_libraw_stderr(

@@ -30,8 +30,13 @@ FORMAT_VERSION = 1
 PROFILE_SUFFIX = ".safetensors"
 METADATA_KEY = "raw2rgb.profile"
 
-#: the names `convert` falls back between when one is not installed.
-DEFAULT_PROFILES = ("default", "default-lite")
+#: the profiles `convert` picks by a file's sensor when none is named: a GPU takes the first, a CPU
+#: the second, and either falls back to the other when it is not installed.
+DEFAULT_PROFILES_BY_CFA = {"bayer": ("default", "default-lite"), "xtrans": ("xtrans", "xtrans-lite")}
+#: the names `convert` falls back between when one is not installed (the Bayer defaults).
+DEFAULT_PROFILES = DEFAULT_PROFILES_BY_CFA["bayer"]
+#: the scene-linear profile `convert --format dng` picks by a file's sensor when none is named.
+DNG_PROFILES_BY_CFA = {"bayer": "develop-lite", "xtrans": "xtrans-develop-lite"}
 
 SHIPPED_PROFILE_DIR = Path(__file__).resolve().parent / "shipped"
 
@@ -88,13 +93,24 @@ def resolve_profile_path(name_or_path: str | os.PathLike) -> Path:
     )
 
 
+def installed_default(device_type: str, cfa: str = "bayer", output_format: str = "tiff") -> str | None:
+    """The installed profile `convert` picks for a file of `cfa` ("bayer" or "xtrans") when none is
+    named, or None: for a TIFF the GPU or CPU default of that sensor (either falls back to the
+    other), for a DNG its scene-linear one."""
+    if output_format == "dng":
+        preferred = [DNG_PROFILES_BY_CFA[cfa]]
+    else:
+        pair = DEFAULT_PROFILES_BY_CFA[cfa]
+        preferred = list(pair) if device_type in ("cuda", "mps") else list(reversed(pair))
+    installed = set(installed_names())
+    return next((name for name in preferred if name in installed), None)
+
+
 def default_profile_name(device_type: str) -> str:
     """`default` (seed width) on a GPU, `default-lite` on a CPU; the other one when it is absent."""
-    preferred = list(DEFAULT_PROFILES) if device_type in ("cuda", "mps") else list(reversed(DEFAULT_PROFILES))
-    installed = set(installed_names())
-    for name in preferred:
-        if name in installed:
-            return name
+    name = installed_default(device_type)
+    if name is not None:
+        return name
     raise ProfileError(
         "no default profile is installed",
         "reinstall raw2rgb, or pass --profile NAME|PATH (see `raw2rgb profiles list`)",
