@@ -40,6 +40,7 @@ def train(
     balance_sources: bool = typer.Option(DEFAULTS.synthetic_balance_sources, "--balance-sources/--per-image", help="With --synthetic: the same patches per epoch for each folder under RGB_DIR (a corpus's sources), not for each image."),
     pairs_on_device: bool = typer.Option(DEFAULTS.pairs_on_device, "--pairs-on-device/--pairs-in-workers", help="With --synthetic: make the training pairs on the training device (keeps a GPU busy) instead of in loader workers."),
     target: str = typer.Option(DEFAULTS.synthetic_output, "--target", help="With --synthetic: display (a finished sRGB image) or scene-linear (demosaic + denoise only, linear camera RGB: a profile for `convert --format dng`)."),
+    cfa: str = typer.Option(DEFAULTS.cfa, "--cfa", help="With --synthetic: the sensor to train for, bayer or xtrans (Fujifilm's 6×6 X-Trans: pairs mosaicked in its pattern, a profile that renders X-Trans files only; --patch-size a multiple of 48)."),
     network_space: str | None = typer.Option(DEFAULTS.network_space, "--network-space", help="With --synthetic and a display target: srgb (G1 renders display sRGB from linear-srgb input) or camera (G1 demosaics the white-balanced camera mosaic, wb-headroom input, and a fixed camera matrix + sRGB encoding + tone curve after it renders the image: demosaicnet's pipeline). Default: an --init profile's own, else srgb; naming one may start it from a profile of the other."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint.pt, log.jsonl, the exported profile.", file_okay=False),
     profile_name: str | None = typer.Option(None, "--profile-name", help="Name to install the profile under (default: the run folder's name)."),
@@ -67,7 +68,7 @@ def train(
     lambda_gan: float = typer.Option(DEFAULTS.lambda_gan, "--lambda-gan", help="Weight of the LSGAN loss (0 trains without D)."),
     d_width: int = typer.Option(DEFAULTS.d_width, "--d-width", min=1, help="Discriminator base width."),
     input_normalization: str | None = typer.Option(DEFAULTS.input_normalization, "--input-normalization", help=f"{', '.join(INPUT_NORMALIZATIONS)} (default: the dataset's)."),
-    residual_base: str = typer.Option(DEFAULTS.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel), mhc-linear-gated (the same over a linear demosaic; wb-headroom input) or auto (the gated base of the input; an --init profile keeps its own)."),
+    residual_base: str = typer.Option(DEFAULTS.residual_base, "--residual-base", help="none (the seed's G1), mhc-srgb (G1 learns a residual over a classical rendering; linear-srgb input), mhc-srgb-gated (G1 blends its own image with that rendering per pixel), mhc-linear-gated (the same over a linear demosaic; wb-headroom input) or auto (the gated base of the input; an --init profile keeps its own). With --cfa xtrans: xtrans-srgb-gated or xtrans-linear-gated, over a linear X-Trans demosaic."),
     fine_blocks: int | None = typer.Option(DEFAULTS.fine_blocks, "--fine-blocks", min=0, max=8, help="Residual blocks of G1 at the packed resolution, where demosaicking's detail is (default 0, or an --init profile's own; more than it has start at zero gain)."),
     amp: str = typer.Option(DEFAULTS.amp, "--amp", help="Mixed precision. CUDA: auto (bf16 on sm_80+, fp16 on sm_70+), bf16, fp16 or off. CPU: auto (bf16 autocast where measured faster on this CPU, cached), bf16 or off."),
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of weights, data order and augmentation."),
@@ -92,7 +93,7 @@ def train(
         synthetic_patch_size=patch_size, synthetic_patches_per_image=patches_per_image,
         synthetic_clean_fraction=clean_fraction, synthetic_hard_fraction=hard_fraction, synthetic_output=target,
         network_space=network_space, synthetic_balance_sources=balance_sources,
-        pairs_on_device=pairs_on_device,
+        pairs_on_device=pairs_on_device, cfa=cfa,
     )
     try:
         config = config.for_data(synthetic=synthetic is not None)

@@ -14,6 +14,9 @@ Layout (seed, width w = 64): 1×1 conv 16→w; 7×7 conv w→w + norm; three sta
 [4×4 stride-2 conv + 3×3 conv] at 2w, 4w, 8w; 4×4 stride-1 conv to 4w; 4×4 stride-1 conv to 1.
 Spectral norm on every conv; LeakyReLU 0.2. A 224 packed patch gives a 26×26 score map.
 
+X-Trans (`period` 6): the packed RAW holds the 36 sites of a 6×6 period at 1/6 resolution, and
+the RGB comes down by `pixel_unshuffle(6)` onto it (108 channels) the same way.
+
 Norm: InstanceNorm. D is never tiled (no seam concern), and per-sample statistics keep real and
 fake samples from leaking into each other's normalisation when they share a batch — which lets
 the trainer score real and fake in one forward pass (one DDP forward per step).
@@ -41,10 +44,11 @@ def _conv(cin: int, cout: int, kernel: int, stride: int = 1, *, norm: bool, act:
 
 
 class PatchDiscriminator(nn.Module):
-    def __init__(self, width: int = 64, raw_channels: int = 4, rgb_channels: int = 3):
+    def __init__(self, width: int = 64, raw_channels: int = 4, rgb_channels: int = 3, period: int = 2):
         super().__init__()
         w = width
-        cin = raw_channels + 4 * rgb_channels
+        self.period = period
+        cin = raw_channels + period * period * rgb_channels
         self.net = nn.Sequential(
             _conv(cin, w, 1, norm=False),
             _conv(w, w, 7, norm=True),
@@ -59,9 +63,11 @@ class PatchDiscriminator(nn.Module):
         )
 
     def forward(self, raw: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """Score map (N, 1, h, w) of `rgb` (N, 3, 2H, 2W) conditioned on packed `raw` (N, 4, H, W)."""
-        if rgb.shape[-2] != 2 * raw.shape[-2] or rgb.shape[-1] != 2 * raw.shape[-1]:
-            raise ValueError(f"RGB {tuple(rgb.shape[-2:])} is not twice the packed RAW {tuple(raw.shape[-2:])}")
+        """Score map (N, 1, h, w) of `rgb` (N, 3, pH, pW) conditioned on packed `raw` (N, C, H, W), p the period."""
+        p = self.period
+        if rgb.shape[-2] != p * raw.shape[-2] or rgb.shape[-1] != p * raw.shape[-1]:
+            times = "twice" if p == 2 else f"{p} times"
+            raise ValueError(f"RGB {tuple(rgb.shape[-2:])} is not {times} the packed RAW {tuple(raw.shape[-2:])}")
         if min(raw.shape[-2:]) < MIN_PACKED_SIZE:
             raise ValueError(f"D needs packed patches of at least {MIN_PACKED_SIZE} px, got {tuple(raw.shape[-2:])}")
-        return self.net(torch.cat([raw, F.pixel_unshuffle(rgb, 2)], dim=1))
+        return self.net(torch.cat([raw, F.pixel_unshuffle(rgb, p)], dim=1))

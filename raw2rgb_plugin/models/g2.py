@@ -8,10 +8,11 @@ Seed layout (base width w = 64): each decoder tensor (8w ch at H/4, 4w at H/2, 2
 H) is brought to w channels at H by ×2 nearest-upsample + 3×3 conv stages; the three are
 concatenated (3w) → 3×3 conv to w (+norm) → 7×7 conv → sigmoid.
 
-Like G1, the last conv emits one value per Bayer site (4 channels) that `pixel_shuffle` places on
-the 2×2 sites, so the map comes out at the full RGB resolution 2H×2W and multiplies G1's output
-pixel for pixel. The convolutions reuse G1's blocks (spectral norm, reflect padding, BatchNorm)
-so that both generators are trained alike.
+Like G1, the last conv emits one value per site of the packing period (4 channels for the 2×2
+Bayer cell, 36 for the 6×6 X-Trans period) that `pixel_shuffle` places on the sites, so the map
+comes out at G1's full RGB resolution and multiplies its output pixel for pixel. The convolutions
+reuse G1's blocks (spectral norm, reflect padding, BatchNorm) so that both generators are trained
+alike.
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ class G2(nn.Module):
         self.from_d2 = UpBlock(4 * w, w, n, sn)
         self.from_d3 = ConvBlock(2 * w, w, 3, norm=n, spectral=sn)
         self.fuse = ConvBlock(3 * w, w, 3, norm=n, spectral=sn)
-        self.head = ConvBlock(w, 4, 7, norm="none", act=False, spectral=sn)
+        self.period = g1_config.period
+        self.head = ConvBlock(w, g1_config.sites, 7, norm="none", act=False, spectral=sn)
 
     def forward(self, decoder_features: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Saliency in [0, 1], shape (N, 1, 2H, 2W) for decoder features of packed height H."""
+        """Saliency in [0, 1], shape (N, 1, pH, pW) for decoder features of packed height H (p: the period)."""
         d1, d2, d3 = decoder_features
         fused = self.fuse(torch.cat([self.from_d1(d1), self.from_d2(d2), self.from_d3(d3)], dim=1))
-        return F.pixel_shuffle(torch.sigmoid(self.head(fused)), 2)
+        return F.pixel_shuffle(torch.sigmoid(self.head(fused)), self.period)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from raw2rgb_plugin.pipeline.cfa import xtrans_phase
+from raw2rgb_plugin.pipeline.cfa import XTRANS, cfa_indices, xtrans_phase
 from raw2rgb_plugin.pipeline.packing import PhasePadding
 
 #: the side of the X-Trans period: pixel_unshuffle/pixel_shuffle factor of the packed layout.
@@ -90,3 +90,11 @@ def pack_xtrans_frame(mosaic: torch.Tensor, pattern: str) -> tuple[torch.Tensor,
     input and the padding whose `crop` takes the network's (…, 3, 6h, 6w) output back to H×W."""
     padding = xtrans_padding(pattern, *mosaic.shape[-2:])
     return pack_xtrans(pad_xtrans(mosaic, padding)), padding
+
+
+def xtrans_samples(rgb: torch.Tensor) -> torch.Tensor:
+    """(…, 3, 6h, 6w) RGB → (…, 36, h, w): what a canonical-phase X-Trans sensor samples of it, packed
+    (`packing.rggb_samples`' analogue: each site keeps its own colour of `cfa.XTRANS`)."""
+    colours = torch.from_numpy(cfa_indices(XTRANS).ravel()).to(rgb.device)
+    every = pack_xtrans(rgb)  # (…, 3, 36, h, w): every colour at every site
+    return every[..., colours, torch.arange(XTRANS_SITES, device=rgb.device), :, :]

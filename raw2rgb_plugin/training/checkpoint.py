@@ -42,6 +42,15 @@ CHECKPOINT_FORMAT = 1
 #: settings a resumed run may change: they steer the run, not what it computes.
 #: the residual base a new G1 (or `auto`) gets for each input normalisation.
 AUTO_RESIDUAL_BASE = {"linear-srgb": "mhc-srgb-gated", "wb-headroom": "mhc-linear-gated"}
+#: the same for an X-Trans G1: the gate over the linear X-Trans demosaic (pipeline/xtrans_demosaic.py)
+XTRANS_AUTO_RESIDUAL_BASE = {"linear-srgb": "xtrans-srgb-gated", "wb-headroom": "xtrans-linear-gated"}
+
+
+def auto_residual_base(input_normalization: str, cfa: str = "bayer") -> str:
+    """The gated base a new G1 of `cfa` gets for its input (`--residual-base auto`), or none."""
+    table = XTRANS_AUTO_RESIDUAL_BASE if cfa == "xtrans" else AUTO_RESIDUAL_BASE
+    return table.get(input_normalization, "none")
+
 RUN_CONTROL_FIELDS = ("max_steps", "device", "workers", "checkpoint_every", "log_every")
 
 
@@ -135,7 +144,7 @@ def starting_point(config: TrainConfig, input_normalization: str, progress: dict
     elif config.init_profile:
         start = _from_profile(config, input_normalization)
     else:
-        auto = AUTO_RESIDUAL_BASE.get(input_normalization, "none")
+        auto = auto_residual_base(input_normalization, config.cfa)
         start = StartingPoint(config.g1_config(auto if config.residual_base == "auto" else config.residual_base))
     base = start.g1_config.residual_base
     if base != "none" and input_normalization != RESIDUAL_BASE_INPUT[base]:
@@ -149,6 +158,9 @@ def starting_point(config: TrainConfig, input_normalization: str, progress: dict
 def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoint:
     assert config.init_profile is not None
     profile = load_profile(config.init_profile)
+    if profile.cfa != config.cfa:  # a G1 packs one sensor's period: its weights fit no other
+        raise TrainingError(f"--init profile {profile.name} renders {profile.cfa} sensors, this run trains {config.cfa}",
+                            f"pass --cfa {profile.cfa} to fine-tune it, or start the {config.cfa} run without --init")
     # A profile trained on other input is still a starting point (its features, not its colour)
     # when the run asks for its input explicitly: a scene-linear profile starts from the display one.
     # The same for its network space (camera-space display vs srgb), which a run names explicitly.
@@ -167,11 +179,11 @@ def _from_profile(config: TrainConfig, input_normalization: str) -> StartingPoin
     old = cast(G1Config, profile.model.config)  # --init profiles are G1s (the registry's only architecture)
     base = old.residual_base if config.residual_base == "auto" else config.residual_base
     if config.residual_base == "auto" and RESIDUAL_BASE_INPUT.get(old.residual_base, input_normalization) != input_normalization:
-        base = AUTO_RESIDUAL_BASE.get(input_normalization, "none")  # the gated base of the run's input
+        base = auto_residual_base(input_normalization, config.cfa)  # the gated base of the run's input
     # A profile that reads a noise map keeps it; one that does not gains one when the run's
     # data carries noise levels (its new input weights start at zero: it renders as before).
     config.noise_map = config.noise_map or bool(old.noise_channels)
-    noise_channels = 4 if config.noise_map else 0
+    noise_channels = old.period * old.period if config.noise_map else 0  # one channel per site
     # More fine blocks than the profile has may be asked for (they start with zero gain: it renders
     # as before); fewer would drop trained weights.
     fine_blocks = old.fine_blocks if config.fine_blocks is None else config.fine_blocks

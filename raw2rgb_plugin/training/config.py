@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.models.blocks import RESIDUAL_BASES  # torch-free (models.g1 needs torch)
+from raw2rgb_plugin.models.blocks import PERIOD_BASES, RESIDUAL_BASES  # torch-free (models.g1 needs torch)
 from raw2rgb_plugin.vocabulary import INPUT_NORMALIZATIONS, NETWORK_SPACES, PROFILE_OUTPUTS, VARIANT_WIDTHS
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: names of the G1 variants
 VARIANTS = tuple(VARIANT_WIDTHS)
+#: the sensors a run trains for (`--cfa`), and G1's packing period for each
+CFA_PERIODS = {"bayer": 2, "xtrans": 6}
 
 
 class TrainingError(Raw2RgbError):
@@ -85,6 +87,14 @@ class TrainConfig:
     #: make the --synthetic training pairs on the training device (`data/device_pairs.py`), not in
     #: CPU workers: what keeps a GPU busy; on a CPU it is the same work in fewer, larger ops
     pairs_on_device: bool = False
+    #: the sensor a --synthetic run trains for: "bayer" (G1 packs a 2×2 cell) or "xtrans" (the 6×6
+    #: X-Trans period, 36 channels at 1/6 size: a profile that renders X-Trans files only)
+    cfa: str = "bayer"
+
+    @property
+    def period(self) -> int:
+        """G1's packing period for the run's sensor: 2 (Bayer) or 6 (X-Trans)."""
+        return CFA_PERIODS[self.cfa]
 
     def for_data(self, *, synthetic: bool) -> TrainConfig:
         """This config with what the training data implies for the model: pairs made on the fly
@@ -92,6 +102,9 @@ class TrainConfig:
         (set explicitly, so a display `--init` profile may start it), as `train` always did; so does
         a camera-space display run (`network_space`, an --init profile's own when not named)."""
         config = dataclasses.replace(self.resolved_space(), noise_map=synthetic)
+        if config.cfa == "xtrans" and not synthetic:
+            raise TrainingError("--cfa xtrans trains on pairs made on the fly (a stored dataset holds Bayer patches)",
+                                "use --synthetic RGB_DIR")
         if config.synthetic_output == "scene-linear" and config.input_normalization is None:
             config.input_normalization = "wb-headroom"
         if config.space == "camera":
@@ -127,13 +140,17 @@ class TrainConfig:
         """G1's architecture with `residual_base` resolved (the Trainer knows the input that `auto` needs)."""
         from raw2rgb_plugin.models.g1 import G1Config
 
-        noise_channels = 4 if self.noise_map else 0  # pipeline.noise_map.NOISE_MAP_CHANNELS (no torch here)
+        sites = self.period * self.period
+        noise_channels = sites if self.noise_map else 0  # one noise-map channel per site (pipeline/noise_map.py)
         fine_blocks = self.fine_blocks or 0
         if self.width is not None:
-            return G1Config(width=self.width, residual_base=residual_base, noise_channels=noise_channels,
-                            fine_blocks=fine_blocks)
-        return G1Config.for_variant(self.variant, residual_base=residual_base, noise_channels=noise_channels,
-                                    fine_blocks=fine_blocks)
+            config = G1Config(width=self.width, residual_base=residual_base, noise_channels=noise_channels,
+                              fine_blocks=fine_blocks)
+        else:
+            config = G1Config.for_variant(self.variant, residual_base=residual_base, noise_channels=noise_channels,
+                                          fine_blocks=fine_blocks)
+        # Bayer keeps G1Config's period and input defaults, as every Bayer profile was written.
+        return config if self.period == 2 else dataclasses.replace(config, period=self.period, in_channels=sites)
 
     @property
     def uses_perceptual(self) -> bool:
@@ -172,12 +189,24 @@ class TrainConfig:
                                 f"use one of {', '.join(INPUT_NORMALIZATIONS)}")
         if self.residual_base not in ("auto", *RESIDUAL_BASES):
             raise TrainingError(f"unknown residual base {self.residual_base!r}", f"use auto, {', '.join(RESIDUAL_BASES)}")
+        if self.cfa not in CFA_PERIODS:
+            raise TrainingError(f"unknown --cfa {self.cfa!r}", f"use {' or '.join(CFA_PERIODS)}")
+        if self.residual_base not in ("auto", "none", *PERIOD_BASES[self.period]):
+            raise TrainingError(f"the {self.residual_base} residual base is not one of {self.cfa}'s",
+                                f"use auto, none or {', '.join(PERIOD_BASES[self.period])}")
         if not 0 <= self.synthetic_hard_fraction <= 1:
             raise TrainingError(f"--hard-fraction {self.synthetic_hard_fraction} is not in [0, 1]", "use e.g. 0.5")
         if not 0 <= self.synthetic_clean_fraction <= 1:
             raise TrainingError(f"--clean-fraction {self.synthetic_clean_fraction} is not in [0, 1]", "use e.g. 0.1")
         if self.synthetic_patch_size % 16 or self.synthetic_patch_size < 32:
             raise TrainingError(f"--patch-size {self.synthetic_patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
+        if self.cfa == "xtrans" and (self.synthetic_patch_size % 48 or self.synthetic_patch_size < 96):
+            # whole strides of G1 (8 packed pixels of the 6-site period), two at least (as 32 for Bayer)
+            raise TrainingError(f"--patch-size {self.synthetic_patch_size} is not a multiple of 48 (≥ 96), as X-Trans "
+                                "needs", "use e.g. 192 or 288")
+        if self.cfa == "xtrans" and self.input_normalization == "wb+ccm":
+            raise TrainingError("wb+ccm input mixes the sites of a 2×2 Bayer cell; an X-Trans mosaic has none",
+                                "drop --input-normalization")
         if self.synthetic_output not in PROFILE_OUTPUTS:
             raise TrainingError(f"unknown --target {self.synthetic_output!r}", "use display or scene-linear")
         if self.network_space not in (None, *NETWORK_SPACES):

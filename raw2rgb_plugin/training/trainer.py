@@ -209,7 +209,8 @@ class Trainer:
             )
         self.g1, self._notes = initial_g1(start)
         self.g2 = G2(start.g1_config)
-        self.d = PatchDiscriminator(cfg.d_width)
+        # D reads the packed RAW the generator reads (noise map included) beside the RGB brought onto it.
+        self.d = PatchDiscriminator(cfg.d_width, raw_channels=self.input_channels, period=start.g1_config.period)
         self.generators = GeneratorPair(self.g1, self.g2).to(self.device)
         self.d.to(self.device)
         if self.device.type == "cpu":

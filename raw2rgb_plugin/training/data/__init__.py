@@ -23,5 +23,5 @@ def open_training_data(dataset: Path | None, synthetic: Path | None, config: Tra
         clean_fraction=config.synthetic_clean_fraction, hard_fraction=config.synthetic_hard_fraction,
         balance_sources=config.synthetic_balance_sources,
         noise_map=config.noise_map, seed=config.seed,
-        output=config.synthetic_output, network_space=config.space,
+        output=config.synthetic_output, network_space=config.space, cfa=config.cfa,
     ))

@@ -24,6 +24,7 @@ from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import headroom_gains, normalized_input
 from raw2rgb_plugin.pipeline.packing import rggb_samples
+from raw2rgb_plugin.pipeline.xtrans_packing import xtrans_samples
 from raw2rgb_plugin.training.data.onthefly import to_srgb_matrix
 from raw2rgb_plugin.training.data.unprocess import HIGHLIGHT_INFLECTION, UnprocessParams
 from raw2rgb_plugin.training.sampling import seeded_rngs
@@ -72,14 +73,15 @@ def synthesize_batch(srgb: torch.Tensor, cameras: Cameras, noise: torch.Tensor, 
                      camera_input: bool = False) -> dict[str, torch.Tensor]:
     """sRGB crops (N, 3, 2p, 2p) in [0, 1] → the batch `synthesize_pair` makes one by one.
 
-    `noise`: (N, 2) shot and read terms (0, 0 for a clean sample); `normal`: (N, 4, p, p) standard
-    normal draws. Returns `raw` (N, 4 [+ 4], p, p), `rgb` (the target) and `noise`; with
-    `camera_input`, `wb-headroom` input for the display target and `to_srgb` (N, 3, 3).
+    `noise`: (N, 2) shot and read terms (0, 0 for a clean sample); `normal`: (N, S, p, p) standard
+    normal draws, S the sites of the cameras' pattern (4 RGGB, 36 X-Trans; one pattern per batch).
+    Returns `raw` (N, S [+ S], p, p), `rgb` (the target) and `noise`; with `camera_input`,
+    `wb-headroom` input for the display target and `to_srgb` (N, 3, 3).
     """
     linear = _scene_linear(srgb, cameras.inverse_tone_curve)
     camera = torch.einsum("nij,njhw->nihw", cameras.camera_from_srgb, linear).clamp(0.0, 1.0)
     camera = _protected_inverse_gains(camera, cameras.wb_gains).clamp(0.0, 1.0)
-    packed = rggb_samples(camera)
+    packed = xtrans_samples(camera) if len(cameras.params[0].cfa_pattern) == 36 else rggb_samples(camera)
     shot, read = (noise[:, k].view(-1, 1, 1, 1).to(packed.dtype) for k in (0, 1))
     packed = packed + normal * torch.sqrt(packed * shot + read)
     span = cameras.span.view(-1, 1, 1, 1)
@@ -154,8 +156,10 @@ class DeviceBatches:
         srgb = torch.stack(crops) / 65535.0
         # One generator per batch, seeded from its samples' seeds: a resumed run redraws the same.
         generator = torch.Generator(device=self.device).manual_seed(_batch_seed(keys))
-        packed_side = self.split.options.patch_size // 2
-        normal = torch.randn((len(keys), 4, packed_side, packed_side), generator=generator, device=self.device)
+        period = 6 if self.split.options.cfa == "xtrans" else 2
+        packed_side = self.split.options.patch_size // period
+        normal = torch.randn((len(keys), period * period, packed_side, packed_side), generator=generator,
+                             device=self.device)
         batch = synthesize_batch(srgb, Cameras.of(params, self.device), torch.tensor(noise, device=self.device),
                                  normal, with_noise_map=self.split.options.noise_map,
                                  linear_target=self.split.options.output == "scene-linear",

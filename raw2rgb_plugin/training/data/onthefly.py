@@ -13,8 +13,12 @@ freezes one draw of it per patch (the shipped `default-lite` was trained on one 
 Brooks' range, 1e-4 … 1.2e-2 shot noise, which starts where a median camera is at ISO
 3200–6400 — so it learned to smooth base-ISO photographs).
 
+`--cfa xtrans` makes the same pairs for Fujifilm's X-Trans sensor: the mosaic is the 6×6 X-Trans
+period at its canonical phase (the engine brings every phase there), packed into 36 channels at
+1/6 size, with a 36-channel noise map, so G1 learns on what `convert` feeds an X-Trans profile.
+
 Each item is what the trainer reads from a stored dataset — `raw` (4 packed channels, plus the
-4-channel noise map when `noise_map` is on), `rgb` (the sRGB crop, the target), `saliency`
+4-channel noise map when `noise_map` is on; 36 and 36 for X-Trans), `rgb` (the sRGB crop, the target), `saliency`
 (the built-in estimator on the target) and `scene` — so the trainer needs no special path.
 Training items draw from the RNGs that `SeededItems` seeds per sample (resumable, identical on
 rerun); validation items seed themselves from their index, so every epoch validates on the
@@ -33,16 +37,25 @@ import torch
 from torch.utils.data import Dataset
 
 from raw2rgb_plugin.io.noise_profile import iso_prior
+from raw2rgb_plugin.pipeline.cfa import XTRANS
 from raw2rgb_plugin.pipeline.colour import camera_to_srgb_from_xyz_to_camera
 from raw2rgb_plugin.pipeline.mhc import demosaic
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 from raw2rgb_plugin.pipeline.normalization import headroom_gains, normalized_input
 from raw2rgb_plugin.pipeline.packing import rggb_samples
+from raw2rgb_plugin.pipeline.xtrans_demosaic import xtrans_linear_rendering
+from raw2rgb_plugin.pipeline.xtrans_packing import xtrans_samples
 from raw2rgb_plugin.training.data.camera_noise import sample_camera_noise_np
 from raw2rgb_plugin.training.data.images import load_rgb
 from raw2rgb_plugin.training.data.sources import find_images
 from raw2rgb_plugin.training.data.store import DatasetError, assign_splits
-from raw2rgb_plugin.training.data.unprocess import UnprocessParams, protected_inverse_gains, random_params, scene_linear
+from raw2rgb_plugin.training.data.unprocess import (
+    UnprocessParams,
+    mosaic_rgb,
+    protected_inverse_gains,
+    random_params,
+    scene_linear,
+)
 from raw2rgb_plugin.training.saliency import builtin_saliency
 
 #: validation noise, cycled over the validation items: clean, then darktable's median camera at
@@ -50,11 +63,17 @@ from raw2rgb_plugin.training.saliency import builtin_saliency
 VALIDATION_ISOS = (0, 100, 1600, 6400, 12800)
 #: crops a hard sample is chosen from
 HARD_CANDIDATES = 4
+#: the pattern each sensor's pairs are mosaicked in: the canonical phase the engine pads every
+#: frame to (RGGB; `cfa.XTRANS` at (0, 0)), so G1 trains on exactly what it is given
+CANONICAL_PATTERNS = {"bayer": "RGGB", "xtrans": XTRANS}
+#: patch sizes per sensor: whole multiples of G1's packed stride (8) × the period, and at least
+#: two strides (its bottleneck must be 2 packed pixels wide to be padded)
+PATCH_MULTIPLES = {"bayer": 16, "xtrans": 48}
 
 
 @dataclass(frozen=True)
 class OnTheFlyOptions:
-    patch_size: int = 192  # sensor pixels (packed: half); a multiple of 16
+    patch_size: int = 192  # sensor pixels; a multiple of 16 (Bayer, packed: half) or 48 (X-Trans: a sixth)
     patches_per_image: int = 16  # per epoch
     clean_fraction: float = 0.1  # training samples without noise
     #: training samples whose crop is the hardest of `HARD_CANDIDATES` for a classical demosaic
@@ -79,6 +98,8 @@ class OnTheFlyOptions:
     #: "camera" (`wb-headroom` input, white-balanced camera RGB out; each item carries `to_srgb`,
     #: the 3×3 the trainer renders it to display with)
     network_space: str = "srgb"
+    #: the sensor the pairs are mosaicked for: "bayer" or "xtrans" (`CANONICAL_PATTERNS`)
+    cfa: str = "bayer"
 
     @property
     def input_normalization(self) -> str:
@@ -89,8 +110,12 @@ class OnTheFlyDataset:
     """The trainer's dataset interface (`.manifest`, `.split()`) over a folder of sRGB images."""
 
     def __init__(self, rgb_dir: str | Path, options: OnTheFlyOptions = OnTheFlyOptions()):
-        if options.patch_size % 16 or options.patch_size < 32:
-            raise DatasetError(f"patch size {options.patch_size} is not a multiple of 16 (≥ 32)", "use e.g. 192")
+        if options.cfa not in CANONICAL_PATTERNS:
+            raise DatasetError(f"unknown sensor {options.cfa!r}", f"use {' or '.join(CANONICAL_PATTERNS)}")
+        multiple = PATCH_MULTIPLES[options.cfa]
+        if options.patch_size % multiple or options.patch_size < 2 * multiple:
+            raise DatasetError(f"patch size {options.patch_size} is not a multiple of {multiple} (≥ {2 * multiple}) "
+                               f"for a {options.cfa} sensor", "use e.g. 192")
         if options.output not in ("display", "scene-linear"):
             raise DatasetError(f"unknown output {options.output!r}", "use display or scene-linear")
         if options.network_space not in ("srgb", "camera") or (options.network_space == "camera"
@@ -110,6 +135,7 @@ class OnTheFlyDataset:
             "output_color_space": "camera-linear" if options.output == "scene-linear" else "srgb",
             "output": options.output,
             "network_space": options.network_space,
+            "cfa": options.cfa,
             "images": len(self.images),
             "scenes": {name: sorted(scenes[p] for p in paths) for name, paths in self._by_split.items()},
             "options": asdict(options),
@@ -178,15 +204,20 @@ class OnTheFlySplit(Dataset):
         turns, mirror = 0, False
         if not self.validation:  # before unprocessing, so every orientation meets every CFA phase
             turns, mirror = int(rng.integers(0, 4)), bool(rng.random() < 0.5)
-        params = random_params(rng, cfa_pattern="RGGB", noise=False)
+        params = random_params(rng, cfa_pattern=CANONICAL_PATTERNS[self.options.cfa], noise=False)
         return Draw(k, y, x, turns, mirror, params, noise, rng)
 
     def _hardest(self, k: int, corners: list[tuple[int, int]]) -> tuple[int, int]:
-        """The crop whose RGGB mosaic Malvar–He–Cutler reconstructs worst (mean squared error)."""
+        """The crop whose mosaic a classical demosaic reconstructs worst (mean squared error):
+        Malvar–He–Cutler for Bayer, the linear X-Trans demosaic (the gated base's) for X-Trans."""
         size = self.options.patch_size
         crops = torch.from_numpy(np.stack([self._image(k)[y : y + size, x : x + size] for y, x in corners])
                                  .transpose(0, 3, 1, 2).astype(np.float32))
-        errors = ((demosaic(rggb_samples(crops)) - crops) ** 2).mean(dim=(1, 2, 3))
+        if self.options.cfa == "xtrans":
+            rendered = xtrans_linear_rendering(xtrans_samples(crops))
+        else:
+            rendered = demosaic(rggb_samples(crops))
+        errors = ((rendered - crops) ** 2).mean(dim=(1, 2, 3))
         return corners[int(torch.argmax(errors))]
 
     def __getitem__(self, index: int) -> dict:
@@ -241,7 +272,8 @@ def _scene(path: Path, root: Path) -> str:
 def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[float, float], rng: np.random.Generator,
                     *, with_noise_map: bool, sample_normal: Callable[..., np.ndarray] | None = None,
                     linear_target: bool = False, camera_input: bool = False) -> dict:
-    """sRGB (2p, 2p, 3) in [0, 1] → the network input the engine would make of its RAW, and targets.
+    """sRGB (Pp, Pp, 3) in [0, 1] → the network input the engine would make of its RAW, and targets
+    (P the period of `params.cfa_pattern`, one of `CANONICAL_PATTERNS`).
 
     The target is the sRGB crop, or with `linear_target` the clean camera image in the network's
     `wb-headroom` space (what the mosaic samples, before noise and quantisation, at every pixel).
@@ -249,14 +281,15 @@ def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[floa
     and `to_srgb`, the 3×3 that takes headroom-space camera RGB to linear sRGB (the camera →
     sRGB matrix × the largest white-balance gain, what `normalization.from_headroom` applies).
 
-    The mosaic is RGGB-phase packed directly (the engine pads every order to that phase), noise
-    is Gaussian with variance a·x + b (the Poisson–Gaussian model at these counts), and values
-    are quantised to the camera's bit depth and clipped at black and white as a sensor does.
+    The mosaic is packed at the canonical phase directly (the engine pads every frame to it): RGGB,
+    or the 36 sites of `cfa.XTRANS` (`sensor_samples`). Noise is Gaussian with variance a·x + b
+    (the Poisson–Gaussian model at these counts), and values are quantised to the camera's bit
+    depth and clipped at black and white as a sensor does.
     """
     linear = scene_linear(srgb, params)
     camera = np.clip(linear @ params.camera_from_srgb.T, 0.0, 1.0)
     camera = np.clip(protected_inverse_gains(camera, params), 0.0, 1.0)
-    packed = np.stack([camera[0::2, 0::2, 0], camera[0::2, 1::2, 1], camera[1::2, 0::2, 1], camera[1::2, 1::2, 2]])
+    packed = sensor_samples(camera, params.cfa_pattern)
     shot, read = noise
     if shot > 0 or read > 0:
         normal = (sample_normal or rng.standard_normal)(packed.shape)
@@ -277,6 +310,19 @@ def synthesize_pair(srgb: np.ndarray, params: UnprocessParams, noise: tuple[floa
     if camera_input:
         item["to_srgb"] = to_srgb_matrix(params)
     return item
+
+
+def sensor_samples(camera: np.ndarray, cfa_pattern: str) -> np.ndarray:
+    """(H, W, 3) camera RGB → what a canonical-phase sensor samples of it, packed: (4, H/2, W/2)
+    [R, Gr, Gb, B] for "RGGB", or (36, H/6, W/6) for `cfa.XTRANS` (channel 6·row + column of the
+    site, `pipeline.xtrans_packing.pack_xtrans`'s order)."""
+    if cfa_pattern == "RGGB":
+        return np.stack([camera[0::2, 0::2, 0], camera[0::2, 1::2, 1], camera[1::2, 0::2, 1], camera[1::2, 1::2, 2]])
+    if cfa_pattern != XTRANS:
+        raise ValueError(f"pairs are mosaicked at the engine's canonical phase (RGGB or XTRANS), not {cfa_pattern!r}")
+    mosaic = mosaic_rgb(camera, XTRANS)
+    h, w = mosaic.shape
+    return mosaic.reshape(h // 6, 6, w // 6, 6).transpose(1, 3, 0, 2).reshape(36, h // 6, w // 6)
 
 
 def to_srgb_matrix(params: UnprocessParams) -> torch.Tensor:
