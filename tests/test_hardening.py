@@ -120,10 +120,18 @@ def test_non_finite_weights_are_refused_at_load_and_at_export(tmp_path, tiny_pro
     assert not list(tmp_path.glob("diverged*")) and not list(tmp_path.glob(".diverged*"))
 
 
-def test_a_frame_whose_output_is_not_finite_fails_instead_of_going_black(tmp_path, tiny_profile, monkeypatch):
+def _output_with(packed: torch.Tensor, bad: float, everywhere: bool) -> torch.Tensor:
+    out = torch.full((1, 3, packed.shape[-2] * 2, packed.shape[-1] * 2), bad if everywhere else 0.5)
+    out[0, 1, 5, 7] = bad
+    return out
+
+
+@pytest.mark.parametrize(("bad", "everywhere"), [(float("nan"), True), (float("nan"), False), (float("inf"), False),
+                                                 (float("-inf"), False)])
+def test_a_frame_whose_output_is_not_finite_fails_instead_of_going_black(tmp_path, tiny_profile, monkeypatch, bad,
+                                                                         everywhere):
     converter = Converter(load_profile(tiny_profile), device="cpu")
-    monkeypatch.setattr(converter.runner, "run", lambda packed: torch.full((1, 3, packed.shape[-2] * 2, packed.shape[-1] * 2),
-                                                                           float("nan")))
+    monkeypatch.setattr(converter.runner, "run", lambda packed: _output_with(packed, bad, everywhere))
     source = write_scene_dng(tmp_path / "a.dng")
     [result] = converter.convert([ConvertJob(source, tmp_path / "a.tif")])
     assert result.status == "failed" and "not finite" in result.error
