@@ -96,7 +96,7 @@ def build_pair(raw_path: Path, source: str, max_side: int = DEFAULT_MAX_SIDE) ->
     try:
         with RawFile(raw_path) as raw:
             frame, metadata = raw.frame, raw.metadata
-            target = read_target(raw, source)
+            target = read_target(raw, source, max_side)
             noise = noise_model_for(frame, metadata, raw.libraw)
     except Raw2RgbError as exc:  # TargetMissing, RawDecodeError, UnsupportedRawError
         raise PairSkipped(exc.problem, exc.hint) from None
@@ -126,7 +126,7 @@ def build_pair(raw_path: Path, source: str, max_side: int = DEFAULT_MAX_SIDE) ->
         "sidecar": str(target.path) if target.path else None,
         "camera": _camera(metadata.make, metadata.model),
         "make": metadata.make, "model": metadata.model,
-        "sensor_size": [frame.height, frame.width], "target_size": list(target.image.shape[:2]),
+        "sensor_size": [frame.height, frame.width], "target_size": list(target.size),
         "pair_size": [y1 - y0, x1 - x0], "scale": round(scale, 5), "orientation": orientation,
         "alignment": {"method": method, "score": round(score, 4)},
         "wb_gains_rgb": [float(v) for v in frame.wb_gains_rgb],
