@@ -157,6 +157,22 @@ def _match_features(reference: np.ndarray, moving: np.ndarray) -> tuple[np.ndarr
     return src, dst
 
 
+def _matches_at(reference: np.ndarray, moving: np.ndarray, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """`_match_features` on copies reduced to a long side of `size`, in the given images' pixels."""
+    scale = min(1.0, size / max(*reference.shape, *moving.shape)) if size else 1.0
+    if scale >= 1.0:
+        return _match_features(reference, moving)
+    ref, mov = _resize(reference, scale), _resize(moving, scale)
+    src, dst = _match_features(ref, mov)
+    # points back through each copy's own resampling (rounded sizes give slightly different scales)
+    back_ref, back_mov = np.linalg.inv(resampling(reference.shape, ref.shape)), np.linalg.inv(resampling(moving.shape, mov.shape))
+    return _through(back_mov, src), _through(back_ref, dst)
+
+
+def _through(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return (points.astype(np.float64) @ affine[:2, :2].T + affine[:2, 2]).astype(np.float32).reshape(-1, 2)
+
+
 def _ecc_refine(reference: np.ndarray, moving: np.ndarray, h_moving_to_ref: np.ndarray, motion: int) -> tuple[np.ndarray, float]:
     """Refine a moving→reference warp with ECC; returns the refined warp and its correlation."""
     # ECC finds W with moving(W·x) ≈ reference(x): W maps reference → moving coordinates.
@@ -179,12 +195,15 @@ def _plausible(h: np.ndarray) -> bool:
     return det > 0 and 1 / 400 < det < 400 and float(np.abs(h[2, :2] / h[2, 2]).max()) < 1e-2
 
 
-def estimate_alignment(reference: np.ndarray, target: np.ndarray, mode: str = "auto") -> Alignment:
+def estimate_alignment(reference: np.ndarray, target: np.ndarray, mode: str = "auto", *,
+                       feature_size: int | None = None) -> Alignment:
     """Map `target` (gray, any size) onto `reference` (packed-resolution gray of the RAW).
 
     Returns an `Alignment` whose matrix maps target pixels to the padded full-resolution grid
     (the caller measures `score` on the warped result). Raises `AlignmentFailed` when no
-    plausible transform fits.
+    plausible transform fits. `feature_size`: the long side feature matches are found at when
+    smaller than the working size (ECC still refines at the working size): the coarse search
+    is the costly part (SIFT and matching: 0.96 of 1.1 s at 1024 px).
     """
     if mode not in ALIGN_MODES:
         raise ValueError(f"unknown alignment mode {mode!r}")
@@ -199,7 +218,7 @@ def estimate_alignment(reference: np.ndarray, target: np.ndarray, mode: str = "a
     to_ref_work = resampling(reference.shape, ref_work.shape)
     to_mov_work = resampling(target.shape, mov_work.shape)
 
-    src, dst = _match_features(ref_work, mov_work)
+    src, dst = _matches_at(ref_work, mov_work, feature_size)
     notes: list[str] = []
     rejected = ""
     h_work = None

@@ -55,6 +55,8 @@ from raw2rgb_plugin.training.learn.targets import MIN_TARGET_SIDE, TargetMissing
 PAIRS_DIR = "pairs"
 #: gradient correlation below which the target is not this RAW's rendering (or not alignable)
 MIN_ALIGNMENT_SCORE = 0.3
+#: long side at which the alignment looks for feature matches (ECC refines at the pair's size)
+FEATURE_SIZE = 512
 #: R, Gr, Gb, B sites' offsets from their packed pixel's centre, in packed pixels (x, y)
 _SITE_OFFSETS = ((-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25), (0.25, 0.25))
 
@@ -161,7 +163,7 @@ def _align(gray: np.ndarray, image: np.ndarray, camera_to_srgb: np.ndarray) -> t
     ref = cv2.resize(gray, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA) if r < 1 else gray
     candidates = {"stretched to fit": resampling(moving.shape, ref.shape)}
     try:
-        found = estimate_alignment(ref, moving, "crop")
+        found = estimate_alignment(ref, moving, "crop", feature_size=FEATURE_SIZE)
         candidates[found.method] = np.linalg.inv(PACKED_TO_FULL) @ found.matrix
     except (AlignmentFailed, cv2.error):
         pass
