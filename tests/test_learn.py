@@ -213,6 +213,35 @@ def _card(folder, count: int, seed: int = 100) -> list:
     return [write_look_frame(folder, f"IMG_{i:04d}", textured_scene(H, W, seed + i), params=params) for i in range(count)]
 
 
+def test_pairs_built_on_two_threads_are_those_built_on_one(tmp_path, one_torch_thread):
+    """learn builds pairs on a pool of threads (as many as torch's, at most two), each pair on one
+    torch and one OpenCV thread: the pairs, their order and the threads' settings afterwards do
+    not depend on it."""
+    import cv2
+    import torch
+
+    from raw2rgb_plugin.training.learn.run import _pairs
+    from raw2rgb_plugin.training.learn.targets import find_raws
+
+    card = tmp_path / "card"
+    _card(card, 4)
+    write_look_frame(card, "IMG_0004", textured_scene(H, W, 104), params=card_camera(), sidecar=False)  # no target
+    built = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        opencv = cv2.getNumThreads()
+        events: list[dict] = []
+        built[threads] = _pairs(find_raws([card]), tmp_path / f"run{threads}", LearnOptions("t"), events.append, {})
+        assert torch.get_num_threads() == threads and cv2.getNumThreads() == opencv
+        assert [e["name"] for e in events if e["event"] == "pair"] == [f"IMG_{i:04d}.dng" for i in range(5)]
+    (one, skipped_one), (two, skipped_two) = built[1], built[2]
+    assert skipped_one == skipped_two and list(skipped_one) == ["IMG_0004.dng"]
+    assert [p.name for p in one] == [p.name for p in two] and len(one) == 4
+    for a, b in zip(one, two, strict=True):
+        assert a.linear.dtype == np.float32 and np.array_equal(a.linear, b.linear) and np.array_equal(a.target, b.target)
+        assert {k: v for k, v in a.info.items() if k != "seconds"} == {k: v for k, v in b.info.items() if k != "seconds"}
+
+
 @pytest.mark.slow
 def test_a_run_writes_nothing_beside_the_raws_installs_only_at_the_end_and_resumes(tmp_path, isolated_profile_dir,
                                                                                   one_torch_thread):

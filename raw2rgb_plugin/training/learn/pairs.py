@@ -220,28 +220,34 @@ def _valid_box(valid: np.ndarray) -> tuple[int, int, int, int] | None:
 
 def save_pair(run_dir: Path, pair: LearnPair) -> LearnPair:
     """Write the pair atomically as RUN/pairs/<name>.npz (float16 images + its info as JSON) and
-    return it exactly as `load_pair` will read it back.
+    return it as stored: `widened` of it is exactly what `load_pair` will read back.
 
-    A fresh run trains on that returned pair, not on the float32 one it just built: a resumed run
+    A fresh run trains on that stored pair, not on the float32 one it just built: a resumed run
     can only load the rounded one, and the two trained on different data (weights differed after
     12 steps).
     """
     folder = Path(run_dir) / PAIRS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    linear, target = pair.linear.astype(np.float16), pair.target.astype(np.float16)
+    stored = LearnPair(pair.name, pair.linear.astype(np.float16), pair.target.astype(np.float16), pair.info)
     with atomic_output(folder / f"{pair.name}.npz", overwrite=True) as out:
-        np.savez(out, linear=linear, target=target, info=np.array(json.dumps(pair.info)))
-    return LearnPair(pair.name, linear.astype(np.float32), target.astype(np.float32), pair.info)
+        np.savez(out, linear=stored.linear, target=stored.target, info=np.array(json.dumps(pair.info)))
+    return stored
 
 
-def load_pair(run_dir: Path, name: str) -> LearnPair | None:
-    """A stored pair, or None when it was never finished (or is unreadable: it is rebuilt)."""
+def widened(pair: LearnPair) -> LearnPair:
+    """A stored (float16) pair as everything downstream reads it: float32, exactly."""
+    return LearnPair(pair.name, pair.linear.astype(np.float32), pair.target.astype(np.float32), pair.info)
+
+
+def load_pair(run_dir: Path, name: str, *, stored: bool = False) -> LearnPair | None:
+    """A stored pair (float32, or as stored with `stored`), or None when it was never finished
+    (or is unreadable: it is rebuilt)."""
     path = Path(run_dir) / PAIRS_DIR / f"{name}.npz"
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            return LearnPair(name, data["linear"].astype(np.float32), data["target"].astype(np.float32),
-                             json.loads(str(data["info"])))
+            pair = LearnPair(name, data["linear"], data["target"], json.loads(str(data["info"])))
     except (OSError, ValueError, KeyError):
         return None
+    return pair if stored else widened(pair)

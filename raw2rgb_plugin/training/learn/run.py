@@ -18,10 +18,13 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -41,6 +44,7 @@ from raw2rgb_plugin.training.learn.pairs import (
     load_pair,
     pair_name,
     save_pair,
+    widened,
 )
 from raw2rgb_plugin.training.learn.patches import INPUT_NORMALIZATION, cropped
 from raw2rgb_plugin.training.learn.report import learn_runner, render, score_frames, write_report
@@ -137,25 +141,66 @@ def _open_run(run_dir: Path, options: LearnOptions, command_line: str | None) ->
 
 def _pairs(raws: list[Path], run_dir: Path, options: LearnOptions, emit: Event,
            seconds: dict) -> tuple[list[LearnPair], dict[str, str]]:
-    """Every RAW's pair, from the run folder or built now; the skipped ones with why."""
+    """Every RAW's pair, from the run folder or built now (`_built`); the skipped ones with why.
+
+    Pairs are held as stored (float16) until all are there: half the memory while RAWs are
+    being decoded beside them.
+    """
     emit({"event": "pairs", "total": len(raws)})
-    pairs, skipped = [], {}
     t0 = time.perf_counter()
-    for raw in raws:
-        pair = load_pair(run_dir, pair_name(raw))
-        resumed = pair is not None
-        if pair is None:
-            try:
-                pair = build_pair(raw, options.source, options.max_side)
-            except PairSkipped as exc:
-                skipped[raw.name] = str(exc)
-                emit({"event": "pair", "name": raw.name, "status": "skipped", "reason": str(exc)})
+    stored = {raw: load_pair(run_dir, pair_name(raw), stored=True) for raw in raws}
+    pairs, skipped = [], {}
+    with closing(_built([raw for raw in raws if stored[raw] is None], run_dir, options)) as built:
+        for raw in raws:
+            resumed = stored[raw] is not None
+            pair = stored[raw] if resumed else next(built)
+            if isinstance(pair, str):
+                skipped[raw.name] = pair
+                emit({"event": "pair", "name": raw.name, "status": "skipped", "reason": pair})
                 continue
-            pair = save_pair(run_dir, pair)  # what a resumed run would load
-        pairs.append(pair)
-        emit({"event": "pair", "name": raw.name, "status": "kept", "kind": pair.info["kind"], "resumed": resumed})
+            pairs.append(pair)
+            emit({"event": "pair", "name": raw.name, "status": "kept", "kind": pair.info["kind"], "resumed": resumed})
     seconds["pairs"] = time.perf_counter() - t0
-    return pairs, skipped
+    return [widened(p) for p in pairs], skipped
+
+
+#: RAWs decoded into pairs at once: each 24 MP one holds about 0.6 GB while it is built
+MAX_PAIR_WORKERS = 2
+
+
+def _built(raws: list[Path], run_dir: Path, options: LearnOptions) -> Generator[LearnPair | str, None, None]:
+    """Each RAW's stored pair (or why it has none), in order, built on up to MAX_PAIR_WORKERS
+    threads (no more than torch's) of one torch and one OpenCV thread each.
+
+    Threads, not processes: decoding, demosaicking and aligning run in C without the GIL, and the
+    threads share one copy of torch. Every pair is built single-threaded, however many workers,
+    so the same RAW gives the same pair, bit for bit, in a fresh or a resumed run.
+    """
+    if not raws:
+        return
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    pool = ThreadPoolExecutor(min(MAX_PAIR_WORKERS, threads[0], len(raws)), thread_name_prefix="raw2rgb-pair",
+                              initializer=_single_threaded)
+    try:
+        futures = [pool.submit(_build_and_store, raw, run_dir, options) for raw in raws]
+        for future in futures:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads[0])  # the workers' setting is also torch's default for new threads
+        cv2.setNumThreads(threads[1])
+
+
+def _single_threaded() -> None:
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def _build_and_store(raw: Path, run_dir: Path, options: LearnOptions) -> LearnPair | str:
+    try:
+        return save_pair(run_dir, build_pair(raw, options.source, options.max_side))
+    except PairSkipped as exc:
+        return str(exc)
 
 
 def split_pairs(pairs: list[LearnPair], holdout: int | None) -> tuple[list[LearnPair], list[LearnPair]]:
