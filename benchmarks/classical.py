@@ -13,6 +13,9 @@ demosaicker scores the ground truth. The renderers:
   out (`output_color=raw`), linear, 16-bit, no auto-brightening, no maximum adjustment;
 - demosaicnet (Gharbi et al. 2016, the PyPI package's shipped Bayer weights) on the
   white-balanced mosaic, brought to its GRBG phase by reflect padding.
+
+X-Trans frames (issue 25) have LibRaw's own X-Trans rendering (3-pass Markesteijn) and
+demosaicnet's X-Trans model (the package ships its weights too), on the same colour path.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import numpy as np
 import rawpy
 import torch
 
-from raw2rgb_plugin.io.raw_file import BayerFrame
+from raw2rgb_plugin.io.raw_file import BayerFrame, SensorFrame
+from raw2rgb_plugin.pipeline.cfa import period
 from raw2rgb_plugin.pipeline.colour import srgb_encode, tone_curve as smoothstep
 from raw2rgb_plugin.pipeline.normalization import levels_normalize
 from raw2rgb_plugin.pipeline.packing import site_tile
@@ -67,6 +71,16 @@ def libraw_camera_rgb(path, frame: BayerFrame, algorithm: str) -> np.ndarray:
                                output_color=rawpy.ColorSpace.raw, gamma=(1, 1))
 
 
+def libraw_xtrans_camera_rgb(path, frame: SensorFrame) -> np.ndarray:
+    """LibRaw's X-Trans rendering of an X-Trans file as `libraw_camera_rgb`. On a file LibRaw reads
+    as X-Trans, any quality above 2 (AHD is 3) runs xtrans_interpolate(3), the 3-pass Markesteijn:
+    measured on our X-Trans DNGs, AHD, DHT and LibRaw's default give the same pixels, PPG (1 pass)
+    others, and frames under 512 px fail as xtrans_interpolate refuses them."""
+    if period(frame.cfa_pattern) != 6:
+        raise ValueError(f"{path} is no X-Trans file ({frame.cfa_pattern})")
+    return libraw_camera_rgb(path, frame, "AHD")
+
+
 def libraw_display(path, frame: BayerFrame, algorithm: str = "AHD") -> np.ndarray:
     """LibRaw's own complete rendering (AHD or DHT, the frame's white balance, its camera→sRGB
     matrix and the sRGB curve), float (H, W, 3) in [0, 1], sensor orientation: the classical look."""
@@ -74,13 +88,14 @@ def libraw_display(path, frame: BayerFrame, algorithm: str = "AHD") -> np.ndarra
                                output_color=rawpy.ColorSpace.sRGB, gamma=(2.4, 12.92))
 
 
-def white_balanced_mosaic(frame: BayerFrame) -> np.ndarray:
+def white_balanced_mosaic(frame: SensorFrame) -> np.ndarray:
     """The mosaic with the engine's own levels and white balance, clipped to [0, 1] (float64)."""
     h, w = frame.mosaic.shape
     levelled = levels_normalize(torch.from_numpy(frame.mosaic.astype(np.int32)), frame.black_level_per_site,
                                 frame.white_level)
     gains = dict(zip("RGB", (float(v) for v in frame.wb_gains_rgb)))
-    site_gain = torch.tensor([gains[c] for c in frame.cfa_pattern], dtype=torch.float32).view(2, 2)
+    side = period(frame.cfa_pattern)
+    site_gain = torch.tensor([gains[c] for c in frame.cfa_pattern], dtype=torch.float32).view(side, side)
     return (levelled * site_tile(site_gain, h, w)).clamp_(0.0, 1.0).double().numpy()
 
 
@@ -109,11 +124,15 @@ class DemosaicNet:
     (`encoded_input`), which the report measured to suit it better than linear input.
     """
 
-    def __init__(self, device: torch.device | str = "cpu", *, encoded_input: bool = True):
+    @staticmethod
+    def _stand_in_pkg_resources() -> None:
         if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
             stand_in = types.ModuleType("pkg_resources")
             stand_in.resource_filename = lambda package, resource: resource  # type: ignore[attr-defined]
             sys.modules["pkg_resources"] = stand_in
+
+    def __init__(self, device: torch.device | str = "cpu", *, encoded_input: bool = True):
+        self._stand_in_pkg_resources()
         import demosaicnet
 
         self.version = getattr(demosaicnet, "__version__", None) or _distribution_version("demosaicnet")
@@ -157,6 +176,50 @@ class DemosaicNet:
 
             rgb = srgb_decode(rgb)
         return rgb
+
+
+class XTransDemosaicNet:
+    """Gharbi et al. 2016's X-Trans demosaicker, the `xtrans.pth` weights of the `demosaicnet` wheel
+    (loaded as `DemosaicNet` loads the Bayer ones), on the same sRGB-encoded white-balanced mosaic.
+
+    The network has no stride or packing: a 3-channel masked mosaic in, full-resolution RGB out,
+    12 unpadded 3×3 convolutions trimming 12 px a side. So it takes any phase (a shifted mosaic
+    gives the shifted image) and only each site's colour must be right: the mosaic and its colour
+    map are reflect-padded by 12 alike, which keeps every padded value with its own colour.
+    """
+
+    MARGIN = 12
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        DemosaicNet._stand_in_pkg_resources()
+        import demosaicnet
+
+        self.version = getattr(demosaicnet, "__version__", None) or _distribution_version("demosaicnet")
+        weights = importlib.resources.files("demosaicnet") / "data" / "xtrans.pth"
+        with importlib.resources.as_file(weights) as path:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model = demosaicnet.XTransDemosaick(pretrained=False)
+        self.model.load_state_dict(state)
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def camera_rgb(self, frame: SensorFrame) -> np.ndarray:
+        """Demosaicked white-balanced camera RGB (H, W, 3) in [0, 1], sensor orientation."""
+        from raw2rgb_plugin.pipeline.colour import srgb_decode
+
+        mosaic = srgb_encode(white_balanced_mosaic(frame))
+        h, w = mosaic.shape
+        side = period(frame.cfa_pattern)
+        colours = np.tile(frame.cfa, (-(-h // side), -(-w // side)))[:h, :w]
+        m = self.MARGIN
+        padded = np.pad(mosaic, m, mode="reflect").astype(np.float32)
+        colours = np.pad(colours, m, mode="reflect")
+        masked = np.stack([padded * (colours == c) for c in range(3)])
+        out = self.model(torch.from_numpy(masked)[None].to(self.device))[0].float().cpu().numpy()
+        if out.shape[-2:] != (h, w):
+            raise RuntimeError(f"demosaicnet's X-Trans model gave {out.shape[-2:]} for a {h}×{w} mosaic")
+        return srgb_decode(np.clip(out.transpose(1, 2, 0).astype(np.float64), 0.0, 1.0))
 
 
 def _distribution_version(name: str) -> str | None:

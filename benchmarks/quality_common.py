@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from raw2rgb_plugin.io.raw_file import BayerFrame
+from raw2rgb_plugin.pipeline.metrics import psnr, ssim
 from raw2rgb_plugin.pipeline.noise import NoiseModel
 
 AHD, DHT, DEMOSAICNET = "LibRaw AHD", "LibRaw DHT", "demosaicnet"
@@ -39,6 +41,16 @@ def is_lite_like(method: Method) -> bool:
         return False
     return str(method.info.get("profile", "")).startswith("default-lite") or \
         (method.info.get("metadata") or {}).get("variant") == "lite"
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+
+
+def score(output: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """PSNR and SSIM of a rendering (H, W, 3) against the truth, both in [0, 1]."""
+    out, ref = _tensor(output), _tensor(truth)
+    return float(psnr(out, ref)[0]), float(ssim(out, ref)[0])
 
 
 def fmt_table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -16,6 +16,7 @@ import torch
 from raw2rgb_plugin import __version__ as RAW2RGB_VERSION
 from raw2rgb_plugin.training.data.unprocess import BAYER_ORDERS
 
+import quality_xtrans
 import real_photos
 from heldout import HELD_OUT_IMAGES, NOISE_LEVELS, SYNTHETIC_LEVELS, Case, HeldOutImage, noise_text
 from quality_common import AHD, DEMOSAICNET, Method, count, fmt_table, verdict
@@ -40,6 +41,7 @@ class Run:
     crops_dir: Path | None = None
     quick: bool = False
     elapsed: float = 0.0
+    xtrans: quality_xtrans.XTransRun | None = None
 
 
 def summarise(rows: list[dict], key) -> dict:
@@ -238,6 +240,9 @@ def write_report(path: Path, run: Run) -> None:
     tiles = sorted({(c.image, c.tile, c.box) for c in run.cases},
                    key=lambda t: (HELD_OUT_IMAGES.index(t[0]) if t[0] in HELD_OUT_IMAGES else 99, t[1]))
     md = header_lines(run) + heldout_lines(run, levels, tiles) + method_lines(run) + results_lines(run, levels, tiles)
+    if run.xtrans is not None:
+        md += quality_xtrans.section_lines(run.xtrans, [n for n in levels if any(
+            c.noise == n for c in quality_xtrans.xtrans_rows_cases(run.xtrans.cases))])
     if run.raw_dir is not None:
         md += real_photos.section_lines(run.photos, raw_dir=run.raw_dir, crops_dir=run.crops_dir, quick=run.quick)
     md += picture_lines(run, path)

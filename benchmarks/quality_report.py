@@ -22,6 +22,14 @@ each whole test image (../shared/data/rgb) unprocessed with one random camera, R
 every method in the same run (demosaicnet included unless `--no-demosaicnet`); `--no-literature`
 leaves it out, `--quick` takes one image per set.
 
+**X-Trans** (`quality_xtrans.py`, issue 25): the same tiles and cameras unprocessed into X-Trans
+DNGs at the same noise levels (two real phases; one with `--quick`), each tile inside a 520-px
+window (LibRaw's X-Trans code refuses frames under 512 px); each `--xtrans-profiles` profile
+(default: the installed ones), LibRaw's X-Trans rendering (3-pass Markesteijn) and demosaicnet's
+X-Trans model, display profiles scored as above, scene-linear ones as `develop_report.py` scores
+the Bayer develop profiles; the Bayer profiles on a clean Bayer DNG of the same windows, for
+"within 1 dB of Bayer". `--no-xtrans` leaves it out.
+
 **Real photographs** (`real_photos.py`): the camera RAWs of `../shared/data/raw`, where present,
 measured for detail and flat-region noise against LibRaw AHD. They are CC BY-NC-SA ("tests
 only"), so their crops are written only with `--real-raw-previews DIR`, outside docs/.
@@ -55,15 +63,15 @@ from raw2rgb_plugin.engine.converter import decode  # noqa: E402
 from raw2rgb_plugin.engine.jobs import ConvertJob  # noqa: E402
 from raw2rgb_plugin.errors import Raw2RgbError  # noqa: E402
 from raw2rgb_plugin.io.raw_file import decode_raw  # noqa: E402
-from raw2rgb_plugin.pipeline.metrics import psnr, ssim  # noqa: E402
 
 import classical  # noqa: E402
 import literature  # noqa: E402
 import quality_targets  # noqa: E402
+import quality_xtrans  # noqa: E402
 import real_mosaic  # noqa: E402
 import real_photos  # noqa: E402
-from heldout import NOISE_LEVELS, SYNTHETIC_LEVELS, Case, build_cases, held_out_images  # noqa: E402
-from quality_common import AHD, DEMOSAICNET, DHT, Method  # noqa: E402
+from heldout import NOISE_LEVELS, SYNTHETIC_LEVELS, XTRANS_PHASES, Case, build_cases, held_out_images  # noqa: E402
+from quality_common import AHD, DEMOSAICNET, DHT, Method, score  # noqa: E402
 from quality_markdown import Run, summarise, synthetic_rows, write_report  # noqa: E402
 from quality_pictures import heldout_picture, labelled_strip, real_file_panels  # noqa: E402
 from skimage_wheel import SKIMAGE_VERSION, WheelError  # noqa: E402
@@ -123,15 +131,6 @@ def classical_methods(device: str, demosaicnet: bool) -> tuple[list[Method], str
 # measuring
 
 
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-
-
-def score(output: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    out, ref = _tensor(output), _tensor(truth)
-    return float(psnr(out, ref)[0]), float(ssim(out, ref)[0])
-
-
 def decode_case(case: Case, with_noise: bool):
     """(frame, noise model or None), decoded as `raw2rgb convert` decodes the file."""
     if not with_noise:
@@ -171,9 +170,13 @@ def measure(cases: list[Case], methods: list[Method], *, keep: Callable[[Case], 
     return rows, renders, estimates
 
 
-def all_targets(rows: list[dict], methods: list[Method], photos: list, raw_dir: Path) -> list[tuple[str, list]]:
+def all_targets(rows: list[dict], methods: list[Method], photos: list, raw_dir: Path,
+                xtrans: quality_xtrans.XTransRun | None = None) -> list[tuple[str, list]]:
     overall = summarise(synthetic_rows(rows), lambda r: None)
     by_noise = summarise(rows, lambda r: r["noise"])
+    extra = [] if xtrans is None else [
+        ("X-Trans, held-out set (issue 25; see the X-Trans section):",
+         quality_xtrans.target_lines(xtrans, xtrans_levels(xtrans)))]
     return [
         ("Mean PSNR over the held-out set's four synthetic noise levels (issue 4):",
          quality_targets.target_lines(overall, methods)),
@@ -182,7 +185,19 @@ def all_targets(rows: list[dict], methods: list[Method], photos: list, raw_dir: 
          quality_targets.noise_aware_lines(overall, by_noise, methods)),
         ("Noise-aware rendering, real files at base ISO (see Real photographs):",
          real_photos.target_lines(photos, methods, raw_dir=raw_dir)),
+        *extra,
     ]
+
+
+def xtrans_profile_names(args: argparse.Namespace) -> list[str]:
+    if args.xtrans_profiles is None:
+        return quality_xtrans.default_profiles()
+    text = args.xtrans_profiles.strip()
+    return [] if text.lower() in ("", "none") else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def xtrans_levels(run: quality_xtrans.XTransRun) -> list[str]:
+    return [n for n in NOISE_LEVELS if any(c.noise == n for c in quality_xtrans.xtrans_rows_cases(run.cases))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,6 +224,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--real-raw-previews", type=Path,
                         help="also write 1:1 crops of the CC BY-NC-SA camera RAWs into this folder (not docs/)")
     parser.add_argument("--json", type=Path, help="also write every score, camera and timing as JSON here")
+    parser.add_argument("--xtrans-profiles", default=None,
+                        help="comma-separated X-Trans profiles for the X-Trans section; 'none' for baselines only "
+                             f"(default: those of {', '.join(quality_xtrans.DEFAULT_XTRANS_PROFILES)} installed)")
+    parser.add_argument("--no-xtrans", action="store_true", help="leave out the X-Trans section")
     parser.add_argument("--no-literature", action="store_true",
                         help="leave out clean demosaicking on Kodak24 + McMaster18 (SHARED/rgb)")
     return parser.parse_args(argv)
@@ -240,6 +259,7 @@ def write_json(path: Path, run: Run) -> None:
         "scores": run.rows, "noise_estimates": run.estimates,
         "real_photos": real_photos.json_summary(run.photos),
         "targets": [{"group": heading, "passed": ok, "text": text} for heading, lines in run.targets for ok, text in lines],
+        "xtrans": None if run.xtrans is None else quality_xtrans.json_summary(run.xtrans),
     }, indent=1))
 
 
@@ -256,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images = held_out_images(args.images, args.skimage_wheel)
         methods = profile_methods(names, args.device)
+        device = next((m.info["device"] for m in methods if m.kind == "profile"), "cpu")
+        xtrans = None if args.no_xtrans else quality_xtrans.section_methods(
+            xtrans_profile_names(args), args.device if args.device != "auto" else device, not args.no_demosaicnet)
     except (WheelError, Raw2RgbError) as exc:
         say(f"error: {exc}")
         return 1
-    device = next((m.info["device"] for m in methods if m.kind == "profile"), "cpu")
     extra, note = classical_methods(device, not args.no_demosaicnet)
     methods += extra
     notes = [note] if note else []
@@ -290,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             lit_rows, _, _ = measure(literature.literature_cases(sets, workdir), methods, keep=lambda c: False,
                                      progress=say)
             literature_means = literature.summary(lit_rows)
+        xtrans_run = None if xtrans is None else quality_xtrans.run_section(
+            images, workdir, tile=tile, tiles_per_image=tiles_per_image, noise_levels=noise,
+            phases=XTRANS_PHASES[:1] if args.quick else XTRANS_PHASES, methods=xtrans[0], notes=xtrans[1],
+            bayer_methods=methods, say=say)
 
     raw_dir = args.shared / "raw"
     photos = []
@@ -300,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         notes.append(f"{raw_dir} is absent: no real-photo measures")
     run = Run(argv=argv, device=device, images=images, cases=cases, methods=methods, rows=rows, estimates=estimates,
-              targets=all_targets(rows, methods, photos, raw_dir), notes=notes, pictures=pictures, photos=photos,
-              raw_dir=raw_dir if raw_dir.is_dir() else None, crops_dir=args.real_raw_previews, quick=args.quick)
+              targets=all_targets(rows, methods, photos, raw_dir, xtrans_run), notes=notes, pictures=pictures,
+              photos=photos, raw_dir=raw_dir if raw_dir.is_dir() else None, crops_dir=args.real_raw_previews,
+              quick=args.quick, xtrans=xtrans_run)
     run.elapsed = time.perf_counter() - started
     write_report(args.out, run)
     if literature_means:
@@ -325,6 +352,11 @@ def print_summary(run: Run) -> None:
     for m in run.methods:
         p, s, sec, _ = overall[(None, m.name)]
         print(f"{m.name:<{width}}  PSNR {p:6.2f} dB  SSIM {s:.4f}  {sec:.3f} s/frame")
+    if run.xtrans is not None:
+        for basis in (quality_xtrans.DISPLAY, quality_xtrans.SCENE_LINEAR):
+            table = quality_xtrans.means(quality_xtrans.xtrans_rows(run.xtrans.rows), basis, lambda r: None)
+            for (_, name), (p, s, _) in table.items():
+                print(f"X-Trans {basis}: {name}  PSNR {p:6.2f} dB  SSIM {s:.4f}")
     for _, lines in run.targets:
         for ok, text in lines:
             print(f"{'PASS' if ok else ('FAIL' if ok is False else 'n/a ')}  {text}")

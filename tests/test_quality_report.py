@@ -50,7 +50,8 @@ def noise_aware_profile(tmp_path_factory) -> Path:
 
 def run_quick(tmp_path: Path, profiles: list[Path], *extra: str) -> tuple[Path, dict]:
     """`quality_report.py --quick` on one 64×64 procedural image (offline: no scikit-image wheel);
-    demosaicnet is left out to keep it fast (its own test below checks it in every order)."""
+    demosaicnet and the X-Trans section are left out to keep it fast (their own tests check them:
+    below, and tests/test_quality_xtrans.py)."""
     from scene_images import save_srgb, textured_scene
 
     images = tmp_path / "heldout"
@@ -58,7 +59,7 @@ def run_quick(tmp_path: Path, profiles: list[Path], *extra: str) -> tuple[Path, 
     out = tmp_path / "docs" / "QUALITY.md"
     rc = quality_report.main(["--quick", "--profiles", ",".join(str(p) for p in profiles), "--images", str(images),
                               "--device", "cpu", "--out", str(out), "--no-demosaicnet",
-                              "--json", str(tmp_path / "results.json"), *extra])
+                              "--no-xtrans", "--json", str(tmp_path / "results.json"), *extra])
     assert rc == 0
     return out, json.loads((tmp_path / "results.json").read_text())
 
