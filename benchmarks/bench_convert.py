@@ -15,6 +15,13 @@ For synthetic Bayer DNGs (written here, so no data is needed) it measures, in on
 - training on the CPU (`--train-steps`): lite G1 steps with L1 loss at batch 8 on 96-px packed
   patches, fp32 against bf16 autocast.
 
+With `--cfa bayer,xtrans` each size also gets an X-Trans DNG (the same mosaic values under the 6×6
+CFA, issue 25): its baseline is LibRaw's X-Trans rendering (3-pass Markesteijn), its profile a
+random-weight X-Trans G1 of the same variant (36-site packing, `xtrans-srgb-gated`), and the table
+ends with X-Trans ÷ Bayer per file for each runtime (the issue's target: ≤ 1.3 per 24 MP frame).
+`--noise-map` (on by default with xtrans) gives both profiles the noise map that `default-lite`
+and the synthetic-trained X-Trans profiles read, so their convert estimates each file's noise.
+
 Random weights: speed does not depend on their values. Timings on a shared machine are noisy:
 every time is the best of several runs, and a table meant for the docs should be regenerated on
 a quiet machine.
@@ -22,6 +29,7 @@ a quiet machine.
     python benchmarks/bench_convert.py                                  # lite, 12 MP, CPU, all runtimes
     python benchmarks/bench_convert.py --sizes 12MP,24MP --json > bench.json
     python benchmarks/bench_convert.py --device cuda --variants base,lite --runtimes eager-bf16,optimized-bf16
+    python benchmarks/bench_convert.py --sizes 24MP --cfa bayer,xtrans --runtimes converter-default --repeat 1 --batch 1
 """
 
 from __future__ import annotations
@@ -45,19 +53,21 @@ from rich.console import Console
 from rich.table import Table
 
 from raw2rgb_plugin.engine.converter import Converter, ConvertJob
-from raw2rgb_plugin.io.dng_write import write_bayer_dng
+from raw2rgb_plugin.io.dng_write import write_bayer_dng, write_cfa_dng
 from raw2rgb_plugin.io.exif_read import PhotoMetadata
 from raw2rgb_plugin.io.icc import icc_profile_bytes
-from raw2rgb_plugin.io.raw_file import decode_raw
+from raw2rgb_plugin.io.noise_profile import noise_model_for
+from raw2rgb_plugin.io.raw_file import RawFile
 from raw2rgb_plugin.io.tiff_write import write_rgb16_tiff
 from raw2rgb_plugin.models.g1 import G1, G1Config
+from raw2rgb_plugin.pipeline.cfa import xtrans_pattern
 from raw2rgb_plugin.pipeline.normalization import network_input
 from raw2rgb_plugin.profiles.store import load_profile, save_profile
 from raw2rgb_plugin.runtime.device import choose_device
 from raw2rgb_plugin.runtime.precision import cpu_model_name
 from raw2rgb_plugin.runtime.runner import build_runner
 
-SIZES = {"tiny": (256, 384), "12MP": (3000, 4000), "24MP": (4000, 6000)}
+SIZES = {"tiny": (256, 384), "small": (600, 900), "12MP": (3000, 4000), "24MP": (4000, 6000)}
 #: "converter-default" is whatever `Converter` builds by itself (before the runtime change: eager
 #: fp32, whole frame where free memory allows; after it: the optimised runtime and measured precision).
 RUNTIMES = {"converter-default": ("default", None),
@@ -91,16 +101,78 @@ LENS_EXIF = {"make": "Canon", "model": "Canon EOS 550D",
                                        focal_length=Fraction(18), f_number=Fraction(7, 2))}
 
 
-def synthetic_dng(path: Path, height: int, width: int, *, lens: bool = False) -> Path:
+def synthetic_dng(path: Path, height: int, width: int, *, lens: bool = False, cfa: str = "bayer") -> Path:
+    """A 12-bit DNG of `cfa` (bayer: RGGB; xtrans: the X-T3's phase) holding the same mosaic values."""
     rng = np.random.default_rng(0)
     # Smooth gradients plus noise: LibRaw's AHD cost does not depend much on content.
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     base = 0.3 + 0.2 * np.sin(x / 97.0) * np.cos(y / 61.0)
     mosaic = (64 + (4095 - 64) * np.clip(base + rng.normal(0, 0.01, base.shape), 0, 1)).astype(np.uint16)
     camera = LENS_EXIF if lens else {"make": "raw2rgb", "model": "Benchmark"}
-    write_bayer_dng(path, mosaic, "RGGB", black_level=64, white_level=4095, color_matrix1=XYZ_TO_CAMERA,
-                    as_shot_neutral=[0.5, 1.0, 0.7], **camera)
+    levels = {"black_level": 64, "white_level": 4095, "color_matrix1": XYZ_TO_CAMERA, "as_shot_neutral": [0.5, 1.0, 0.7]}
+    if cfa == "xtrans":
+        write_cfa_dng(path, mosaic, xtrans_pattern(), **levels, **camera)
+    else:
+        write_bayer_dng(path, mosaic, "RGGB", **levels, **camera)
     return path
+
+
+def decode_frame(dng: Path):
+    """The frame of any sensor, as `convert` decodes it (decode_raw takes Bayer files only)."""
+    with RawFile(dng) as raw:
+        return raw.mosaic_frame
+
+
+def bench_profile(folder: Path, variant: str, cfa: str, noise_map: bool) -> Path:
+    """A random-weight profile of `variant` for `cfa`, with the shipped profiles' input and base."""
+    torch.manual_seed(0)
+    sites = 36 if cfa == "xtrans" else 4
+    shape = {"period": 6, "in_channels": 36} if cfa == "xtrans" else {}
+    base = "xtrans-srgb-gated" if cfa == "xtrans" else "mhc-srgb-gated"
+    model = G1(G1Config.for_variant(variant, residual_base=base, spectral_norm=False,
+                                    noise_channels=sites if noise_map else 0, **shape)).eval()
+    suffix = ("-xtrans" if cfa == "xtrans" else "") + ("-noise" if noise_map else "")
+    return save_profile(folder / f"{variant}{suffix}.safetensors", model, {"input_normalization": "linear-srgb"})
+
+
+def measure_stages(frame: str, dng: Path, tmp: Path, console: Console) -> tuple[list[dict], float]:
+    """Decode, LibRaw's own rendering (AHD; on an X-Trans file that code runs its 3-pass
+    Markesteijn) and TIFF writes of one frame: (stage rows, the LibRaw baseline's seconds)."""
+    decode_s = best_time(lambda: decode_frame(dng), 3)
+
+    def libraw() -> None:
+        with rawpy.imread(str(dng)) as raw:
+            raw.postprocess(demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD, output_bps=16,
+                            use_camera_wb=True, no_auto_bright=True)
+
+    baseline_s = best_time(libraw, 3)
+    xtrans = frame.endswith("X-Trans")
+    baseline = "LibRaw postprocess X-Trans (3-pass Markesteijn) 16-bit" if xtrans else "LibRaw postprocess AHD 16-bit"
+    console.print(f"{frame}: decode {decode_s:.2f} s, {baseline} {baseline_s:.2f} s")
+    stages = [{"frame": frame, "stage": f"decode (rawpy + {'XTransFrame' if xtrans else 'BayerFrame'})", "seconds": decode_s},
+              {"frame": frame, "stage": f"baseline: {baseline}", "seconds": baseline_s}]
+    height, width = decode_frame(dng).mosaic.shape
+    pixels = np.random.default_rng(1).integers(0, 65535, (height, width, 3), dtype=np.uint16)
+    icc = icc_profile_bytes("srgb")
+    for compress in (False, True):
+        out = tmp / f"w{int(compress)}.tif"
+
+        def write() -> None:
+            write_rgb16_tiff(out, pixels, icc=icc, metadata=None, software="bench", compress=compress, overwrite=True)
+
+        stages.append({"frame": frame, "stage": f"TIFF write ({'deflate' if compress else 'uncompressed'})",
+                       "seconds": best_time(write, 2)})
+    return stages, baseline_s
+
+
+def cfa_ratios(rows: list[dict]) -> list[dict]:
+    """X-Trans ÷ Bayer seconds per converted file, per size, variant and runtime measured for both."""
+    done = {(r["frame"].removesuffix(" X-Trans"), r["variant"], r["runtime"], r["cfa"]): r["convert_s_per_file"]
+            for r in rows if "convert_s_per_file" in r}
+    return [{"frame": size, "variant": variant, "runtime": runtime, "bayer_s": seconds,
+             "xtrans_s": done[(size, variant, runtime, "xtrans")], "ratio": done[(size, variant, runtime, "xtrans")] / seconds}
+            for (size, variant, runtime, cfa), seconds in done.items()
+            if cfa == "bayer" and (size, variant, runtime, "xtrans") in done]
 
 
 def peak_rss_bytes() -> int:
@@ -116,18 +188,14 @@ def peak_rss_bytes() -> int:
 def worker(spec: dict) -> dict:
     """Time one (profile, frame, runtime) in this process; its peak memory is the whole process's."""
     device = choose_device(spec["device"])
-    runtime, dtype = RUNTIMES[spec["runtime"]]
     profile = load_profile(spec["profile"])
-    converter = Converter(profile, device=device, tile=spec["tile"], threads=spec["threads"])
-    if runtime != "default":  # the converter picks its own runner; here the runner is the choice under test
-        converter.runner = build_runner(profile.model, profile.architecture, device=device, dtype=dtype,
-                                        tile=spec["tile"], runtime=runtime, architecture_block=profile.metadata["architecture"])
-        converter.dtype = converter.runner.dtype
+    converter = bench_converter(profile, device, spec, spec["tile"])
     dng = Path(spec["dng"])
-    frame = decode_raw(dng)
+    frame = decode_frame(dng)
     runner = converter.runner
-    g1_s, (packed_h, packed_w) = _network_time(runner, network_input(frame, profile.input_normalization, device).packed,
-                                               spec["repeat"])
+    noise = noise_model_for(frame) if converter.reads_noise else None
+    packed = network_input(frame, profile.input_normalization, device, noise=noise).packed
+    g1_s, (packed_h, packed_w) = _network_time(runner, packed, spec["repeat"])
     render_s = best_time(lambda: converter.render(frame), max(1, spec["repeat"] - 1))
     out_dir = Path(spec["out_dir"])
     jobs = [ConvertJob(dng, out_dir / f"{i}.tif") for i in range(spec["batch"])]
@@ -143,7 +211,29 @@ def worker(spec: dict) -> dict:
         row["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     if spec.get("lens_dng"):
         row.update(lens_cost(profile, device, spec, Path(spec["lens_dng"]), out_dir))
+    if spec.get("check_tiles"):
+        row.update(tile_check(converter, bench_converter(profile, device, spec, 0), frame))
     return row
+
+
+def bench_converter(profile, device, spec: dict, tile: int | None) -> Converter:
+    """A converter with the runtime choice under test (`converter-default`: whatever it builds)."""
+    runtime, dtype = RUNTIMES[spec["runtime"]]
+    converter = Converter(profile, device=device, tile=tile, threads=spec["threads"])
+    if runtime != "default":  # the converter picks its own runner; here the runner is the choice under test
+        converter.runner = build_runner(profile.model, profile.architecture, device=device, dtype=dtype,
+                                        tile=tile, runtime=runtime, architecture_block=profile.metadata["architecture"])
+        converter.dtype = converter.runner.dtype
+    return converter
+
+
+def tile_check(tiled: Converter, whole: Converter, frame) -> dict:
+    """How the render in tiles (the runner's own choice) compares with one whole-frame pass."""
+    a = tiled.render(frame).astype(np.float64) / 65535.0
+    b = whole.render(frame).astype(np.float64) / 65535.0
+    mse = float(np.mean((a - b) ** 2))
+    return {"tiles_vs_whole_db": 10 * np.log10(1 / mse) if mse > 0 else float("inf"),
+            "tiles_vs_whole_max_levels": int(round(float(np.abs(a - b).max()) * 65535))}
 
 
 def lens_cost(profile, device, spec: dict, dng: Path, out_dir: Path) -> dict:
@@ -217,6 +307,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="files in each end-to-end run")
     parser.add_argument("--repeat", type=int, default=3, help="G1 runs per choice (the best counts)")
     parser.add_argument("--train-steps", type=int, default=5, help="CPU training steps per precision (0: skip)")
+    parser.add_argument("--cfa", default="bayer",
+                        help="comma-separated sensors per size: bayer, xtrans (bayer,xtrans: X-Trans ÷ Bayer per file)")
+    parser.add_argument("--noise-map", action=argparse.BooleanOptionalAction, default=None,
+                        help="profiles read the noise map, as default-lite does (default: on when --cfa has xtrans)")
+    parser.add_argument("--check-tiles", action="store_true",
+                        help="X-Trans frames: PSNR of the tiled render against one whole-frame pass (one more render)")
     parser.add_argument("--no-lens", action="store_true",
                         help="skip the --lens auto / off comparison (converter-default only)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
@@ -237,52 +333,34 @@ def main() -> None:
     console = Console(stderr=True)
     stages: list[dict] = []
     rows: list[dict] = []
+    cfas = args.cfa.split(",")
+    noise_map = args.noise_map if args.noise_map is not None else "xtrans" in cfas
+    load_at_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory(prefix="raw2rgb-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        profiles = {}
-        for variant in args.variants.split(","):
-            torch.manual_seed(0)
-            # The shipped profiles' input and residual base: their cost is part of the render.
-            model = G1(G1Config.for_variant(variant, residual_base="mhc-srgb-gated", spectral_norm=False)).eval()
-            profiles[variant] = save_profile(tmp / f"{variant}.safetensors", model, {"input_normalization": "linear-srgb"})
         for size_name in args.sizes.split(","):
-            height, width = SIZES[size_name]
-            dng = synthetic_dng(tmp / f"{size_name}.dng", height, width)
-            decode_s = best_time(lambda: decode_raw(dng), 3)
-
-            def ahd() -> None:
-                with rawpy.imread(str(dng)) as raw:
-                    raw.postprocess(demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD, output_bps=16,
-                                    use_camera_wb=True, no_auto_bright=True)
-
-            ahd_s = best_time(ahd, 3)
-            console.print(f"{size_name}: decode {decode_s:.2f} s, LibRaw AHD {ahd_s:.2f} s")
-            stages.append({"frame": size_name, "stage": "decode (rawpy + BayerFrame)", "seconds": decode_s})
-            stages.append({"frame": size_name, "stage": "baseline: LibRaw postprocess AHD 16-bit", "seconds": ahd_s})
-            pixels = np.random.default_rng(1).integers(0, 65535, (height, width, 3), dtype=np.uint16)
-            icc = icc_profile_bytes("srgb")
-            for compress in (False, True):
-                out = tmp / f"w{int(compress)}.tif"
-
-                def write() -> None:
-                    write_rgb16_tiff(out, pixels, icc=icc, metadata=None, software="bench", compress=compress, overwrite=True)
-
-                stages.append({"frame": size_name, "stage": f"TIFF write ({'deflate' if compress else 'uncompressed'})",
-                               "seconds": best_time(write, 2)})
-            for variant, profile_path in profiles.items():
-                for runtime in runtimes:
-                    out_dir = tmp / f"out-{size_name}-{variant}-{runtime}"
-                    out_dir.mkdir()
-                    spec = {"profile": str(profile_path), "dng": str(dng), "device": str(device), "runtime": runtime,
-                            "tile": args.tile, "threads": args.threads, "batch": args.batch, "repeat": args.repeat,
-                            "out_dir": str(out_dir)}
-                    if runtime == "converter-default" and not args.no_lens:
-                        spec["lens_dng"] = str(synthetic_dng(tmp / f"{size_name}-lens.dng", height, width, lens=True))
-                    row = {"frame": size_name, "variant": variant, "device": device.type, **run_worker(spec)}
-                    if "convert_s_per_file" in row:
-                        row["vs_ahd"] = row["convert_s_per_file"] / ahd_s
-                    rows.append(row)
-                    console.print(row)
+            for cfa in cfas:
+                frame = size_name + (" X-Trans" if cfa == "xtrans" else "")
+                dng = synthetic_dng(tmp / f"{size_name}-{cfa}.dng", *SIZES[size_name], cfa=cfa)
+                frame_stages, baseline_s = measure_stages(frame, dng, tmp, console)
+                stages += frame_stages
+                for variant in args.variants.split(","):
+                    profile = bench_profile(tmp, variant, cfa, noise_map)
+                    for runtime in runtimes:
+                        out_dir = tmp / f"out-{size_name}-{cfa}-{variant}-{runtime}"
+                        out_dir.mkdir()
+                        spec = {"profile": str(profile), "dng": str(dng), "device": str(device), "runtime": runtime,
+                                "tile": args.tile, "threads": args.threads, "batch": args.batch, "repeat": args.repeat,
+                                "out_dir": str(out_dir), "check_tiles": args.check_tiles and cfa == "xtrans"}
+                        if runtime == "converter-default" and not args.no_lens and cfa == "bayer":
+                            spec["lens_dng"] = str(synthetic_dng(tmp / f"{size_name}-lens.dng", *SIZES[size_name],
+                                                                 lens=True))
+                        row = {"frame": frame, "cfa": cfa, "variant": variant + ("+noise" if noise_map else ""),
+                               "device": device.type, **run_worker(spec)}
+                        if "convert_s_per_file" in row:
+                            row["vs_ahd"] = row["convert_s_per_file"] / baseline_s
+                        rows.append(row)
+                        console.print(row)
 
     training = []
     if args.threads:
@@ -293,11 +371,12 @@ def main() -> None:
                              "steps_per_s": training_steps_per_s(precision, args.train_steps)})
 
     machine = {"cpu": cpu_model_name(), "isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "python": platform.python_version(),
+               "torch": torch.__version__, "python": platform.python_version(), "load_average_at_start": load_at_start,
                "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
     if device.type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(device)
-    report = {"machine": machine, "stages": stages, "runtimes": rows, "training": training}
+    report = {"machine": machine, "stages": stages, "runtimes": rows, "training": training,
+              "xtrans_vs_bayer": cfa_ratios(rows)}
     text = render_tables(report)
     Console(stderr=args.json, width=160).print(text)
     if args.output:
@@ -313,9 +392,9 @@ def render_tables(report: dict) -> Table:
     machine = report["machine"]
     title = (f"raw2rgb convert benchmark — {machine['cpu']} ({machine['isa']}), {machine['threads']} threads, "
              f"torch {machine['torch']}" + (f", {machine['gpu']}" if "gpu" in machine else ""))
-    table = Table(title=title, caption="best of several runs; load average at the end: "
-                                       f"{', '.join(f'{x:.1f}' for x in machine['load_average'] or [])}")
-    for column in ("frame", "what", "runner", "tile", "G1 s", "render s", "convert s/file", "files/s", "× AHD",
+    loads = [f"{', '.join(f'{x:.1f}' for x in machine.get(key) or [])}" for key in ("load_average_at_start", "load_average")]
+    table = Table(title=title, caption=f"best of several runs; load average at the start: {loads[0]}, at the end: {loads[1]}")
+    for column in ("frame", "what", "runner", "tile", "G1 s", "render s", "convert s/file", "files/s", "× LibRaw",
                    "peak RSS GiB"):
         table.add_column(column, justify="left" if column in ("frame", "what", "runner", "tile") else "right")
     for stage in report["stages"]:
@@ -335,6 +414,14 @@ def render_tables(report: dict) -> Table:
             off, auto = row["lens_off_s_per_file"], row["lens_auto_s_per_file"]
             table.add_row(row["frame"], f"G1 {row['variant']} {row['runtime']}: --lens off → auto (kit zoom)", "", "",
                           "", "", f"{off:.3f} → {auto:.3f}", f"+{100 * (auto / off - 1):.1f} %", "", "")
+    for row in report["runtimes"]:
+        if "tiles_vs_whole_db" in row:
+            table.add_row(row["frame"], f"G1 {row['variant']} {row['runtime']}: tiles vs whole frame (≥ 50 dB)", "", "",
+                          "", "", f"{row['tiles_vs_whole_db']:.1f} dB", f"max {row['tiles_vs_whole_max_levels']} levels",
+                          "", "")
+    for row in report.get("xtrans_vs_bayer", []):
+        table.add_row(row["frame"], f"X-Trans ÷ Bayer, G1 {row['variant']} {row['runtime']} (target ≤ 1.3)", "", "", "",
+                      "", f"{row['xtrans_s']:.3f} / {row['bayer_s']:.3f}", f"{row['ratio']:.2f}×", "", "")
     for row in report["training"]:
         table.add_row("train", f"{row['model']}, {row['precision']}", "", "", "", "", "", f"{row['steps_per_s']:.2f} it/s",
                       "", "")
