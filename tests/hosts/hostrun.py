@@ -161,19 +161,23 @@ def raw2rgb_console_script() -> Path | None:
     return Path(found) if found else None
 
 
-def write_test_raw(path: Path, *, height: int = 128, width: int = 192, seed: int = 0) -> Path:
-    """A small synthetic Bayer DNG (RGGB, 12-bit) that darktable, GIMP's loaders and raw2rgb read."""
-    from raw2rgb_plugin.io.dng_write import write_bayer_dng
+def write_test_raw(path: Path, *, height: int = 128, width: int = 192, seed: int = 0, cfa: str = "RGGB") -> Path:
+    """A small synthetic DNG (12-bit) that darktable, GIMP's loaders and raw2rgb read: Bayer RGGB,
+    or X-Trans with `cfa` = "xtrans" (a 6×6 CFAPattern at the X-T3's phase, as Adobe's converter
+    writes Fujifilm files)."""
+    from raw2rgb_plugin.io.dng_write import write_cfa_dng
     from raw2rgb_plugin.io.exif_read import PhotoMetadata
+    from raw2rgb_plugin.pipeline.cfa import xtrans_pattern
     from raw2rgb_plugin.training.data.unprocess import mosaic_rgb
 
     from helpers import TEST_XYZ_TO_CAMERA, smooth_scene
 
     black, white = 64, 4095
+    pattern = xtrans_pattern() if cfa == "xtrans" else cfa
     scene = smooth_scene(height, width, seed=seed)
-    mosaic = mosaic_rgb(np.round(black + scene * (white - black)).astype(np.uint16), "RGGB")
-    write_bayer_dng(
-        path, mosaic, "RGGB", black_level=black, white_level=white,
+    mosaic = mosaic_rgb(np.round(black + scene * (white - black)).astype(np.uint16), pattern)
+    write_cfa_dng(
+        path, mosaic, pattern, black_level=black, white_level=white,
         color_matrix1=TEST_XYZ_TO_CAMERA, as_shot_neutral=(0.55, 1.0, 0.7),
         make="raw2rgb", model="Host Test",
         metadata=PhotoMetadata(make="raw2rgb", model="Host Test", exposure_time=Fraction(1, 250),

@@ -33,6 +33,7 @@ from hostrun import (
     write_converter_wrapper,
     write_test_raw,
 )
+from xtrans_helpers import make_xtrans_profile
 
 pytestmark = pytest.mark.hosts
 
@@ -449,3 +450,39 @@ def test_darktable_5_leaves_the_lens_to_its_lens_module(setup, raw2rgb_exe):
     assert lens_by_input(recorded_calls(recording)) == {"plain.dng": "auto", "lens on.dng": "off",
                                                         "lens undone.dng": "auto"}
     assert_no_copies_left(setup, raw_dir, sidecar)
+
+
+# ------------------------------------------------------------------------------------------
+# X-Trans (issue 25): no --profile recorded, so convert picks each file's sensor's profile
+
+
+@pytest.fixture
+def picking_setup(tmp_path, raw2rgb_exe, darktable, isolated_profile_dir):
+    """darktable with raw2rgb installed without a profile, and a small X-Trans test profile installed
+    as xtrans-lite in the test's profile folder: Bayer files get the shipped default-lite."""
+    shutil.copyfile(make_xtrans_profile(tmp_path / "xtrans-lite", "srgb", classical=True),
+                    isolated_profile_dir / "xtrans-lite.safetensors")
+    config = tmp_path / "darktable config"
+    config.mkdir()
+    install_integration(raw2rgb_exe, "darktable", config, "--executable", str(raw2rgb_exe), "--device", "cpu")
+    shutil.copyfile(DRIVER, config / "lua" / "raw2rgb_test_driver.lua")
+    canary = tmp_path / "darktable cwd"
+    canary.mkdir()
+    return {"tmp": tmp_path, "config": config, "canary": canary}
+
+
+def test_export_converts_an_xtrans_raw_beside_a_bayer_one(picking_setup, raw2rgb_exe):
+    setup = picking_setup
+    raw_dir = setup["tmp"] / "photos"
+    raw_dir.mkdir()
+    raws = [write_test_raw(raw_dir / "bayer.dng"), write_test_raw(raw_dir / "DSCF0001.dng", seed=1, cfa="xtrans")]
+    recording = write_converter_wrapper(setup["tmp"], raw2rgb_exe)
+
+    result = run_darktable(setup, raws, "export", f"lua/raw2rgb/executable={recording}")
+
+    assert result["run"]["export_format"] == "copy"  # darktable imported the X-Trans DNG, rendered nothing
+    assert_converted_and_grouped(result, raws, raw_dir / "raw2rgb")
+    summary = json.loads(Path(f"{recording}.stdout").read_text(encoding="utf-8"))
+    assert {Path(f["input"]).name: f["profile"] for f in summary["files"]} == {
+        "bayer.dng": "default-lite", "DSCF0001.dng": "xtrans-lite"}
+    assert_nothing_left_behind(setup, raw_dir)

@@ -25,6 +25,7 @@ from hostrun import (
     write_converter_wrapper,
     write_test_raw,
 )
+from xtrans_helpers import make_xtrans_profile
 
 pytestmark = pytest.mark.hosts
 
@@ -215,3 +216,24 @@ def test_gimp2_lens_setting_reaches_raw2rgb(profile, tmp_path, raw2rgb_exe):
     assert "raw2rgb: the denoise strength 2.5 is not from 0 to 2" in bad.output, bad.output
     assert len(recorded_calls(recording)) == 6  # a bad setting runs no converter
     assert not left_behind(profile)
+
+
+def test_gimp2_opens_an_xtrans_raw_with_the_installed_xtrans_profile(profile, tmp_path, raw2rgb_exe,
+                                                                     isolated_profile_dir):
+    """Issue 25: the plug-in as `raw2rgb install gimp2` builds it without --profile, so convert picks
+    each file's sensor's profile: here a small X-Trans test profile installed as xtrans-lite."""
+    shutil.copyfile(make_xtrans_profile(tmp_path / "xtrans-lite", "srgb", classical=True),
+                    isolated_profile_dir / "xtrans-lite.safetensors")
+    install_integration(raw2rgb_exe, "gimp2", profile, "--executable", str(raw2rgb_exe), "--device", "cpu")
+    recording = write_converter_wrapper(tmp_path, raw2rgb_exe)
+    raw = write_test_raw(tmp_path / "DSCF0001.dng", cfa="xtrans")
+    saved = tmp_path / "saved.tif"
+
+    finished = run_gimp2(profile, open_and_save(raw, saved), env={"RAW2RGB_EXECUTABLE": str(recording)})
+
+    assert f"raw2rgb-test size 192x128 precision {GIMP_PRECISION_U16_NON_LINEAR} name {raw}" in finished.output, finished.output
+    [converted] = json.loads(Path(f"{recording}.stdout").read_text(encoding="utf-8"))["files"]
+    assert (converted["status"], converted["profile"]) == ("converted", "xtrans-lite")
+    assert option_values(recorded_calls(recording)[0], "--profile") == []
+    assert tiff_summary(saved)["shape"] == EXPECTED_TIFF["shape"]
+    assert not left_behind(profile), "the temporary TIFF was left behind"

@@ -30,6 +30,7 @@ from hostrun import (
     write_converter_wrapper,
     write_test_raw,
 )
+from xtrans_helpers import make_xtrans_profile
 
 pytestmark = pytest.mark.hosts
 
@@ -246,3 +247,27 @@ out["script-fu"] = script_fu.run(config).index(0).value_nick
     assert out["script-fu"] == "success"
     calls = recorded_calls(recording)
     assert [option_values(call, "--lens") for call in calls] == [["off"], ["off"], ["auto"], ["auto"]], calls
+
+
+def test_gimp3_opens_an_xtrans_raw_with_the_installed_xtrans_profile(work, raw2rgb_exe, isolated_profile_dir):
+    """Issue 25: the loader as `raw2rgb install gimp` sets it up without --profile, so convert picks
+    each file's sensor's profile: here a small X-Trans test profile installed as xtrans-lite."""
+    shutil.copyfile(make_xtrans_profile(work / "xtrans-lite", "srgb", classical=True),
+                    isolated_profile_dir / "xtrans-lite.safetensors")
+    install_integration(raw2rgb_exe, "gimp", work / "gimp3 profile", "--executable", str(work / "raw2rgb via host"),
+                        "--device", "cpu")
+    recording = write_converter_wrapper(work, raw2rgb_exe)
+    raw = write_test_raw(work / "DSCF0001.dng", cfa="xtrans")
+    saved = work / "saved.tif"
+
+    out = run_gimp3(work, open_and_save(raw, saved),
+                    env={"RAW2RGB_EXECUTABLE": run_on_host(work / "recording via host", recording)})
+
+    assert "error" not in out, out.get("error")
+    assert (out["width"], out["height"], out["precision"]) == (192, 128, "u16-non-linear")
+    assert '<tag name="Exif.Photo.ISOSpeedRatings">400</tag>' in out["metadata"]
+    [converted] = json.loads(Path(f"{recording}.stdout").read_text(encoding="utf-8"))["files"]
+    assert (converted["status"], converted["profile"]) == ("converted", "xtrans-lite")
+    assert option_values(recorded_calls(recording)[0], "--profile") == []
+    assert tiff_summary(saved)["shape"] == EXPECTED_TIFF["shape"]
+    assert not list((work / "tmp").glob("raw2rgb-gimp-*")), "the temporary TIFF was left behind"
