@@ -186,6 +186,22 @@ def test_the_curve_and_lut_recover_a_global_look():
         assert image_psnr(lut.apply(scene), global_look(scene)) > 35  # …recovered on colours it was not fitted on
 
 
+def test_the_lut_normal_equations_summed_in_cell_blocks_are_the_per_sample_ones():
+    """The LUT fit's AᵀA, summed as one 8×8 block per occupied cell, applied to any LUT."""
+    from raw2rgb_plugin.training.learn.lut import LUT_SIZE, _gram_blocks, _trilinear
+
+    rng = np.random.default_rng(0)
+    index, weight = _trilinear(rng.random((20_000, 3)), LUT_SIZE)
+    nodes, v = LUT_SIZE**3, rng.standard_normal((LUT_SIZE**3, 3))
+    fitted = np.einsum("nk,nkc->nc", weight, v[index])
+    per_sample = np.stack([np.bincount(index.ravel(), (weight * fitted[:, c : c + 1]).ravel(), minlength=nodes)
+                           for c in range(3)], axis=-1)
+    cell_nodes, blocks = _gram_blocks(index, weight)
+    local = np.einsum("cab,cbk->cak", blocks, v[cell_nodes])
+    by_cell = np.stack([np.bincount(cell_nodes.ravel(), local[..., c].ravel(), minlength=nodes) for c in range(3)], axis=-1)
+    assert np.allclose(by_cell, per_sample, rtol=1e-10, atol=1e-10)
+
+
 # ----------------------------------------------------------------------------------------- runs
 
 

