@@ -15,7 +15,6 @@ import tifffile
 from typer.testing import CliRunner
 
 from raw2rgb_cli.main import app
-from raw2rgb_plugin.engine.converter import XTRANS_HOT_PIXELS_NOTE
 from raw2rgb_plugin.io.icc import icc_profile_bytes
 from raw2rgb_plugin.pipeline.cfa import xtrans_pattern
 from raw2rgb_plugin.pipeline.metrics import image_psnr
@@ -49,7 +48,7 @@ def test_convert_renders_an_xtrans_dng_with_the_installed_xtrans_profile(tmp_pat
     result = run_cli("convert", source, "-o", tmp_path / "out", "--json", "--quiet")
     assert result.exit_code == 0, result.output
     [entry] = json.loads(result.stdout)["files"]
-    assert entry["status"] == "converted" and entry["profile"] == "srgb" and XTRANS_HOT_PIXELS_NOTE in entry["notes"]
+    assert entry["status"] == "converted" and entry["profile"] == "srgb" and entry["hot_pixels"] == 0
     with tifffile.TiffFile(tmp_path / "out" / "DSCF0001.tif") as tif:
         page = tif.pages[0]
         pixels = page.asarray()

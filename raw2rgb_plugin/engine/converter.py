@@ -75,11 +75,6 @@ class RenderError(Raw2RgbError):
     """A frame that decoded but could not be rendered (out of memory, …)."""
 
 
-#: why an X-Trans frame's stuck sites are left as recorded (a note on each such file)
-XTRANS_HOT_PIXELS_NOTE = ("hot pixels not looked for: the stuck-site test reads Bayer neighbourhoods "
-                          "(same colour two sites away), which X-Trans lacks")
-
-
 @dataclass
 class Decoded:
     frame: SensorFrame  # a Bayer or an X-Trans frame, whichever the profile renders
@@ -290,8 +285,6 @@ class Converter:
         decoded.profile = self.profile.name
         try:
             pixels, decoded.stuck_sites = self._render(decoded.frame, half_size=half_size, noise=decoded.noise, lens=lens)
-            if self.repairs_stuck_sites and decoded.frame.cfa_kind == "xtrans":
-                decoded.notes.append(XTRANS_HOT_PIXELS_NOTE)
             return pixels
         except torch.cuda.OutOfMemoryError:
             raise RenderError("the GPU ran out of memory", "use a smaller --tile (e.g. 512) or --device cpu") from None

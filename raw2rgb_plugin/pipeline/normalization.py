@@ -40,6 +40,7 @@ from raw2rgb_plugin.pipeline.classical import half_size as to_half_size
 from raw2rgb_plugin.pipeline.colour import srgb_encode_tensor, tone_curve
 from raw2rgb_plugin.pipeline.geometry import to_square_pixels
 from raw2rgb_plugin.pipeline.hot_pixels import StuckSites, repair_stuck_sites
+from raw2rgb_plugin.pipeline.hot_pixels_xtrans import repair_xtrans_stuck_sites
 from raw2rgb_plugin.pipeline.look import Look, apply_look
 from raw2rgb_plugin.pipeline.mhc import linear_srgb_mosaic
 from raw2rgb_plugin.pipeline.noise import NoiseModel
@@ -202,8 +203,8 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
     fall-off (`pipeline/optics.vignetting_gain`). With `stuck_sites`, hot and dead pixels of a
     Bayer mosaic are replaced in the levelled mosaic (`pipeline/hot_pixels`): before the phase
     padding, which would repeat a border site beside itself, and before vignetting, which would
-    scale the noise the tests expect. An X-Trans mosaic is left as it is (`stuck_sites` None in the
-    result): the test reads Bayer neighbourhoods (same colour two sites away), which X-Trans lacks.
+    scale the noise the tests expect; an X-Trans mosaic's with the same tests on neighbourhoods
+    derived from its 6×6 pattern (`pipeline/hot_pixels_xtrans`).
     """
     # uint16 has only bare-bones support on some backends; the same bits as int16 upload and
     # widen everywhere, and the mask restores the unsigned value on the device.
@@ -214,8 +215,9 @@ def network_input(frame: MosaicFrame, mode: str, device: torch.device | str = "c
     levelled = levels_normalize(mosaic, frame.black_level_per_site, frame.white_level)
     xtrans = len(frame.cfa_pattern) == XTRANS_SITES
     repaired = None
-    if stuck_sites is not None and not xtrans:
-        repaired = repair_stuck_sites(levelled, frame.cfa_pattern, stuck_sites.noise)
+    if stuck_sites is not None:
+        repair = repair_xtrans_stuck_sites if xtrans else repair_stuck_sites
+        repaired = repair(levelled, frame.cfa_pattern, stuck_sites.noise)
     padding = phase_padding(frame.cfa_pattern, frame.height, frame.width)
     raw_packed = pack_padded(levelled, padding, xtrans=xtrans)
     site_vignetting = None if vignetting is None else pack_padded(vignetting.to(levelled), padding, xtrans=xtrans)
