@@ -108,7 +108,8 @@ class _LearnDisplay:
         elif kind == "note":
             self.print(f"[yellow]note[/yellow]: {escape(event['message'])}")
         elif kind == "lut":
-            self.print(f"curve + 3D LUT fitted in {event['seconds']:.1f} s")
+            chosen = " (smoothness chosen on the validation frames)" if len(event.get("validation_psnr", {})) > 1 else ""
+            self.print(f"curve + 3D LUT fitted in {event['seconds']:.1f} s{chosen}")
         elif kind == "profile":
             where = f", installed as {escape(event['installed'])}" if event.get("installed") else ""
             self.print(f"profile: {escape(event['path'])}{where}")

@@ -202,6 +202,18 @@ def test_the_lut_normal_equations_summed_in_cell_blocks_are_the_per_sample_ones(
     assert np.allclose(by_cell, per_sample, rtol=1e-10, atol=1e-10)
 
 
+def test_the_lut_ladder_is_one_fit_per_smoothness_weight():
+    from raw2rgb_plugin.training.learn.lut import fit_curve_luts
+
+    rng = np.random.default_rng(0)
+    source = rng.random((20_000, 3))
+    target = np.clip(source**0.8 * [1.05, 1.0, 0.9] + 0.05 * np.sin(6 * source[:, [1, 2, 0]]), 0, 1)
+    fits = fit_curve_luts(source, target, (2e-4, 2e-5))
+    assert [f.smoothness for f in fits] == [2e-4, 2e-5]
+    assert np.array_equal(fits[0].lut, fit_curve_lut(source, target).lut)  # 2e-4: the default weight
+    assert np.array_equal(fits[1].lut, fit_curve_lut(source, target, 2e-5).lut)
+
+
 # ----------------------------------------------------------------------------------------- runs
 
 

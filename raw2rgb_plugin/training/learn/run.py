@@ -25,17 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 import torch
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.io.files import atomic_output, write_json
+from raw2rgb_plugin.io.files import write_json
 from raw2rgb_plugin.profiles.store import load_profile
 from raw2rgb_plugin.runtime.device import choose_device
 from raw2rgb_plugin.training.config import TrainingError
 from raw2rgb_plugin.training.export import check_installed_profile, checked_profile_name, export_profile
-from raw2rgb_plugin.training.learn.finetune import Finetune, gaussian_lowpass
-from raw2rgb_plugin.training.learn.lut import CurveLut, fit_curve_lut
+from raw2rgb_plugin.training.learn.finetune import Finetune
+from raw2rgb_plugin.training.learn.fit_look import fitted_lut
+from raw2rgb_plugin.training.learn.lut import CurveLut
 from raw2rgb_plugin.training.learn.options import SOURCES, LearnOptions
 from raw2rgb_plugin.training.learn.pairs import (
     LearnPair,
@@ -46,16 +46,12 @@ from raw2rgb_plugin.training.learn.pairs import (
     save_pair,
     widened,
 )
-from raw2rgb_plugin.training.learn.patches import INPUT_NORMALIZATION, cropped
-from raw2rgb_plugin.training.learn.report import learn_runner, render, score_frames, write_report
+from raw2rgb_plugin.training.learn.patches import INPUT_NORMALIZATION
+from raw2rgb_plugin.training.learn.report import score_frames, write_report
 from raw2rgb_plugin.training.learn.targets import find_raws
 from raw2rgb_plugin.training.run_log import now
 
 RUN_FILE = "learn.json"
-LUT_FILE = "lut.npz"
-#: colours the LUT is fitted on (sampled from every training pair): the fit's cost grows with it
-LUT_SAMPLES = 120_000
-LUT_WINDOW = 384
 Event = Callable[[dict], None]
 
 
@@ -88,7 +84,9 @@ def learn(inputs: list[Path], run_dir: Path, options: LearnOptions, *, on_event:
     device = choose_device(options.device)
     base = _base_model(options.base_profile)
     # The curve + LUT first: the network starts from it and learns only what it leaves to do.
-    lut = _lut(run_dir, fit, base, emit, seconds, device)
+    t0 = time.perf_counter()
+    lut = fitted_lut(run_dir, fit, validation, base, device, emit)
+    seconds["curve + LUT fit"] = time.perf_counter() - t0
     finetune = _finetune(base, fit, run_dir, options, emit, device, stop, lut, validation)
     t0 = time.perf_counter()
     completed = finetune.run()
@@ -100,7 +98,7 @@ def learn(inputs: list[Path], run_dir: Path, options: LearnOptions, *, on_event:
     scores = score_frames(held or train, base, finetune.student, lut, run_dir, device)
     scores["held_out"] = bool(held)
     seconds["report"] = time.perf_counter() - t0
-    document = _document(options, state, raws, pairs, skipped, train, held, scores, seconds, finetune)
+    document = _document(options, state, raws, pairs, skipped, train, held, scores, seconds, finetune, lut)
     write_report(run_dir, document)
     emit({"event": "report", "report": document})
     path, installed = export_profile(finetune.student, _model_card(options, state, document), run_dir,
@@ -258,41 +256,9 @@ def _finetune(base: torch.nn.Module, train: list[LearnPair], run_dir: Path, opti
                     look=lut.as_look(), validation=validation)
 
 
-def _lut(run_dir: Path, train: list[LearnPair], base: torch.nn.Module, emit: Event, seconds: dict,
-         device: torch.device) -> CurveLut:
-    """The curve + LUT on the training pairs (cached in the run folder)."""
-    path = run_dir / LUT_FILE
-    if path.is_file():
-        with np.load(path) as saved:
-            return CurveLut(saved["curves"], saved["lut"])
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(0)
-    per_pair = max(1, LUT_SAMPLES // len(train))
-    sources, targets = [], []
-    # A window per pair (rendering 100 whole pairs would take minutes), whole pairs for a few.
-    side = LUT_WINDOW if len(train) * LUT_WINDOW**2 >= 4 * LUT_SAMPLES else 1 << 30
-    runner = learn_runner(base, device)
-    for whole in train:
-        pair = cropped(whole, side, rng)
-        rendered, target = (_lowpassed(a) for a in (render(runner, pair), pair.target))
-        pick = rng.choice(rendered.shape[0] * rendered.shape[1], size=min(per_pair, rendered.size // 3), replace=False)
-        sources.append(rendered.reshape(-1, 3)[pick])
-        targets.append(target.reshape(-1, 3)[pick])
-    lut = fit_curve_lut(np.concatenate(sources), np.concatenate(targets))
-    with atomic_output(path, overwrite=True) as out:
-        np.savez(out, curves=lut.curves, lut=lut.lut)
-    seconds["curve + LUT fit"] = time.perf_counter() - t0
-    emit({"event": "lut", "seconds": seconds["curve + LUT fit"]})
-    return lut
-
-
-def _lowpassed(image: np.ndarray) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-    return gaussian_lowpass(t, 1.0)[0].permute(1, 2, 0).numpy()
-
-
 def _document(options: LearnOptions, state: dict, raws: list[Path], pairs: list[LearnPair], skipped: dict,
-              train: list[LearnPair], held: list[LearnPair], scores: dict, seconds: dict, finetune: Finetune) -> dict:
+              train: list[LearnPair], held: list[LearnPair], scores: dict, seconds: dict, finetune: Finetune,
+              lut: CurveLut) -> dict:
     cameras = sorted({p.info["camera"] for p in pairs if p.info.get("camera")})
     sources: dict[str, int] = {}
     for p in pairs:
@@ -303,7 +269,7 @@ def _document(options: LearnOptions, state: dict, raws: list[Path], pairs: list[
         "files": {"found": len(raws), "used": len(pairs), "train": [p.info["raw"] for p in train],
                   "held_out": [p.info["raw"] for p in held], "sources": sources, "skipped": skipped},
         "pair_scale": {"min": min(p.info["scale"] for p in pairs), "max": max(p.info["scale"] for p in pairs)},
-        "scores": scores, "finetune": {**options.finetune.to_dict(), "steps_done": finetune.step,
+        "scores": scores, "look_table": lut.to_dict(), "finetune": {**options.finetune.to_dict(), "steps_done": finetune.step,
                                        "seconds_per_step": finetune.seconds_per_step,
                                        # the weights the profile got, chosen on the validation frames
                                        # (0: the base, the look table alone did best)
