@@ -36,11 +36,9 @@ def isolated_profile_dir(tmp_path_factory, monkeypatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def deterministic_cpu_runtime(tmp_path_factory, monkeypatch):
-    """fp32 and PyTorch on the CPU whatever this machine would pick (`auto` may take OpenVINO where
-    it is installed), and no measurement cached in the user's cache folder (tests of the precision
-    and runtime choices set these themselves)."""
+    """fp32 on the CPU whatever this machine would pick, and no measurement cached in the user's
+    cache folder (tests of the precision choice set these themselves)."""
     monkeypatch.setenv("RAW2RGB_CPU_PRECISION", "fp32")
-    monkeypatch.setenv("RAW2RGB_RUNTIME", "optimized")
     monkeypatch.setenv("RAW2RGB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 

@@ -24,7 +24,7 @@ from raw2rgb_plugin.models.g1_inference import (
     upsample_conv_phase_kernels,
 )
 from raw2rgb_plugin.pipeline.metrics import MAX_DB, image_psnr
-from raw2rgb_plugin.runtime import precision, runner as runner_module
+from raw2rgb_plugin.runtime import precision
 from raw2rgb_plugin.runtime.precision import choose_cpu_precision, decide, reference_frame
 from raw2rgb_plugin.runtime.runner import TorchRunner, build_runner, prepare_for_inference, runtime_choice
 from raw2rgb_plugin.runtime.tiling import plan_tiles, run_tiled, tile_starts
@@ -54,8 +54,6 @@ def _one_thread_and_private_cache(one_torch_thread, tmp_path, monkeypatch):
     monkeypatch.setenv(precision.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv("RAW2RGB_CPU_PRECISION", raising=False)
     monkeypatch.delenv("RAW2RGB_RUNTIME", raising=False)
-    # `auto` stays PyTorch here, where the openvino extra is installed too (tests/test_openvino.py).
-    monkeypatch.setattr(runner_module, "_openvino_wins", lambda *args: False)
     monkeypatch.setenv("RAW2RGB_MALLOC_TUNING", "0")  # the pytest process keeps glibc's defaults
 
 

@@ -217,24 +217,6 @@ def _openvino_runner(model: nn.Module, spec: ArchitectureSpec, dtype: torch.dtyp
     return runner
 
 
-def _openvino_wins(model: nn.Module, spec: ArchitectureSpec, dtype: torch.dtype, block: dict) -> bool:
-    """Whether `auto` should use OpenVINO for `model` here: installed, and measured faster than
-    PyTorch's optimised runner in `dtype` (once per machine, cached)."""
-    from raw2rgb_plugin.runtime.openvino_runner import PRECISION_HINTS, openvino_available
-
-    if not openvino_available() or dtype not in PRECISION_HINTS:
-        return False
-    from raw2rgb_plugin.runtime.cpu_runtime import choose_cpu_runtime
-
-    def forwards():
-        plain = TorchRunner(model, spec, device=torch.device("cpu"), dtype=dtype, tile=0, optimize=True)
-        other = _openvino_runner(model, spec, dtype, tile=0, overlap=DEFAULT_OVERLAP)
-        return {"torch": plain.run, "openvino": other.run}
-
-    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
-    return choose_cpu_runtime(forwards, block, input_channels(model), precision).runtime == "openvino"
-
-
 def input_channels(model: nn.Module) -> int:
     """Channels of the packed input `model` reads (4, plus a noise map's where it has one)."""
     config = getattr(model, "config", None)
@@ -334,10 +316,9 @@ def build_runner(
 
     - `runtime` 'onnx' on a CPU: ONNX Runtime (`runtime/onnx_runner.py`, fp32; the optional extra).
     - `runtime` 'openvino' on a CPU: OpenVINO in the CPU's precision (`runtime/openvino_runner.py`,
-      the optional extra); 'auto' takes it where it is installed and measured faster
-      (`runtime/cpu_runtime.py`, cached per machine like the precision).
-    - `runtime` (else $RAW2RGB_RUNTIME): 'optimized' (and 'auto' where OpenVINO does not win) =
-      the architecture's inference rewrites, tiles by memory budget, heap reuse; 'eager' = the runner as it was before (the
+      the optional extra). 'auto' does not take it (see that module's docstring).
+    - `runtime` (else $RAW2RGB_RUNTIME): 'auto'/'optimized' = the architecture's inference
+      rewrites, tiles by memory budget, heap reuse; 'eager' = the runner as it was before (the
       plain model, its tile policy: in fp32 bit for bit the golden outputs).
     - `dtype` None: on a CPU, fp32 or bf16 as measured on this machine (`runtime/precision.py`,
       $RAW2RGB_CPU_PRECISION overrides, cached per CPU, torch and `architecture_block`); on a GPU,
@@ -360,7 +341,7 @@ def build_runner(
             dtype = choose_cpu_precision(_forward_for(model, spec, optimize), block, input_channels(model)).dtype
         else:
             dtype = inference_dtype(device)
-    if device.type == "cpu" and (choice == "openvino" or (choice == "auto" and _openvino_wins(model, spec, dtype, block))):
+    if device.type == "cpu" and choice == "openvino":
         return _openvino_runner(model, spec, dtype, tile=tile, overlap=overlap)
     if not optimize:  # the runner as it was: whole frame within half the free memory, fixed tiles beyond
         return TorchRunner(model, spec, device=device, dtype=dtype, tile=tile, overlap=overlap)

@@ -19,8 +19,7 @@ DEFAULT_OVERLAP = 64
 #: which inference runtime the converter builds (runtime/runner.build_runner): `auto` and
 #: `optimized` = the architecture's exact inference rewrites; `eager` = the plain model; `onnx` =
 #: ONNX Runtime on the CPU (the `onnx` extra; runtime/onnx_runner.py); `openvino` = OpenVINO on
-#: the CPU (the `openvino` extra; runtime/openvino_runner.py), which `auto` also takes on a
-#: machine where it measured faster than PyTorch (runtime/cpu_runtime.py).
+#: the CPU (the `openvino` extra; runtime/openvino_runner.py), named outright only.
 RUNTIME_ENV = "RAW2RGB_RUNTIME"
 RUNTIME_CHOICES = ("auto", "optimized", "eager", "onnx", "openvino")
 
