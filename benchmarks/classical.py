@@ -132,17 +132,7 @@ class DemosaicNet:
             sys.modules["pkg_resources"] = stand_in
 
     def __init__(self, device: torch.device | str = "cpu", *, encoded_input: bool = True):
-        self._stand_in_pkg_resources()
-        import demosaicnet
-
-        self.version = getattr(demosaicnet, "__version__", None) or _distribution_version("demosaicnet")
-        weights = importlib.resources.files("demosaicnet") / "data" / "bayer.pth"
-        with importlib.resources.as_file(weights) as path:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        self.model = demosaicnet.BayerDemosaick(pretrained=False)
-        self.model.load_state_dict(state)
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
+        self.version, self.model, self.device = _shipped_demosaicnet("BayerDemosaick", "bayer.pth", device)
         self.encoded_input = encoded_input
 
     @torch.inference_mode()
@@ -178,6 +168,22 @@ class DemosaicNet:
         return rgb
 
 
+def _shipped_demosaicnet(model_class: str, weights_file: str, device: torch.device | str):
+    """(package version, eval-mode model on `device`, device): `demosaicnet.<model_class>` with
+    the weights its wheel ships as data/<weights_file>, read without unpickling code."""
+    DemosaicNet._stand_in_pkg_resources()
+    import demosaicnet
+
+    version = getattr(demosaicnet, "__version__", None) or _distribution_version("demosaicnet")
+    weights = importlib.resources.files("demosaicnet") / "data" / weights_file
+    with importlib.resources.as_file(weights) as path:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    model = getattr(demosaicnet, model_class)(pretrained=False)
+    model.load_state_dict(state)
+    device = torch.device(device)
+    return version, model.to(device).eval(), device
+
+
 class XTransDemosaicNet:
     """Gharbi et al. 2016's X-Trans demosaicker, the `xtrans.pth` weights of the `demosaicnet` wheel
     (loaded as `DemosaicNet` loads the Bayer ones), on the same sRGB-encoded white-balanced mosaic.
@@ -191,17 +197,7 @@ class XTransDemosaicNet:
     MARGIN = 12
 
     def __init__(self, device: torch.device | str = "cpu"):
-        DemosaicNet._stand_in_pkg_resources()
-        import demosaicnet
-
-        self.version = getattr(demosaicnet, "__version__", None) or _distribution_version("demosaicnet")
-        weights = importlib.resources.files("demosaicnet") / "data" / "xtrans.pth"
-        with importlib.resources.as_file(weights) as path:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        self.model = demosaicnet.XTransDemosaick(pretrained=False)
-        self.model.load_state_dict(state)
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
+        self.version, self.model, self.device = _shipped_demosaicnet("XTransDemosaick", "xtrans.pth", device)
 
     @torch.inference_mode()
     def camera_rgb(self, frame: SensorFrame) -> np.ndarray:
