@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
-import os
 import warnings
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from raw2rgb_plugin.errors import OutputError, Raw2RgbError
 from raw2rgb_plugin.io.files import write_bytes
-from raw2rgb_plugin.runtime.precision import CACHE_ENV
+from raw2rgb_plugin.runtime.precision import cache_folder
 
 OPSET = 17
 _EXPORT_SIDE = 64  # packed pixels of the example input the graph is traced with (H and W stay dynamic)
@@ -97,9 +96,4 @@ def _exported(model: nn.Module, channels: int) -> bytes:
 
 
 def _cache_dir() -> Path:
-    folder = os.environ.get(CACHE_ENV)
-    if not folder:
-        import platformdirs
-
-        folder = platformdirs.user_cache_dir("raw2rgb", appauthor=False)
-    return Path(folder) / "onnx"
+    return cache_folder() / "onnx"

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from raw2rgb_plugin.errors import Raw2RgbError
-from raw2rgb_plugin.runtime.precision import CACHE_ENV
+from raw2rgb_plugin.runtime.precision import cache_folder
 
 #: OpenVINO's names for the precisions the converter knows.
 PRECISION_HINTS = {torch.float32: "f32", torch.bfloat16: "bf16"}
@@ -129,9 +129,4 @@ def _save(model, path: Path) -> None:
 
 
 def _cache_dir() -> Path:
-    folder = os.environ.get(CACHE_ENV)
-    if not folder:
-        import platformdirs
-
-        folder = platformdirs.user_cache_dir("raw2rgb", appauthor=False)
-    return Path(folder) / "openvino"
+    return cache_folder() / "openvino"

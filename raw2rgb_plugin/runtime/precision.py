@@ -101,13 +101,19 @@ def cache_key(architecture_block: Mapping) -> str:
                        "torch": torch.__version__, "architecture": dict(architecture_block)}, sort_keys=True)
 
 
-def cache_path() -> Path:
+def cache_folder() -> Path:
+    """$RAW2RGB_CACHE_DIR, else the user cache folder: where per-machine measurements and
+    converted models are kept."""
     folder = os.environ.get(CACHE_ENV)
     if not folder:
         import platformdirs
 
         folder = platformdirs.user_cache_dir("raw2rgb", appauthor=False)
-    return Path(folder) / CACHE_FILE
+    return Path(folder)
+
+
+def cache_path() -> Path:
+    return cache_folder() / CACHE_FILE
 
 
 def read_cache(path: Path) -> dict[str, dict]:
