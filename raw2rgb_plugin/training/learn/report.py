@@ -5,7 +5,8 @@ Scores are PSNR (dB) and median CIEDE2000 against the target JPEG (the only trut
 on frames the fine-tune and the LUT never saw; with fewer than four usable files nothing can be
 held out and the report says the scores are on training frames. Detail is the mean absolute
 Laplacian of the learned rendering over the base's on the same frames (1 = the base's detail;
-a look with more contrast raises it a little, blur lowers it).
+a look with more contrast raises it a little, blur lowers it), beside the camera JPEG's own over
+the base's: a learned profile should keep at least as much detail as the camera's rendering has.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from raw2rgb_plugin.training.learn.patches import pair_input
 REPORT_DIR = "report"
 CROP = 256  # side of the report's crops, pair px
 METHODS = ("base", "lut", "learned")
+#: detail over the base's: the learned rendering's, then the camera JPEG's (what the look itself has)
+DETAILS = ("detail_vs_base", "target_detail_vs_base")
 _LABELS = {"base": "base profile", "lut": "curve + 3D LUT", "learned": "learned profile", "target": "camera JPEG"}
 
 
@@ -78,13 +81,18 @@ def score_frames(pairs: list[LearnPair], base: nn.Module, learned: nn.Module, lu
         shown["lut"] = styled(shown["base"], look)
         shown["learned"] = shown["lut"] if learned_runner is None else styled(render(learned_runner, pair), look)
         row = {"name": pair.name, "raw": Path(pair.info["raw"]).name, "kind": pair.info["kind"],
-               **_scores(shown, pair.target)}
-        row["detail_vs_base"] = round(laplacian_energy(shown["learned"]) / max(laplacian_energy(shown["base"]), 1e-9), 3)
+               **_scores(shown, pair.target), **_details(shown, pair.target)}
         row["crops"] = str(_write_crops(folder / f"{pair.name}.png", {**shown, "target": pair.target}).relative_to(run_dir))
         frames.append(row)
     means = {m: {k: round(float(np.mean([f[m][k] for f in frames])), 2) for k in ("psnr", "delta_e2000")} for m in METHODS}
-    detail = round(float(np.mean([f["detail_vs_base"] for f in frames])), 3)
-    return {"frames": frames, "mean": means, "detail_vs_base": detail}
+    details = {k: round(float(np.mean([f[k] for f in frames])), 3) for k in DETAILS}
+    return {"frames": frames, "mean": means, **details}
+
+
+def _details(shown: dict[str, np.ndarray], target: np.ndarray) -> dict[str, float]:
+    """Mean |Laplacian| of the learned rendering and of the camera JPEG, each over the base's."""
+    base = max(laplacian_energy(shown["base"]), 1e-9)
+    return {key: round(laplacian_energy(image) / base, 3) for key, image in zip(DETAILS, (shown["learned"], target))}
 
 
 def _scores(shown: dict[str, np.ndarray], target: np.ndarray) -> dict[str, dict[str, float]]:
@@ -157,7 +165,8 @@ def _markdown(d: dict) -> str:
     for method in METHODS:
         m = scores["mean"][method]
         lines.append(f"| {_LABELS[method]} | {m['psnr']:.2f} | {m['delta_e2000']:.2f} |")
-    lines += ["", f"Detail of the learned rendering vs the base (mean |Laplacian|): {scores['detail_vs_base']:.3f}.", ""]
+    lines += ["", f"Detail vs the base (mean |Laplacian|): learned {scores['detail_vs_base']:.3f}, "
+                  f"camera JPEG {scores['target_detail_vs_base']:.3f}.", ""]
     lines += [f"![{f['raw']}]({f['crops']}) — {f['raw']}: base {f['base']['psnr']:.2f} dB, LUT {f['lut']['psnr']:.2f} dB, "
               f"learned {f['learned']['psnr']:.2f} dB" for f in scores["frames"]]
     lines += ["", "## Time", "", "| stage | seconds |", "|---|---|"]
