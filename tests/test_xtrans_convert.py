@@ -58,8 +58,10 @@ def test_convert_renders_an_xtrans_dng_with_the_installed_xtrans_profile(tmp_pat
         tags = exifread.process_file(fh, details=False)
     assert str(tags["Image Make"]) == META.make and tags["EXIF ISOSpeedRatings"].values[0] == META.iso
     inner = (slice(6, -6), slice(6, -6))
-    # the classical X-Trans rendering of the unprocessed scene (measured 47.4 dB)
-    assert image_psnr(pixels[inner] / 65535.0, scene[inner]) >= 46.0
+    # the classical X-Trans rendering of the unprocessed scene: measured 37.3 dB with the fitted
+    # demosaic on this scene of unrelated colours (47.4 with the Gaussian average it replaced);
+    # a phase or orientation slip gives ~9 dB
+    assert image_psnr(pixels[inner] / 65535.0, scene[inner]) >= 35.0
 
     dng = run_cli("convert", source, "-o", tmp_path / "dng", "--format", "dng", "--json", "--quiet")
     assert dng.exit_code == 0, dng.output

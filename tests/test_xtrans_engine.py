@@ -129,7 +129,9 @@ def test_a_classical_xtrans_profile_gives_back_the_scene(tmp_path, kind):
     """With its gate shut a profile is its base: the X-Trans demosaic, the camera's colour and the
     tone curve. An sRGB scene unprocessed into an X-Trans DNG comes back close to itself, so levels,
     white balance, matrix and phase are all right (one column off gives ~9 dB, tests/test_xtrans.py).
-    Measured: 51.5 dB (srgb) and 49.4 dB (camera)."""
+    Measured: 44.2 dB (srgb) and 48.6 dB (camera) with the fitted demosaic, whose cross-colour
+    weights suit photographs (+5.4 dB on held-out ones) more than this scene of unrelated colours
+    (51.5 / 49.4 with the Gaussian average it replaced)."""
     scene = smooth_scene(96, 120, seed=3)
     rng = np.random.default_rng(3)
     params = random_params(rng, cfa_pattern=xtrans_pattern(1, 2), noise=False)
@@ -137,7 +139,7 @@ def test_a_classical_xtrans_profile_gives_back_the_scene(tmp_path, kind):
     profile = load_profile(make_xtrans_profile(tmp_path / "classical", kind, classical=True))
     pixels = Converter(profile, device="cpu").render(decoded(tmp_path / "scene.dng")) / 65535.0
     inner = (slice(6, -6), slice(6, -6))  # the borders replicate a period
-    assert image_psnr(pixels[inner], scene[inner]) >= 47.0
+    assert image_psnr(pixels[inner], scene[inner]) >= 42.0
 
 
 def test_tiles_equal_the_whole_frame(tmp_path, profiles):
@@ -170,7 +172,8 @@ def test_the_tiff_carries_the_rendering_and_the_exif(tmp_path, profiles):
 
 def test_a_scene_linear_xtrans_profile_writes_the_camera_image_as_a_dng(tmp_path):
     """`--format dng`: camera-native linear RGB in sensor orientation, which LibRaw reads back as the
-    camera image the mosaic sampled (a shut gate: the linear X-Trans demosaic). Measured 45.1 dB."""
+    camera image the mosaic sampled (a shut gate: the linear X-Trans demosaic). Measured 37.0 dB on this
+    scene of unrelated colours (45.1 with the Gaussian average the fitted demosaic replaced)."""
     camera = camera_scene(60, 78, 6)
     source = write_xtrans_scene(tmp_path / "in.dng", camera, phase=(2, 1), orientation=8)
     profile = load_profile(make_xtrans_profile(tmp_path / "develop", "scene-linear", classical=True))
@@ -182,7 +185,7 @@ def test_a_scene_linear_xtrans_profile_writes_the_camera_image_as_a_dng(tmp_path
         pixels = raw.raw_image_visible.astype(np.float64) / 65535.0
     assert pixels.shape == (60, 78, 4)  # LibRaw's fourth channel of a LinearRaw DNG is unused
     inner = (slice(6, -6), slice(6, -6))
-    assert image_psnr(pixels[..., :3][inner], camera[inner]) >= 43.0
+    assert image_psnr(pixels[..., :3][inner], camera[inner]) >= 35.0
     with pytest.raises(Raw2RgbError, match="finished display image"):
         check_output_format("dng", load_profile(make_xtrans_profile(tmp_path / "display", "camera")))
 
