@@ -127,6 +127,8 @@ def test_border_fills_equal_torch_padding(pad):
     {"residual_base": "mhc-srgb-gated"},
     {"residual_base": "mhc-srgb-gated", "noise_channels": 4},
     {"residual_base": "mhc-linear-gated", "noise_channels": 4},
+    {"residual_base": "lsq-srgb-gated", "noise_channels": 4},
+    {"residual_base": "lsq-linear-gated", "noise_channels": 4},
     {"residual_base": "mhc-srgb-gated", "noise_channels": 4, "fine_blocks": 2},
     {"norm": "none", "residual_blocks": 0, "out_channels": 1, "fine_blocks": 1},
     # X-Trans (period 6): 36 packed sites, a 36-channel noise map, pixel_shuffle(6)

@@ -17,7 +17,7 @@ MAX_ABS_TOLERANCE = 2e-3  # half an 8-bit code value
 MEAN_ABS_TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module", params=["none", "mhc-srgb", "mhc-srgb-gated", "mhc-linear-gated"])
+@pytest.fixture(scope="module", params=["none", "mhc-srgb", "mhc-srgb-gated", "mhc-linear-gated", "lsq-srgb-gated"])
 def lite_model(request):
     torch.manual_seed(0)
     model = G1(G1Config.for_variant("lite", residual_base=request.param))

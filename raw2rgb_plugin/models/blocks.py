@@ -10,17 +10,21 @@ from __future__ import annotations
 #: the packing periods a G1 reads: 2 (Bayer, 4 channels at half size; the default, absent from
 #: every Bayer profile) and 6 (X-Trans, 36 channels at 1/6 size: pipeline/xtrans_packing.py).
 G1_PERIODS = (2, 6)
-#: the classical bases of each period: Malvar–He–Cutler for Bayer, the linear X-Trans demosaic
+#: the classical bases of each period: Malvar–He–Cutler or the fitted linear demosaic
+#: (pipeline/bayer_lsq_demosaic.py) for Bayer, the fitted X-Trans demosaic
 #: (pipeline/xtrans_demosaic.py) for X-Trans.
-PERIOD_BASES = {2: ("mhc-srgb", "mhc-srgb-gated", "mhc-linear-gated"), 6: ("xtrans-srgb-gated", "xtrans-linear-gated")}
+PERIOD_BASES = {2: ("mhc-srgb", "mhc-srgb-gated", "mhc-linear-gated", "lsq-srgb-gated", "lsq-linear-gated"),
+                6: ("xtrans-srgb-gated", "xtrans-linear-gated")}
 #: what G1 combines its output with (see models/g1.py).
 RESIDUAL_BASES = ("none", *PERIOD_BASES[2], *PERIOD_BASES[6])
 #: the input normalisation each classical base renders (the display bases tone-map linear sRGB;
 #: the scene-linear ones demosaic white-balanced camera RGB and leave it linear).
 RESIDUAL_BASE_INPUT = {"mhc-srgb": "linear-srgb", "mhc-srgb-gated": "linear-srgb", "mhc-linear-gated": "wb-headroom",
+                       "lsq-srgb-gated": "linear-srgb", "lsq-linear-gated": "wb-headroom",
                        "xtrans-srgb-gated": "linear-srgb", "xtrans-linear-gated": "wb-headroom"}
 #: bases whose G1 emits one gate per site of the period beside the image (4 or 36 more channels).
-GATED_BASES = ("mhc-srgb-gated", "mhc-linear-gated", "xtrans-srgb-gated", "xtrans-linear-gated")
+GATED_BASES = ("mhc-srgb-gated", "mhc-linear-gated", "lsq-srgb-gated", "lsq-linear-gated", "xtrans-srgb-gated",
+               "xtrans-linear-gated")
 
 #: inclusive bounds of every integer field of a G1 block. The seed's G1 is width 64 with 4
 #: residual blocks; the bounds leave room for research variants while keeping a hostile profile

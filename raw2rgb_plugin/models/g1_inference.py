@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from raw2rgb_plugin.models.blocks import GATED_BASES
+from raw2rgb_plugin.pipeline.bayer_lsq_demosaic import lsq_demosaic_packed
 from raw2rgb_plugin.pipeline.mhc import _PACKED_MHC_KERNELS, _pad_packed
 from raw2rgb_plugin.pipeline.xtrans_demosaic import XTRANS_DEMOSAIC_KERNELS, pad_packed_xtrans
 
@@ -261,10 +262,13 @@ def _classical_packed(base: str, packed: torch.Tensor) -> torch.Tensor:
         return _mhc_srgb_packed(packed)
     if base == "mhc-linear-gated":
         return _mhc_linear_packed(packed)
-    padded = pad_packed_xtrans(packed.float()).contiguous(memory_format=torch.channels_last)
-    kernels = _XTRANS_KERNELS.to(packed.device).contiguous(memory_format=torch.channels_last)
-    linear = F.conv2d(padded, kernels)
-    return linear if base == "xtrans-linear-gated" else _tone_curve_(_srgb_encode_(linear))
+    if base.startswith("lsq-"):
+        linear = lsq_demosaic_packed(packed)
+    else:
+        padded = pad_packed_xtrans(packed.float()).contiguous(memory_format=torch.channels_last)
+        kernels = _XTRANS_KERNELS.to(packed.device).contiguous(memory_format=torch.channels_last)
+        linear = F.conv2d(padded, kernels)
+    return linear if base.endswith("-linear-gated") else _tone_curve_(_srgb_encode_(linear))
 
 
 #: the X-Trans demosaic, float32 (already colour·36 + site).
