@@ -33,6 +33,16 @@ def make_tiny_profile(path: Path, *, width: int = 8, input_normalization: str = 
     return save_profile(path, model, {"input_normalization": input_normalization, "description": "test profile"})
 
 
+def folder_of_smooth_images(folder: Path, count: int = 4, size: tuple[int, int] = (80, 96)) -> Path:
+    """`folder` made and filled with `count` 8-bit PNGs of smooth scenes (seeds 0 …): an RGB_DIR."""
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray((smooth_scene(*size, seed=i) * 255).astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
 def smooth_scene(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth, colourful linear scene in [0, 1] (H, W, 3)."""
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptio
 from raw2rgb_plugin.training.data.unprocess import random_params
 from raw2rgb_plugin.training.sampling import ResumableSampler, SeededItems, seeded_rngs
 
-from helpers import CUDA_PARAM, smooth_scene
+from helpers import CUDA_PARAM, folder_of_smooth_images, smooth_scene
 
 NOISE = [(0.0, 0.0), (1.0e-4, 1.0e-7), (2.0e-3, 1.5e-5)]
 DEVICES = ["cpu", CUDA_PARAM]  # CUDA: run by `pytest -m cuda` on a GPU machine (tools/gpu_session.sh)
@@ -49,16 +49,9 @@ def test_a_device_batch_is_the_cpu_pairs_up_to_one_quantisation_step(device, kin
             assert torch.equal(got["to_srgb"][k].cpu(), item["to_srgb"])
 
 
-def _folder_of_images(folder, count=4, size=(80, 96)):
-    folder.mkdir()
-    for i in range(count):
-        Image.fromarray((smooth_scene(*size, seed=i) * 255).astype(np.uint8)).save(folder / f"img{i}.png")
-    return folder
-
-
 def test_device_batches_cut_the_crops_and_cameras_the_workers_would(tmp_path):
     """Same sampler keys → the same crops, turns, cameras and noise levels as the CPU items."""
-    data = OnTheFlyDataset(_folder_of_images(tmp_path / "rgb"),
+    data = OnTheFlyDataset(folder_of_smooth_images(tmp_path / "rgb"),
                            OnTheFlyOptions(patch_size=64, patches_per_image=3, val_fraction=0.25, clean_fraction=1.0))
     train = data.split("train", augment=True)
     sampler = ResumableSampler(train, num_replicas=1, rank=0, seed=3)
@@ -83,7 +76,7 @@ def test_train_with_pairs_on_device(tmp_path, isolated_profile_dir):
 
     from raw2rgb_cli.main import app
 
-    images = _folder_of_images(tmp_path / "rgb", count=3, size=(96, 96))
+    images = folder_of_smooth_images(tmp_path / "rgb", count=3, size=(96, 96))
     done = CliRunner().invoke(app, ["train", "--synthetic", str(images), "-o", str(tmp_path / "run"), "--variant", "lite",
                                     "--profile-name", "dev", "--no-perceptual", "--stage1-epochs", "1",
                                     "--stage2-epochs", "0", "--patch-size", "64", "--patches-per-image", "2",

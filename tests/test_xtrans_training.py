@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from raw2rgb_plugin.io.raw_file import RawFile
 from raw2rgb_plugin.models.discriminator import PatchDiscriminator
@@ -26,7 +25,7 @@ from raw2rgb_plugin.training.data.store import DatasetError
 from raw2rgb_plugin.training.data.unprocess import mosaic_rgb, random_params, write_synthetic_dng
 from raw2rgb_plugin.training.sampling import ResumableSampler, SeededItems
 
-from helpers import smooth_scene
+from helpers import folder_of_smooth_images, smooth_scene
 
 NOISE = [(0.0, 0.0), (1.0e-4, 1.0e-7), (2.0e-3, 1.5e-5)]
 
@@ -90,17 +89,10 @@ def test_a_device_batch_is_the_cpu_pairs_up_to_one_quantisation_step(kind):
             assert torch.equal(got["to_srgb"][k], item["to_srgb"])
 
 
-def _images(folder, count=4, size=(100, 110)):
-    folder.mkdir()
-    for i in range(count):
-        Image.fromarray((smooth_scene(*size, seed=i) * 255).astype(np.uint8)).save(folder / f"img{i}.png")
-    return folder
-
-
 def test_device_batches_cut_what_the_workers_would(tmp_path):
     options = OnTheFlyOptions(patch_size=96, patches_per_image=3, val_fraction=0.25, clean_fraction=1.0,
                               hard_fraction=0.5, cfa="xtrans")
-    data = OnTheFlyDataset(_images(tmp_path / "rgb"), options)
+    data = OnTheFlyDataset(folder_of_smooth_images(tmp_path / "rgb", size=(100, 110)), options)
     assert data.manifest["cfa"] == "xtrans"
     train = data.split("train", augment=True)
     sampler = ResumableSampler(train, num_replicas=1, rank=0, seed=3)
@@ -151,7 +143,7 @@ def test_train_cfa_xtrans_makes_a_profile_that_convert_renders_xtrans_files_with
     from raw2rgb_cli.main import app
     from raw2rgb_plugin.profiles.store import load_profile
 
-    images = _images(tmp_path / "rgb", count=3, size=(100, 110))
+    images = folder_of_smooth_images(tmp_path / "rgb", count=3, size=(100, 110))
     runner = CliRunner()
     common = ["--no-perceptual", "--stage1-epochs", "2", "--stage2-epochs", "0", "--patch-size", "96",
               "--patches-per-image", "2", "--batch-size", "2", "--json", "-q"]
