@@ -339,9 +339,9 @@ def test_keep_best_exports_the_epoch_with_the_best_validation_score(tmp_path, mo
 def test_linear_srgb_runs_learn_a_residual_over_the_classical_rendering(tmp_path, profile_dir):
     data = PairDatasetInMemory(input_normalization="linear-srgb")
     auto = Trainer(dataclasses.replace(TINY, stage2_epochs=0), data, tmp_path / "auto", install_profile=False)
-    assert auto.g1.config.residual_base == "mhc-srgb-gated"  # auto, for linear-srgb input
+    assert auto.g1.config.residual_base == "lsq-srgb-gated"  # auto, for linear-srgb input
     result = auto.run()
-    assert load_profile(result.profile_path).model.config.residual_base == "mhc-srgb-gated"
+    assert load_profile(result.profile_path).model.config.residual_base == "lsq-srgb-gated"
     additive = Trainer(dataclasses.replace(TINY, stage2_epochs=0, residual_base="mhc-srgb"), data, tmp_path / "add",
                        install_profile=False)
     before = additive.g1.residual_gain.item()

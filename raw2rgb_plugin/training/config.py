@@ -51,7 +51,9 @@ class TrainConfig:
     perceptual: bool = True
     vgg_weights: str | None = None
     input_normalization: str | None = None  # raw | wb | wb+ccm | linear-srgb; None: the dataset's
-    residual_base: str = "auto"  # none | mhc-srgb | mhc-srgb-gated | auto (gated for linear-srgb input; an --init profile's own)
+    #: none | mhc-srgb | mhc-srgb-gated | lsq-srgb-gated | … | auto (the lsq gated base of the input;
+    #: an --init profile's own)
+    residual_base: str = "auto"
     #: G1's residual blocks at the packed resolution (models/g1.py); None: 0, or an --init profile's own
     fine_blocks: int | None = None
     init_profile: str | None = None
@@ -77,7 +79,7 @@ class TrainConfig:
     synthetic_hard_fraction: float = 0.0  # share of patches mined for classical-demosaic error
     synthetic_balance_sources: bool = False  # the same patches per epoch for each source folder
     #: what a --synthetic run teaches G1 to render: "display" (sRGB) or "scene-linear" (the clean
-    #: camera image for an editable DNG; `wb-headroom` input, `mhc-linear-gated` base)
+    #: camera image for an editable DNG; `wb-headroom` input, `lsq-linear-gated` base)
     synthetic_output: str = "display"
     #: where a --synthetic display run's G1 works: "srgb" (`linear-srgb` input, it renders display
     #: sRGB) or "camera" (`wb-headroom` input, it renders white-balanced camera RGB and the fixed
