@@ -4,8 +4,10 @@
 # tools/train_default_gpu.sh on the packed corpus. Results go to $OUT (the device tool returns it).
 #
 #   bash tools/gpu_session.sh                       # on the GPU machine
-#   RAW2RGB_GPU_STEPS="train" bash tools/gpu_session.sh   # or "tests", "bench", "ablate", any of them
+#   RAW2RGB_GPU_STEPS="train" bash tools/gpu_session.sh   # or "tests", "bench", "ablate", "xtrans", any of them
 #
+# "xtrans" trains the GPU-width X-Trans profiles the same way (RAW2RGB_CFA=xtrans
+# tools/train_default_gpu.sh), scored against LibRaw's X-Trans rendering or the shipped X-Trans lite ones.
 # "ablate" runs benchmarks/ablate_formulation.py on the GPU (issue 20: which formulation lets a
 # lite G1 demosaic), RAW2RGB_ABLATE_MINUTES of training (default 4), no CPU-side hard mining.
 set -uo pipefail
@@ -41,6 +43,13 @@ if [[ $steps == *" train "* ]]; then
         > "$OUT/train.log" 2>&1 || status=1
     tail -12 "$OUT/train.log"
     cp raw2rgb_plugin/profiles/shipped/*.safetensors "$OUT/" 2>/dev/null || true
+fi
+if [[ $steps == *" xtrans "* ]]; then
+    RAW2RGB_CFA=xtrans RAW2RGB_SKIMAGE_WHEEL=$(ls .gpudata/scikit_image-*.whl 2>/dev/null | head -1) \
+        timeout "${RAW2RGB_TRAIN_TIMEOUT:-480}" bash tools/train_default_gpu.sh "${RAW2RGB_CORPUS:-.gpudata/corpus}" \
+        "$OUT/train-xtrans" > "$OUT/train-xtrans.log" 2>&1 || status=1
+    tail -12 "$OUT/train-xtrans.log"
+    cp raw2rgb_plugin/profiles/shipped/xtrans*.safetensors "$OUT/" 2>/dev/null || true
 fi
 if [[ $steps == *" ablate "* ]]; then
     timeout 420 "$PY" benchmarks/ablate_formulation.py --device cuda --corpus "${RAW2RGB_CORPUS:-.gpudata/corpus}" \
