@@ -169,7 +169,7 @@ def _xtrans_profile() -> str:
 
     name = installed_default("cpu", "xtrans")
     if name is None:
-        return "not yet: no X-Trans profile is installed (raw2rgb ships none yet)"
+        return "none: no X-Trans profile is installed (reinstall raw2rgb, or train one with --cfa xtrans)"
     return f"with the X-Trans profile {name} (what convert picks for this sensor)"
 
 

@@ -34,6 +34,20 @@ def isolated_profile_dir(tmp_path_factory, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture
+def without_shipped_xtrans(tmp_path_factory, monkeypatch) -> Path:
+    """The shipped profiles less the X-Trans ones: a machine where no X-Trans profile is installed
+    (what an older wheel, or a user who removed them, has)."""
+    from raw2rgb_plugin.profiles import catalog
+
+    folder = tmp_path_factory.mktemp("shipped-bayer-only")
+    for path in catalog.SHIPPED_PROFILE_DIR.iterdir():
+        if not path.name.startswith("xtrans"):
+            (folder / path.name).symlink_to(path)
+    monkeypatch.setattr(catalog, "SHIPPED_PROFILE_DIR", folder)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def deterministic_cpu_runtime(tmp_path_factory, monkeypatch):
     """fp32 on the CPU whatever this machine would pick, and no measurement cached in the user's

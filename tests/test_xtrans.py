@@ -206,7 +206,7 @@ def test_a_fujifilm_dng_libraw_misreads_is_one_clear_line(tmp_path):
     assert "\n" not in line and "not the X-Trans layout" in line and "RAF" in line
 
 
-def test_bayer_only_steps_refuse_it_in_one_line(tmp_path, tiny_profile):
+def test_bayer_only_steps_refuse_it_in_one_line(tmp_path, tiny_profile, without_shipped_xtrans):
     path, _ = write_xtrans(tmp_path / "x.dng")
     with pytest.raises(UnsupportedRawError, match="X-Trans"):
         decode_raw(path)
@@ -225,7 +225,7 @@ def run_cli(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def test_info_describes_an_x_trans_file(tmp_path):
+def test_info_describes_an_x_trans_file(tmp_path, without_shipped_xtrans):
     metadata = PhotoMetadata(make="FUJIFILM", model="X-T3", iso=800)
     path, _ = write_xtrans(tmp_path / "xt3.dng", make="FUJIFILM", model="X-T3", metadata=metadata)
     result = run_cli("info", path)
@@ -239,7 +239,7 @@ def test_info_describes_an_x_trans_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_bayer_profile_refuses_it_in_one_line_and_the_batch_goes_on(tmp_path, tiny_profile):
+def test_a_bayer_profile_refuses_it_in_one_line_and_the_batch_goes_on(tmp_path, tiny_profile, without_shipped_xtrans):
     from test_convert import write_scene_dng
 
     xtrans, _ = write_xtrans(tmp_path / "fuji.dng")

@@ -54,7 +54,7 @@ def frame_of(path: Path):
         return raw.mosaic_frame
 
 
-def test_the_installed_default_is_picked_by_sensor(isolated_profile_dir, xtrans_profile):
+def test_the_installed_default_is_picked_by_sensor(isolated_profile_dir, xtrans_profile, without_shipped_xtrans):
     assert installed_default("cpu", "bayer") == "default-lite" and installed_default("cpu", "xtrans") is None
     assert installed_default("cpu", "bayer", "dng") == "develop-lite" and installed_default("cpu", "xtrans", "dng") is None
     install(xtrans_profile, isolated_profile_dir, "xtrans-lite")
@@ -78,7 +78,7 @@ def test_a_picking_converter_renders_each_file_with_its_sensors_profile(tmp_path
 
 
 def test_a_named_profile_of_the_other_sensor_is_refused_in_one_line(files, tiny_profile, xtrans_profile,
-                                                                     isolated_profile_dir):
+                                                                     isolated_profile_dir, without_shipped_xtrans):
     bayer, xtrans = files
     named_bayer = Converter(load_profile(tiny_profile), device="cpu")
     with pytest.raises(UnsupportedRawError) as caught:
@@ -97,7 +97,7 @@ def test_a_named_profile_of_the_other_sensor_is_refused_in_one_line(files, tiny_
                                  "the file's sensor)")
 
 
-def test_without_an_xtrans_profile_a_picking_converter_refuses_the_file(files, tiny_profile):
+def test_without_an_xtrans_profile_a_picking_converter_refuses_the_file(files, tiny_profile, without_shipped_xtrans):
     converter = Converter(load_profile(tiny_profile), device="cpu", by_cfa={})
     with pytest.raises(UnsupportedRawError) as caught:
         converter.render(frame_of(files[1]))
@@ -126,14 +126,14 @@ def test_profiles_show_and_list_name_the_sensor(tiny_profile, xtrans_profile, is
     assert listed["xtrans-lite"] == "xtrans" and listed["default-lite"] == "bayer"
 
 
-def test_info_says_which_profile_would_render_an_xtrans_file(files, xtrans_profile, isolated_profile_dir):
-    assert "not yet: no X-Trans profile is installed" in run_cli("info", files[1]).stdout
+def test_info_says_which_profile_would_render_an_xtrans_file(files, xtrans_profile, isolated_profile_dir, without_shipped_xtrans):
+    assert "none: no X-Trans profile is installed" in run_cli("info", files[1]).stdout
     install(xtrans_profile, isolated_profile_dir, "xtrans-lite")
     assert "with the X-Trans profile xtrans-lite" in run_cli("info", files[1]).stdout
 
 
 def test_convert_without_a_profile_renders_each_sensor_with_its_own(tmp_path, files, xtrans_profile,
-                                                                    isolated_profile_dir):
+                                                                    isolated_profile_dir, without_shipped_xtrans):
     bayer, xtrans = files
     refused = run_cli("convert", bayer, xtrans, "-o", tmp_path / "before", "--json", "--quiet")
     assert refused.exit_code == 1 and "Traceback" not in refused.output
