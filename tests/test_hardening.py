@@ -547,7 +547,7 @@ def test_every_bad_input_in_one_batch_is_one_line_and_nothing_else(tmp_path, tin
     xtrans = np.random.default_rng(4).integers(64, 4095, (48, 60), dtype=np.uint16)
     write_cfa_dng(inputs / "fuji.dng", xtrans, xtrans_pattern(), black_level=64, white_level=4095,
                   color_matrix1=TEST_XYZ_TO_CAMERA, as_shot_neutral=NEUTRAL)
-    bad[inputs / "fuji.dng"] = "is an X-Trans RAW"  # decoded, but no X-Trans profile is installed
+    bad[inputs / "fuji.dng"] = "is an X-Trans RAW"  # decoded, but the named profile renders Bayer only
     (inputs / "random.cr2").write_bytes(np.random.default_rng(1).bytes(100_000))
     bad[inputs / "random.cr2"] = "not a RAW format"
     whole = write_scene_dng(tmp_path / "whole.dng", height=256, width=320).read_bytes()
