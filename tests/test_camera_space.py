@@ -180,7 +180,7 @@ def test_train_network_space_camera_exports_a_profile_convert_renders(tmp_path, 
     assert trained.exit_code == 0, trained.output
     profile = load_profile("cam")
     assert profile.network_space == "camera" and profile.input_normalization == "wb-headroom"
-    assert profile.metadata["architecture"]["residual_base"] == "mhc-linear-gated"
+    assert profile.metadata["architecture"]["residual_base"] == "lsq-linear-gated"  # auto: the fitted demosaic's linear gate
     assert profile.metadata["training"]["dataset"]["manifest"]["network_space"] == "camera"
     # --init from a camera-space profile continues in camera space without being told; pairs on the device.
     again = runner.invoke(app, ["train", "--synthetic", str(images), "-o", str(tmp_path / "run2"), "--profile-name", "cam2",
