@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from raw2rgb_plugin.pipeline import bayer_lsq_demosaic, mhc, xtrans_demosaic
 from raw2rgb_plugin.pipeline.cfa import XTRANS
 from raw2rgb_plugin.pipeline.colour import srgb_decode, srgb_encode_tensor
+from raw2rgb_plugin.pipeline.metrics import psnr
 from raw2rgb_plugin.training.data.images import load_rgb
 from raw2rgb_plugin.training.data.onthefly import OnTheFlyDataset, OnTheFlyOptions
 from raw2rgb_plugin.training.linear_demosaic_fit import NormalEquations, demosaic_with, random_crops, sample_mosaic, solve
@@ -57,7 +58,7 @@ def free_licence(corpus: Path) -> set[Path]:
 def psnr_srgb(estimate: torch.Tensor, truth: torch.Tensor, margin: int = 6) -> float:
     """Mean over crops of sRGB-encoded PSNR, `margin` px of border left out."""
     e, t = (srgb_encode_tensor(x.clamp(0, 1))[..., margin:-margin, margin:-margin] for x in (estimate, truth))
-    return float((10 * torch.log10(1 / ((e - t) ** 2).mean(dim=(1, 2, 3)))).mean())
+    return float(psnr(e, t).mean())
 
 
 def main() -> None:

@@ -16,31 +16,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch.nn import functional as F
+
+from raw2rgb_plugin.pipeline.linear_demosaic import demosaic_packed, load_kernels
 
 FITTED_KERNELS_FILE = Path(__file__).with_name("bayer_linear_demosaic.safetensors")
 RADIUS = 2  # packed pixels either side
 
-
-def _fitted_kernels() -> torch.Tensor:
-    """(3·4, 4, 5, 5) float32 from the shipped file (output channel colour·4 + site), checked."""
-    kernels = load_file(str(FITTED_KERNELS_FILE))["kernels"]
-    expected = (12, 4, 2 * RADIUS + 1, 2 * RADIUS + 1)
-    if tuple(kernels.shape) != expected or not torch.isfinite(kernels).all():
-        raise ValueError(f"{FITTED_KERNELS_FILE.name}: kernels of shape {tuple(kernels.shape)}, expected {expected}")
-    return kernels.to(torch.float32)
-
-
-#: colour·4 + site, the order `pixel_shuffle(2)` reads.
-BAYER_LSQ_KERNELS = _fitted_kernels()
+#: (3·4, 4, 5, 5) float32, output channel colour·4 + site, the order `pixel_shuffle(2)` reads.
+BAYER_LSQ_KERNELS = load_kernels(FITTED_KERNELS_FILE, (12, 4, 2 * RADIUS + 1, 2 * RADIUS + 1)).to(torch.float32)
 
 
 def lsq_demosaic_packed(packed: torch.Tensor) -> torch.Tensor:
-    """(n, 4, h, w) packed RGGB → (n, 12, h, w) float32: RGB per site, colour·4 + site. The packed
-    grid is replicate-padded, which on the mosaic is a shift by whole periods (the phase is kept)."""
-    padded = F.pad(packed.float(), (RADIUS,) * 4, mode="replicate")
-    return F.conv2d(padded, BAYER_LSQ_KERNELS.to(packed.device))
+    """(n, 4, h, w) packed RGGB → (n, 12, h, w) float32: RGB per site, colour·4 + site."""
+    return demosaic_packed(packed.float(), BAYER_LSQ_KERNELS)
 
 
 @torch.no_grad()

@@ -24,26 +24,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from raw2rgb_plugin.pipeline.cfa import XTRANS, cfa_indices
+from raw2rgb_plugin.pipeline.linear_demosaic import demosaic_packed, load_kernels
 from raw2rgb_plugin.pipeline.xtrans_packing import XTRANS_PERIOD, XTRANS_SITES
 
 FITTED_KERNELS_FILE = Path(__file__).with_name("xtrans_linear_demosaic.safetensors")
 
 
-def _fitted_kernels() -> torch.Tensor:
-    """(3·36, 36, 3, 3) float64 from the shipped file, its shape checked."""
-    kernels = load_file(str(FITTED_KERNELS_FILE))["kernels"]
-    expected = (3 * XTRANS_SITES, XTRANS_SITES, 3, 3)
-    if tuple(kernels.shape) != expected or not torch.isfinite(kernels).all():
-        raise ValueError(f"{FITTED_KERNELS_FILE.name}: kernels of shape {tuple(kernels.shape)}, expected {expected}")
-    return kernels.to(torch.float64)
-
-
 #: the demosaic as one 3×3 convolution on the replicate-padded packed grid (float64).
-XTRANS_DEMOSAIC_KERNELS = _fitted_kernels()
+XTRANS_DEMOSAIC_KERNELS = load_kernels(FITTED_KERNELS_FILE, (3 * XTRANS_SITES, XTRANS_SITES, 3, 3))
 
 
 def pad_packed_xtrans(packed: torch.Tensor) -> torch.Tensor:
@@ -53,8 +44,7 @@ def pad_packed_xtrans(packed: torch.Tensor) -> torch.Tensor:
 
 def xtrans_demosaic_packed(packed: torch.Tensor) -> torch.Tensor:
     """(n, 36, h, w) canonical packed X-Trans → (n, 108, h, w): RGB per site, colour·36 + site."""
-    kernels = XTRANS_DEMOSAIC_KERNELS.to(packed.device, packed.dtype)
-    return F.conv2d(pad_packed_xtrans(packed), kernels)
+    return demosaic_packed(packed, XTRANS_DEMOSAIC_KERNELS)
 
 
 @torch.no_grad()

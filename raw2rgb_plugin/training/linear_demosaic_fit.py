@@ -22,7 +22,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from raw2rgb_plugin.pipeline.cfa import cfa_indices, period
+from raw2rgb_plugin.pipeline.cfa import XTRANS, cfa_indices, period
+from raw2rgb_plugin.pipeline.linear_demosaic import demosaic_packed
+from raw2rgb_plugin.pipeline.packing import rggb_samples
+from raw2rgb_plugin.pipeline.xtrans_packing import xtrans_samples
 
 
 def packed_neighbourhoods(packed: torch.Tensor, radius: int) -> torch.Tensor:
@@ -49,7 +52,6 @@ class NormalEquations:
         features = sites * (2 * radius + 1) ** 2
         self.xtx = torch.zeros(features, features, dtype=torch.float64)
         self.xty = torch.zeros(features, 3 * sites, dtype=torch.float64)
-        self.samples = 0
 
     def add(self, rgb: torch.Tensor) -> None:
         """(n, 3, H, W) linear RGB, H and W multiples of the period."""
@@ -58,16 +60,16 @@ class NormalEquations:
         y = packed_truth(rgb, self.period)
         self.xtx += x.T @ x
         self.xty += x.T @ y
-        self.samples += x.shape[0]
 
 
 def sample_mosaic(rgb: torch.Tensor, pattern: str) -> torch.Tensor:
-    """(n, 3, H, W) → (n, S, H/p, W/p): what a sensor of `pattern` records, packed site-major."""
-    p = period(pattern)
-    every = F.pixel_unshuffle(rgb, p)  # (n, 3·S, h, w), colour·S + site
-    sites = p * p
-    own = torch.from_numpy(cfa_indices(pattern).ravel()).to(rgb.device)
-    return every[:, own * sites + torch.arange(sites, device=rgb.device)]
+    """(n, 3, H, W) → (n, S, H/p, W/p): what an RGGB or canonical X-Trans sensor records, packed
+    site-major (`packing.rggb_samples`, `xtrans_packing.xtrans_samples`)."""
+    if pattern == XTRANS:
+        return xtrans_samples(rgb)
+    if pattern == "RGGB":
+        return rggb_samples(rgb)
+    raise ValueError(f"no packed sampler for the CFA {pattern!r}: fit RGGB or the canonical X-Trans phase")
 
 
 def solve(equations: NormalEquations, ridge: float = 1e-4) -> torch.Tensor:
@@ -111,12 +113,8 @@ def _moment_constraints(colours: torch.Tensor, p: int, radius: int) -> tuple[tor
 
 
 def demosaic_with(kernels: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-    """(n, S, h, w) packed → (n, 3, p·h, p·w) by the fitted kernels."""
-    sites, k = kernels.shape[1], kernels.shape[-1]
-    p = int(round(sites**0.5))
-    radius = k // 2
-    out = F.conv2d(F.pad(packed, (radius,) * 4, mode="replicate"), kernels.to(packed.dtype))
-    return F.pixel_shuffle(out, p)
+    """(n, S, h, w) packed → (n, 3, p·h, p·w) by the fitted kernels, as the engine applies them."""
+    return F.pixel_shuffle(demosaic_packed(packed, kernels), int(round(kernels.shape[1] ** 0.5)))
 
 
 def random_crops(images: Iterable[np.ndarray], size: int, per_image: int, rng: np.random.Generator) -> list[np.ndarray]:
