@@ -118,10 +118,11 @@ def cfa_refusal(frame_cfa: str, profile: str | None, profile_cfa: str, output_fo
     what = f"{_A_KIND[frame_cfa]} RAW" + (" (Fujifilm's 6×6 colour filter array)" if frame_cfa == "xtrans" else "")
     kind = _KIND[frame_cfa]
     classical = "render it with a classical converter (darktable, RawTherapee) until raw2rgb ships one"
-    if profile is None and output_format == "dng" and installed_default("cpu", frame_cfa) is not None:
+    display = installed_default("cpu", frame_cfa) if profile is None and output_format == "dng" else None
+    if display is not None:
         return UnsupportedRawError(f"is {what}, and no scene-linear {kind} profile is installed for --format dng",
-                                   f"convert it to a TIFF (without --format dng: {installed_default('cpu', frame_cfa)} "
-                                   "renders it), or develop the RAW itself in darktable or RawTherapee")
+                                   f"convert it to a TIFF (without --format dng: {display} renders it), or develop "
+                                   "the RAW itself in darktable or RawTherapee")
     if profile is None:
         return UnsupportedRawError(f"is {what}, and no {kind} profile is installed", classical)
     problem = f"is {what}, and profile {profile!r} renders {_KIND[profile_cfa]} sensors only"
