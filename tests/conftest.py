@@ -34,18 +34,30 @@ def isolated_profile_dir(tmp_path_factory, monkeypatch) -> Path:
     return path
 
 
+def _shipped_less(tmp_path_factory, monkeypatch, hidden) -> Path:
+    """A stand-in for the shipped profile folder without the profiles `hidden(stem)` names."""
+    from raw2rgb_plugin.profiles import catalog
+
+    folder = tmp_path_factory.mktemp("shipped-less")
+    for path in catalog.SHIPPED_PROFILE_DIR.iterdir():
+        if not hidden(path.name.split(".")[0]):
+            (folder / path.name).symlink_to(path)
+    monkeypatch.setattr(catalog, "SHIPPED_PROFILE_DIR", folder)
+    return folder
+
+
 @pytest.fixture
 def without_shipped_xtrans(tmp_path_factory, monkeypatch) -> Path:
     """The shipped profiles less the X-Trans ones: a machine where no X-Trans profile is installed
     (what an older wheel, or a user who removed them, has)."""
-    from raw2rgb_plugin.profiles import catalog
+    return _shipped_less(tmp_path_factory, monkeypatch, lambda stem: stem.startswith("xtrans"))
 
-    folder = tmp_path_factory.mktemp("shipped-bayer-only")
-    for path in catalog.SHIPPED_PROFILE_DIR.iterdir():
-        if not path.name.startswith("xtrans"):
-            (folder / path.name).symlink_to(path)
-    monkeypatch.setattr(catalog, "SHIPPED_PROFILE_DIR", folder)
-    return folder
+
+@pytest.fixture
+def without_shipped_xtrans_develop(tmp_path_factory, monkeypatch) -> Path:
+    """The shipped profiles less the scene-linear X-Trans one: X-Trans TIFFs but no X-Trans DNGs
+    (what the wheels before it shipped had)."""
+    return _shipped_less(tmp_path_factory, monkeypatch, lambda stem: stem == "xtrans-develop-lite")
 
 
 @pytest.fixture(autouse=True)

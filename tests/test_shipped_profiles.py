@@ -95,35 +95,78 @@ def test_develop_lite_writes_a_dng_libraw_renders_like_its_source(repo_root, tmp
     assert delta <= 3.0, delta
 
 
-def test_xtrans_lite_is_picked_for_xtrans_files_and_renders_a_scene_close_to_itself(tmp_path):
-    """The shipped X-Trans profile: `convert` picks it by the file's sensor, and an sRGB scene
-    unprocessed into a clean X-Trans DNG comes back close to itself (measured 41.2 dB; a random
-    network gives ~10, a phase or colour slip under 20). No scene-linear X-Trans profile ships:
-    `--format dng` has none to pick."""
-    from raw2rgb_plugin.io.raw_file import RawFile
+def _xtrans_scene_file(folder, seed: int):
+    """(scene, path): a smooth sRGB scene unprocessed into a clean X-Trans DNG in `folder`."""
     from raw2rgb_plugin.pipeline.cfa import xtrans_pattern
-    from raw2rgb_plugin.pipeline.metrics import image_psnr
-    from raw2rgb_plugin.profiles.catalog import installed_default
     from raw2rgb_plugin.training.data.unprocess import random_params, write_synthetic_dng
 
     from helpers import smooth_scene
 
-    assert installed_default("cpu", "xtrans") == installed_default("cuda", "xtrans") == "xtrans-lite"
-    assert installed_default("cpu", "xtrans", "dng") is None
-    from raw2rgb_plugin.engine.converter import cfa_refusal
+    scene = smooth_scene(96, 120, seed=seed)
+    rng = np.random.default_rng(seed)
+    params = random_params(rng, cfa_pattern=xtrans_pattern(1, 2), noise=False)
+    write_synthetic_dng(scene, folder / "scene.dng", rng, params=params)
+    return scene, folder / "scene.dng"
 
-    assert str(cfa_refusal("xtrans", None, "bayer", "dng")) == (
-        "is an X-Trans RAW (Fujifilm's 6×6 colour filter array), and no scene-linear X-Trans profile is installed "
-        "for --format dng — convert it to a TIFF (without --format dng: xtrans-lite renders it), or develop the RAW "
-        "itself in darktable or RawTherapee")
+
+def test_xtrans_lite_is_picked_for_xtrans_files_and_renders_a_scene_close_to_itself(tmp_path):
+    """The shipped X-Trans profile: `convert` picks it by the file's sensor, and an sRGB scene
+    unprocessed into a clean X-Trans DNG comes back close to itself (measured 41.2 dB; a random
+    network gives ~10, a phase or colour slip under 20)."""
+    from raw2rgb_plugin.io.raw_file import RawFile
+    from raw2rgb_plugin.pipeline.metrics import image_psnr
+    from raw2rgb_plugin.profiles.catalog import installed_default
+
+    assert installed_default("cpu", "xtrans") == installed_default("cuda", "xtrans") == "xtrans-lite"
     profile = load_profile("xtrans-lite")
     assert profile.cfa == "xtrans" and profile.metadata["output"] == "display"
-    scene = smooth_scene(96, 120, seed=3)
-    rng = np.random.default_rng(3)
-    params = random_params(rng, cfa_pattern=xtrans_pattern(1, 2), noise=False)
-    write_synthetic_dng(scene, tmp_path / "scene.dng", rng, params=params)
-    with RawFile(tmp_path / "scene.dng") as raw:
+    scene, path = _xtrans_scene_file(tmp_path, seed=3)
+    with RawFile(path) as raw:
         frame = raw.mosaic_frame
     pixels = Converter(profile, device="cpu").render(frame) / 65535.0
     inner = (slice(6, -6), slice(6, -6))
     assert image_psnr(pixels[inner], scene[inner]) >= 30.0
+
+
+def test_xtrans_develop_lite_writes_an_xtrans_files_dng_that_libraw_renders_as_the_scene(tmp_path):
+    """The shipped scene-linear X-Trans profile is what `--format dng` picks for an X-Trans file,
+    and the linear DNG it writes, developed by LibRaw with the scene's tone curve, is the scene
+    (measured 40.0 dB; a random network gives ~10, a phase, colour or white-balance slip under
+    20). The input is never touched."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from raw2rgb_cli.main import app
+    from raw2rgb_plugin.pipeline.metrics import image_psnr
+    from raw2rgb_plugin.profiles.catalog import installed_default
+
+    assert installed_default("cpu", "xtrans", "dng") == installed_default("cuda", "xtrans", "dng") == "xtrans-develop-lite"
+    profile = load_profile("xtrans-develop-lite")
+    assert profile.cfa == "xtrans" and profile.metadata["output"] == "scene-linear"
+    scene, path = _xtrans_scene_file(tmp_path, seed=5)
+    before = path.read_bytes()
+    result = CliRunner().invoke(app, ["convert", str(path), "-o", str(tmp_path / "out"), "--format", "dng", "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    [entry] = json.loads(result.stdout)["files"]
+    assert entry["status"] == "converted" and entry["profile"] == "xtrans-develop-lite", entry
+    with rawpy.imread(str(tmp_path / "out" / "scene.dng")) as raw:
+        assert raw.raw_type == rawpy.RawType.Stack
+        developed = raw.postprocess(use_camera_wb=True, no_auto_bright=True, output_bps=16, adjust_maximum_thr=0.0,
+                                    output_color=rawpy.ColorSpace.sRGB, gamma=(2.4, 12.92)) / 65535.0
+    developed = 3 * developed**2 - 2 * developed**3  # the tone curve the synthetic scene was unprocessed through
+    inner = (slice(6, -6), slice(6, -6))
+    assert image_psnr(developed[inner], scene[inner]) >= 30.0
+    assert path.read_bytes() == before
+
+
+def test_without_a_scene_linear_xtrans_profile_dng_is_refused_in_one_line_pointing_to_the_tiff(
+        without_shipped_xtrans_develop):
+    from raw2rgb_plugin.engine.converter import cfa_refusal
+    from raw2rgb_plugin.profiles.catalog import installed_default
+
+    assert installed_default("cpu", "xtrans", "dng") is None
+    assert str(cfa_refusal("xtrans", None, "bayer", "dng")) == (
+        "is an X-Trans RAW (Fujifilm's 6×6 colour filter array), and no scene-linear X-Trans profile is installed "
+        "for --format dng — convert it to a TIFF (without --format dng: xtrans-lite renders it), or develop the RAW "
+        "itself in darktable or RawTherapee")
