@@ -27,5 +27,7 @@ def load_kernels(path: Path, shape: tuple[int, int, int, int]) -> torch.Tensor:
 def demosaic_packed(packed: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """(n, S, h, w) packed → (n, 3·S, h, w): every colour at every site, in `packed`'s dtype."""
     radius = kernels.shape[-1] // 2
-    padded = F.pad(packed, (radius,) * 4, mode="replicate")
-    return F.conv2d(padded, kernels.to(packed.device, packed.dtype))
+    # channels_last: the Bayer 5×5 conv of a 12 MP frame took 0.23 s instead of 0.32–0.38 on
+    # one Zen 4 thread, the same values to the bit (as the MHC and X-Trans bases already do).
+    padded = F.pad(packed, (radius,) * 4, mode="replicate").contiguous(memory_format=torch.channels_last)
+    return F.conv2d(padded, kernels.to(packed.device, packed.dtype).contiguous(memory_format=torch.channels_last))
