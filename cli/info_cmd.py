@@ -170,7 +170,9 @@ def _xtrans_profile() -> str:
     name = installed_default("cpu", "xtrans")
     if name is None:
         return "none: no X-Trans profile is installed (reinstall raw2rgb, or train one with --cfa xtrans)"
-    return f"with the X-Trans profile {name} (what convert picks for this sensor)"
+    dng = installed_default("cpu", "xtrans", "dng")
+    return (f"with the X-Trans profile {name} (what convert picks for this sensor); --format dng: "
+            + (f"with {dng}" if dng else "none (no scene-linear X-Trans profile is installed)"))
 
 
 def _lens_profile(correction: dict) -> str:

@@ -129,7 +129,10 @@ def test_profiles_show_and_list_name_the_sensor(tiny_profile, xtrans_profile, is
 def test_info_says_which_profile_would_render_an_xtrans_file(files, xtrans_profile, isolated_profile_dir, without_shipped_xtrans):
     assert "none: no X-Trans profile is installed" in run_cli("info", files[1]).stdout
     install(xtrans_profile, isolated_profile_dir, "xtrans-lite")
-    assert "with the X-Trans profile xtrans-lite" in run_cli("info", files[1]).stdout
+    shown = " ".join(run_cli("info", files[1]).stdout.split())  # the table wraps long rows
+    assert "with the X-Trans profile xtrans-lite" in shown and "--format dng: none (no scene-linear" in shown
+    install(xtrans_profile, isolated_profile_dir, "xtrans-develop-lite")  # any file will do for the lookup
+    assert "--format dng: with xtrans-develop-lite" in " ".join(run_cli("info", files[1]).stdout.split())
 
 
 def test_convert_without_a_profile_renders_each_sensor_with_its_own(tmp_path, files, xtrans_profile,
