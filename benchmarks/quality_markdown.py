@@ -21,6 +21,9 @@ import real_photos
 from heldout import HELD_OUT_IMAGES, NOISE_LEVELS, SYNTHETIC_LEVELS, Case, HeldOutImage, noise_text
 from quality_common import AHD, DEMOSAICNET, Method, count, fmt_table, verdict
 
+#: Validation images a profile table names one by one (a corpus split of hundreds is counted only).
+_NAMED_VAL_IMAGES = 12
+
 
 @dataclass
 class Run:
@@ -98,9 +101,11 @@ def profile_lines(methods: list[Method]) -> list[str]:
         dataset = Path((train.get("dataset") or {}).get("path") or "").name or "?"
         if manifest.get("kind") == "synthetic-on-the-fly":  # pairs made during training: images, not patches
             scenes = manifest.get("scenes") or {}
+            held = scenes.get("val", [])
+            # A corpus's split holds hundreds of images: name them only where they fit a table cell.
+            named = f", val {', '.join(held)}" if len(held) <= _NAMED_VAL_IMAGES else ""
             data = (f"{dataset} (synthetic, made on the fly; {manifest.get('images', '?')} images: "
-                    f"{len(scenes.get('train', []))} train / {len(scenes.get('val', []))} val, "
-                    f"val {', '.join(scenes.get('val', []))})")
+                    f"{len(scenes.get('train', []))} train / {len(held)} val{named})")
         else:
             data = f"{dataset} ({manifest.get('kind', '?')}; {counts.get('pairs', '?')} images, " \
                    f"{counts.get('train', '?')} train / {counts.get('val', '?')} val patches)" if train else "—"

@@ -311,3 +311,22 @@ def test_example_raw_decodes_with_its_metadata():
     meta = read_photo_metadata(path)
     assert (meta.make, meta.model, meta.artist, meta.copyright) == (
         "raw2rgb", "Example (unprocessed astronaut)", "NASA", "Public domain")
+
+
+def test_profile_table_counts_a_corpus_split_instead_of_naming_it():
+    """A corpus-trained profile holds out hundreds of images: the table cell gives their count;
+    a small split (the Kodak/McMaster profiles' 4) is still named."""
+    import quality_markdown
+    from quality_common import Method
+
+    def method(val: list[str]) -> Method:
+        manifest = {"kind": "synthetic-on-the-fly", "images": 10 + len(val),
+                    "scenes": {"train": [f"t{i}" for i in range(10)], "val": val}}
+        metadata = {"architecture": {"width": 16}, "variant": "lite", "input_normalization": "linear-srgb",
+                    "training": {"dataset": {"path": "/data/images", "manifest": manifest}, "steps": 5}}
+        return Method("p", "profile", lambda case: None, info={"metadata": metadata, "profile": "p", "parameters": 1e6})
+
+    corpus = "\n".join(quality_markdown.profile_lines([method([f"img{i:03d}" for i in range(688)])]))
+    assert "10 train / 688 val)" in corpus and "img000" not in corpus
+    small = "\n".join(quality_markdown.profile_lines([method(["kodim02", "kodim03"])]))
+    assert "10 train / 2 val, val kodim02, kodim03)" in small
