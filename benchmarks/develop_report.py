@@ -11,8 +11,9 @@ no tone curve, since a DNG's look is the raw converter's business.
 
 Methods: each profile through the engine exactly as `convert --format dng` writes it (the
 camera-native pixels before the file is written, noise estimated from each file); LibRaw AHD
-(rawpy, camera RGB out, linear); and the linear Malvar–He–Cutler demosaic the profiles blend with
-(the gated base alone). Scores: PSNR and median CIEDE2000 against the truth.
+(rawpy, camera RGB out, linear); and the two linear demosaics the profiles blend with, each alone
+(a gated base with its gate shut): the fitted one of `lsq-linear-gated` (develop-lite's since
+2026-12-06) and Malvar–He–Cutler (`mhc-linear-gated`, earlier profiles'). Scores: PSNR and median CIEDE2000 against the truth.
 """
 
 from __future__ import annotations
@@ -53,13 +54,14 @@ def truth_camera_rgb(srgb: np.ndarray, camera: dict) -> np.ndarray:
     return native * params.wb_gains_rgb
 
 
-def classical_develop_profile(folder: Path) -> Path:
-    """A scene-linear profile whose gate is shut: its image is the linear MHC demosaic alone."""
-    model = G1(G1Config(width=8, spectral_norm=False, residual_base="mhc-linear-gated", noise_channels=4)).eval()
+def classical_develop_profile(folder: Path, base: str = "mhc-linear-gated") -> Path:
+    """A scene-linear profile whose gate is shut: its image is its linear classical base alone
+    (Malvar–He–Cutler, or with "lsq-linear-gated" the fitted demosaic)."""
+    model = G1(G1Config(width=8, spectral_norm=False, residual_base=base, noise_channels=4)).eval()
     with torch.no_grad():
         model.d4.conv.weight[12:].zero_()
         model.d4.conv.bias[12:].fill_(-40.0)
-    return save_profile(folder / "linear-mhc.safetensors", model, {
+    return save_profile(folder / f"{base}.safetensors", model, {
         "input_normalization": "wb-headroom", "output_color_space": "camera-linear", "output": "scene-linear"})
 
 
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         renderers = {f"raw2rgb {name}": profile_renderer(load_profile(name)) for name in args.profiles.split(",")}
-        renderers["linear MHC (the profiles' base)"] = profile_renderer(load_profile(classical_develop_profile(work)))
+        for base, label in (("lsq-linear-gated", "fitted linear demosaic (develop-lite's base)"),
+                            ("mhc-linear-gated", "linear MHC (earlier profiles' base)")):
+            renderers[label] = profile_renderer(load_profile(classical_develop_profile(work, base)))
         renderers["LibRaw AHD"] = lambda path, decoded: classical.libraw_camera_rgb(path, decoded.frame, "AHD")
         cases = build_cases(held_out_images(args.images, args.skimage_wheel), work, tile=args.tile,
                             tiles_per_image=args.tiles_per_image, noise_levels=LEVELS)
