@@ -171,7 +171,8 @@ def measure(cases: list[Case], methods: list[Method], *, keep: Callable[[Case], 
 
 
 def all_targets(rows: list[dict], methods: list[Method], photos: list, raw_dir: Path,
-                xtrans: quality_xtrans.XTransRun | None = None) -> list[tuple[str, list]]:
+                xtrans: quality_xtrans.XTransRun | None = None,
+                literature_means: dict | None = None) -> list[tuple[str, list]]:
     overall = summarise(synthetic_rows(rows), lambda r: None)
     by_noise = summarise(rows, lambda r: r["noise"])
     extra = [] if xtrans is None else [
@@ -183,6 +184,8 @@ def all_targets(rows: list[dict], methods: list[Method], photos: list, raw_dir: 
         ("Noise-aware rendering, held-out set (issue \"noise-aware rendering\"; for each `default-lite`-like "
          "profile: `default-lite…` or a lite-variant candidate):",
          quality_targets.noise_aware_lines(overall, by_noise, methods)),
+        ("Base-ISO quality (issue 20; camera-realistic levels of the held-out set, and the literature's test sets):",
+         quality_targets.base_iso_lines(by_noise, literature_means, methods)),
         ("Noise-aware rendering, real files at base ISO (see Real photographs):",
          real_photos.target_lines(photos, methods, raw_dir=raw_dir)),
         *extra,
@@ -326,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         notes.append(f"{raw_dir} is absent: no real-photo measures")
     run = Run(argv=argv, device=device, images=images, cases=cases, methods=methods, rows=rows, estimates=estimates,
-              targets=all_targets(rows, methods, photos, raw_dir, xtrans_run), notes=notes, pictures=pictures,
+              targets=all_targets(rows, methods, photos, raw_dir, xtrans_run, literature_means), notes=notes, pictures=pictures,
               photos=photos, raw_dir=raw_dir if raw_dir.is_dir() else None, crops_dir=args.real_raw_previews,
               quick=args.quick, xtrans=xtrans_run)
     run.elapsed = time.perf_counter() - started

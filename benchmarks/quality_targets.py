@@ -82,3 +82,31 @@ def noise_aware_lines(overall: dict, by_noise: dict, methods: list[Method]) -> l
         lines.append(_versus_demosaicnet(method, by_noise, "iso100", f"{name} at iso100 vs demosaicnet: target within "
                                          f"{ISO100_WITHIN_DB:.1f} dB (≥ {-ISO100_WITHIN_DB:+.1f} dB)", -ISO100_WITHIN_DB))
     return lines
+
+
+#: Issue 20 (base-ISO quality), for each `default-lite`-like profile: {level: (margin over
+#: demosaicnet, strict)} on the held-out set, and the clean Kodak24 + McMaster18 floor.
+BASE_ISO_VS_DEMOSAICNET = {"iso100": -1.0, "iso1600": 1.0, "iso12800": 3.0}
+LITERATURE_FLOOR_DB = 38.5
+
+
+def base_iso_lines(by_noise: dict, literature_means: dict | None, methods: list[Method]) -> list[Target]:
+    """Issue 20 on the held-out set's camera levels and the literature's test sets.
+
+    `literature_means` is `literature.summary`'s {method: {set: PSNR, "both": …}}, or None
+    when the run left the literature protocol out."""
+    profiles = [m for m in methods if is_lite_like(m)]
+    if not profiles:
+        return [(None, "base-ISO targets — not measured (no `default-lite`-like profile in this run)")]
+    lines: list[Target] = []
+    for method in profiles:
+        name = f"`{method.info['profile']}`"
+        for level, margin in BASE_ISO_VS_DEMOSAICNET.items():
+            want = f"within {-margin:.1f} dB (≥ {margin:+.1f} dB)" if margin < 0 else f"≥ {margin:+.1f} dB ahead"
+            lines.append(_versus_demosaicnet(method, by_noise, level, f"{name} at {level} vs demosaicnet: target {want}",
+                                             margin))
+        label = f"{name} on Kodak24 + McMaster18, clean (literature protocol): target ≥ {LITERATURE_FLOOR_DB:.1f} dB"
+        both = (literature_means or {}).get(method.name, {}).get("both")
+        lines.append((None, f"{label} — not measured (no literature run)") if both is None
+                     else (both >= LITERATURE_FLOOR_DB, f"{label}: {both:.2f} dB"))
+    return lines

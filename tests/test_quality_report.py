@@ -330,3 +330,19 @@ def test_profile_table_counts_a_corpus_split_instead_of_naming_it():
     assert "10 train / 688 val)" in corpus and "img000" not in corpus
     small = "\n".join(quality_markdown.profile_lines([method(["kodim02", "kodim03"])]))
     assert "10 train / 2 val, val kodim02, kodim03)" in small
+
+
+def test_issue_20_targets_read_the_camera_levels_and_the_literature_sets():
+    """Each margin over demosaicnet is judged on its own level (ISO 100 within 1 dB, ISO 1600
+    one ahead, ISO 12800 three ahead), and the literature floor on the Kodak24 + McMaster18 mean."""
+    from quality_common import DEMOSAICNET, Method
+
+    method = Method("raw2rgb default-lite", "profile", lambda case: None, info={"profile": "default-lite"})
+    by_noise = {("iso100", method.name): (36.9,), ("iso100", DEMOSAICNET): (37.7,),
+                ("iso1600", method.name): (34.0,), ("iso1600", DEMOSAICNET): (33.5,),
+                ("iso12800", method.name): (29.1,), ("iso12800", DEMOSAICNET): (26.0,)}
+    lines = quality_targets.base_iso_lines(by_noise, {method.name: {"both": 38.6}}, [method])
+    assert [ok for ok, _ in lines] == [True, False, True, True]
+    assert "iso1600 vs demosaicnet: target ≥ +1.0 dB ahead: +0.50 dB (34.00 vs 33.50)" in lines[1][1]
+    assert lines[3][1].endswith("target ≥ 38.5 dB: 38.60 dB")
+    assert quality_targets.base_iso_lines(by_noise, None, [method])[3][0] is None  # no literature run
