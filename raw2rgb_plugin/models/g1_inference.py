@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from raw2rgb_plugin.models.blocks import GATED_BASES
 from raw2rgb_plugin.pipeline.bayer_lsq_demosaic import lsq_demosaic_packed
 from raw2rgb_plugin.pipeline.mhc import _PACKED_MHC_KERNELS, _pad_packed
-from raw2rgb_plugin.pipeline.xtrans_demosaic import XTRANS_DEMOSAIC_KERNELS, pad_packed_xtrans
+from raw2rgb_plugin.pipeline.xtrans_demosaic import xtrans_demosaic_packed
 
 _SLOPE = 0.2  # LeakyReLU of every ConvBlock with an activation
 
@@ -262,17 +262,8 @@ def _classical_packed(base: str, packed: torch.Tensor) -> torch.Tensor:
         return _mhc_srgb_packed(packed)
     if base == "mhc-linear-gated":
         return _mhc_linear_packed(packed)
-    if base.startswith("lsq-"):
-        linear = lsq_demosaic_packed(packed)
-    else:
-        padded = pad_packed_xtrans(packed.float()).contiguous(memory_format=torch.channels_last)
-        kernels = _XTRANS_KERNELS.to(packed.device).contiguous(memory_format=torch.channels_last)
-        linear = F.conv2d(padded, kernels)
+    linear = lsq_demosaic_packed(packed) if base.startswith("lsq-") else xtrans_demosaic_packed(packed.float())
     return linear if base.endswith("-linear-gated") else _tone_curve_(_srgb_encode_(linear))
-
-
-#: the X-Trans demosaic, float32 (already colour·36 + site).
-_XTRANS_KERNELS = XTRANS_DEMOSAIC_KERNELS.to(torch.float32)
 
 
 def _mhc_srgb_packed(packed: torch.Tensor) -> torch.Tensor:
