@@ -13,7 +13,8 @@ Methods: each profile through the engine exactly as `convert --format dng` write
 camera-native pixels before the file is written, noise estimated from each file); LibRaw AHD
 (rawpy, camera RGB out, linear); and the two linear demosaics the profiles blend with, each alone
 (a gated base with its gate shut): the fitted one of `lsq-linear-gated` (develop-lite's since
-2026-12-06) and Malvar–He–Cutler (`mhc-linear-gated`, earlier profiles'). Scores: PSNR and median CIEDE2000 against the truth.
+2026-12-06) and Malvar–He–Cutler (`mhc-linear-gated`, earlier profiles'). Scores: PSNR and
+median CIEDE2000 against the truth.
 """
 
 from __future__ import annotations

@@ -84,8 +84,9 @@ def noise_aware_lines(overall: dict, by_noise: dict, methods: list[Method]) -> l
     return lines
 
 
-#: Issue 20 (base-ISO quality), for each `default-lite`-like profile: {level: (margin over
-#: demosaicnet, strict)} on the held-out set, and the clean Kodak24 + McMaster18 floor.
+#: Issue 20 (base-ISO quality), for each `default-lite`-like profile: {level: PSNR margin over
+#: demosaicnet (negative: how far behind it may stay)} on the held-out set, and the clean
+#: Kodak24 + McMaster18 floor.
 BASE_ISO_VS_DEMOSAICNET = {"iso100": -1.0, "iso1600": 1.0, "iso12800": 3.0}
 LITERATURE_FLOOR_DB = 38.5
 
